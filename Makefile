@@ -1,0 +1,63 @@
+# headroom's front door. `make run` and `make test` work on a fresh machine: each bootstraps
+# (Debian packages, the llama.cpp engine, cached in ~/.cache/headroom) before it builds.
+#
+#   make run         build, generate the demo model if absent, stream a generation from it
+#   make test        build (warnings are errors) and run every test under ctest
+#   make test-asan   the same with AddressSanitizer + UBSan, in build-asan/
+#   make bench       decode speed of `headroom run` against llama-bench on the 1b model
+#   make install     install into PREFIX (default /usr/local)
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PREFIX     ?= /usr/local
+GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+DEMO_MODEL := $(BUILD)/models/demo.gguf
+PROMPT     ?= Once upon a time
+
+.PHONY: all bootstrap configure build run test test-asan bench install clean
+
+all: build
+
+# Bootstrap every time: it is quick when everything is there (about a second) and it is the
+# one place that knows where the engine lives.
+bootstrap:
+	@mkdir -p $(BUILD)
+	@scripts/bootstrap > $(BUILD)/.engine-prefix.new && mv $(BUILD)/.engine-prefix.new $(BUILD)/.engine-prefix
+	@scripts/bootstrap --source > $(BUILD)/.engine-source
+
+define configure_into
+	cmake -S . -B $(1) $(GENERATOR) -DHEADROOM_WERROR=ON \
+	    -DHEADROOM_ENGINE_PREFIX="$$(cat $(BUILD)/.engine-prefix)" \
+	    -DHEADROOM_ENGINE_SOURCE_DIR="$$(cat $(BUILD)/.engine-source)" $(2) >/dev/null
+endef
+
+configure: bootstrap
+	@$(call configure_into,$(BUILD),)
+
+build: configure
+	@cmake --build $(BUILD) -j $$(nproc)
+
+$(DEMO_MODEL): build
+	@mkdir -p $(dir $@)
+	@test -f $@ || $(BUILD)/tools/mkmodel/headroom-mkmodel --preset demo -o $@
+
+run: build $(DEMO_MODEL)
+	$(BUILD)/tools/headroom/headroom run $(DEMO_MODEL) "$(PROMPT)" --max-tokens 64
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j 2
+
+test-asan: bootstrap
+	@$(call configure_into,$(ASAN_BUILD),-DHEADROOM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+	@cmake --build $(ASAN_BUILD) -j $$(nproc)
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	    ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
+
+bench: build
+	bench/decode_speed.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

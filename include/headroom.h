@@ -1,0 +1,199 @@
+/*
+ * headroom.h: the public C API of libheadroom, a memory-aware runtime for local language models.
+ * This is the only header the tools (headroom, headroomd) and embedding applications include;
+ * nothing of the engine (llama.cpp) shows through it.
+ *
+ * Conventions (after llama.h, libuv and sqlite):
+ *   - handles are opaque; hr_x_create()/hr_x_load() pair with hr_x_free();
+ *   - parameters are plain structs obtained from hr_x_default_params() and passed by pointer,
+ *     so new fields (always added at the end) do not break callers;
+ *   - functions return 0 (HR_OK) or a negative HR_E* code; hr_strerror(code) names the code,
+ *     hr_last_error() gives the sentence a person reads for the calling thread's last failure;
+ *   - every function says who owns what it returns and from which threads it may be called.
+ */
+#ifndef HEADROOM_H
+#define HEADROOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define HR_API __declspec(dllexport)
+#else
+#define HR_API __attribute__((visibility("default")))
+#endif
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+enum hr_error {
+    HR_OK = 0,
+    HR_EINVAL = -1,     /* an argument is invalid (a NULL handle, a value out of range) */
+    HR_ENOMEM = -2,     /* an allocation failed */
+    HR_ENOENT = -3,     /* a file does not exist */
+    HR_EACCES = -4,     /* a file exists but may not be read */
+    HR_EIO = -5,        /* reading or writing failed */
+    HR_EFORMAT = -6,    /* a file is not a valid model (not GGUF, truncated, corrupt) */
+    HR_EENGINE = -7,    /* the inference engine failed */
+    HR_ECANCELLED = -8, /* the operation was cancelled by the caller */
+    HR_ECONTEXT = -9,   /* the prompt does not fit the model's context window */
+    HR_ENOTSUP = -10,   /* not supported on this platform or by this engine */
+    HR_EBUSY = -11,     /* the object is in use by another operation */
+};
+
+/* The symbolic name of an error code ("HR_EFORMAT"); a static string, never NULL.
+ * Any thread. */
+HR_API const char *hr_strerror(int code);
+
+/* The sentence that explains the calling thread's most recent failed headroom call, e.g.
+ * "model file is truncated: /m.gguf is 1048576 bytes, its tensor table needs 4390912".
+ * Owned by the library, valid until the next headroom call on this thread; "" if none. */
+HR_API const char *hr_last_error(void);
+
+/* Library version, "MAJOR.MINOR.PATCH"; a static string. Any thread. */
+HR_API const char *hr_version(void);
+
+/* ---- logging ------------------------------------------------------------------------------ */
+
+enum hr_log_level { HR_LOG_DEBUG = 0, HR_LOG_INFO = 1, HR_LOG_WARN = 2, HR_LOG_ERROR = 3 };
+
+/* The library never prints. Log lines (its own and the engine's) go to this callback, which may
+ * be called from any of the library's threads, concurrently; `message` has no trailing newline
+ * and is valid only during the call. */
+typedef void (*hr_log_fn)(enum hr_log_level level, const char *message, void *user_data);
+
+/* ---- context: owns everything else -------------------------------------------------------- */
+
+typedef struct hr_context hr_context;
+
+typedef struct hr_context_params {
+    hr_log_fn log_fn;             /* NULL: log lines are dropped */
+    void *log_user_data;
+    enum hr_log_level log_level;  /* lines below this level are not passed to log_fn */
+} hr_context_params;
+
+HR_API hr_context_params hr_context_default_params(void);
+
+/* Creates a context. On success *out owns it; free it with hr_context_free() after freeing every
+ * model loaded through it. Any thread. */
+HR_API int hr_context_create(const hr_context_params *params, hr_context **out);
+
+/* Frees a context; NULL is ignored. Not while any other call on it is running. */
+HR_API void hr_context_free(hr_context *ctx);
+
+/* ---- models ------------------------------------------------------------------------------- */
+
+typedef struct hr_model hr_model;
+
+/* Called while a model loads with progress in [0, 1]; return false to cancel the load, which
+ * then fails with HR_ECANCELLED. Runs on the loading thread. */
+typedef bool (*hr_progress_fn)(float progress, void *user_data);
+
+enum hr_load_mode {
+    HR_LOAD_AUTO = 0,  /* the engine's choice (memory-mapped where supported) */
+    HR_LOAD_MMAP,      /* file-backed pages: cheap to load, but the kernel may evict them */
+    HR_LOAD_COPY,      /* an anonymous copy in memory: no page-ins from disk later */
+    HR_LOAD_MLOCK,     /* mapped and locked in RAM: never evicted, never given back */
+};
+
+typedef struct hr_model_params {
+    int32_t n_ctx;           /* context window in tokens; 0: the model's trained length, at most 4096 */
+    int32_t n_batch;         /* tokens per prompt decode step; 0: 512 */
+    int32_t n_threads;       /* decode threads; 0: the number of online CPUs */
+    int32_t n_gpu_layers;    /* layers to place on a GPU; -1: all that the engine can place */
+    enum hr_load_mode load_mode;
+    hr_progress_fn progress_fn; /* NULL: no progress reports */
+    void *progress_user_data;
+} hr_model_params;
+
+HR_API hr_model_params hr_model_default_params(void);
+
+/* Loads the GGUF model at `path`. A missing, unreadable, non-GGUF, truncated or otherwise corrupt
+ * file fails with HR_ENOENT, HR_EACCES, HR_EFORMAT and a sentence in hr_last_error() that names
+ * the path and the problem. On success *out owns the model (weights and its context window);
+ * free it with hr_model_free(). Any thread; loads of different models may run concurrently. */
+HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_params *params,
+                         hr_model **out);
+
+/* Unloads a model and returns its memory; NULL is ignored. Not while a generation on it runs. */
+HR_API void hr_model_free(hr_model *model);
+
+typedef struct hr_model_info {
+    char description[128];   /* the engine's one-line description, e.g. "llama ?B Q8_0" */
+    char name[128];          /* general.name from the file, or "" */
+    uint64_t n_params;       /* parameters */
+    uint64_t weight_bytes;   /* bytes of all weight tensors */
+    uint64_t file_bytes;     /* size of the model file */
+    int32_t n_layer;         /* transformer blocks */
+    int32_t n_ctx_train;     /* context length the model was trained for */
+    int32_t n_ctx;           /* context window of this load */
+    int32_t n_vocab;         /* vocabulary size */
+    int32_t n_layer_gpu;     /* blocks placed on a GPU; 0 on a CPU-only engine */
+    int32_t n_threads;       /* decode threads in use */
+    enum hr_load_mode load_mode; /* how the weights are held (never HR_LOAD_AUTO here) */
+} hr_model_info;
+
+/* Fills *out with facts about a loaded model. Any thread. */
+HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out);
+
+/* ---- generation --------------------------------------------------------------------------- */
+
+typedef struct hr_generate_params {
+    int32_t max_tokens;   /* stop after this many generated tokens; must be > 0 */
+    float temperature;    /* 0: greedy (deterministic); default 0.8 */
+    int32_t top_k;        /* 0: off; default 40 */
+    float top_p;          /* 1: off; default 0.95 */
+    float min_p;          /* 0: off; default 0.05 */
+    uint64_t seed;        /* sampling seed; the same seed and inputs give the same tokens */
+} hr_generate_params;
+
+HR_API hr_generate_params hr_generate_default_params(void);
+
+/* Receives each piece of generated text, in order, on the generating thread. Pieces are whole
+ * UTF-8 sequences (a token that ends inside a character is held until the character is
+ * complete; bytes that never form one arrive as U+FFFD). `piece` is valid only during the call.
+ * Return 0 to go on, non-zero to stop (the generation then ends with HR_ECANCELLED). */
+typedef int (*hr_piece_fn)(const char *piece, size_t length, void *user_data);
+
+enum hr_stop_reason {
+    HR_STOP_NONE = 0,      /* did not finish (an error) */
+    HR_STOP_MAX_TOKENS,    /* max_tokens reached */
+    HR_STOP_END_OF_TEXT,   /* the model produced an end-of-generation token */
+    HR_STOP_CONTEXT_FULL,  /* the context window is full */
+    HR_STOP_CANCELLED,     /* cancelled by the piece callback or hr_model_cancel() */
+};
+
+typedef struct hr_generation_stats {
+    int32_t prompt_tokens;
+    int32_t generated_tokens;
+    double prompt_seconds;        /* decoding the prompt */
+    double time_to_first_token;   /* seconds from the call to the first piece */
+    double decode_seconds;        /* from the first generated token to the last */
+    double total_seconds;
+    double prompt_tokens_per_second;
+    double tokens_per_second;     /* decode speed: (generated_tokens - 1) / decode_seconds */
+    enum hr_stop_reason stop_reason;
+} hr_generation_stats;
+
+/* Generates a continuation of `prompt` (UTF-8) on `model`, calling `piece_fn` for each piece.
+ * Each call starts from an empty context window. Blocks until done; returns HR_OK, HR_ECANCELLED
+ * (stopped by the callback or hr_model_cancel(); the pieces delivered stand), HR_ECONTEXT (the
+ * prompt does not fit), or another error. `stats` may be NULL; when given it is filled in on
+ * every return. One generation per model at a time (HR_EBUSY otherwise). */
+HR_API int hr_generate(hr_model *model, const char *prompt, const hr_generate_params *params,
+                       hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats);
+
+/* Asks the generation running on `model` to stop: decoding stops within one decode step and
+ * hr_generate() returns HR_ECANCELLED. Only stores an atomic flag, so it may be called from any
+ * thread and from a signal handler. A cancel with no generation running has no effect. */
+HR_API void hr_model_cancel(hr_model *model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HEADROOM_H */

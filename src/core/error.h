@@ -1,0 +1,17 @@
+/*
+ * error.h: the calling thread's last error sentence, set where a failure is detected.
+ * Library code reports failures by returning hr_fail(code, ...): never by printing.
+ */
+#ifndef HR_CORE_ERROR_H
+#define HR_CORE_ERROR_H
+
+#include "headroom.h"
+
+/* Records the sentence for hr_last_error() and returns `code`, so call sites read
+ * `return hr_fail(HR_ENOENT, "model file not found: %s", path);`. */
+int hr_fail(int code, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+/* Clears the thread's sentence at the start of a public call. */
+void hr_clear_error(void);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * engine.h: the interface between headroom and an inference engine, as a table of functions.
+ * engine_llama.c implements it on llama.cpp; a remote engine and fakes for unit tests can too.
+ * Nothing outside src/engine/ includes an engine's own headers: they see only this file.
+ */
+#ifndef HR_ENGINE_H
+#define HR_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "headroom.h"
+
+typedef struct hr_engine_model hr_engine_model;     /* weights plus one context window */
+typedef struct hr_engine_sampler hr_engine_sampler; /* sampling state for one generation */
+typedef int32_t hr_token;
+
+/* Returns true to abort the decode step in progress. Called from the engine's compute threads. */
+typedef bool (*hr_engine_abort_fn)(void *user_data);
+
+typedef struct hr_engine_load_params {
+    int32_t n_ctx;        /* 0: the model's trained length, at most 4096 */
+    int32_t n_batch;      /* 0: 512 */
+    int32_t n_threads;    /* > 0 */
+    int32_t n_gpu_layers; /* -1: as many as fit */
+    enum hr_load_mode load_mode;
+    hr_progress_fn progress_fn;
+    void *progress_user_data;
+    hr_engine_abort_fn abort_fn; /* consulted during every decode step of this model */
+    void *abort_user_data;
+} hr_engine_load_params;
+
+typedef struct hr_engine_model_info {
+    char description[128];
+    char name[128];
+    uint64_t n_params;
+    uint64_t weight_bytes;
+    uint64_t file_bytes;
+    int32_t n_layer;
+    int32_t n_ctx_train;
+    int32_t n_ctx;
+    int32_t n_batch;
+    int32_t n_vocab;
+    int32_t n_layer_gpu;
+    int32_t n_threads;
+    enum hr_load_mode load_mode;
+} hr_engine_model_info;
+
+typedef struct hr_engine_sampling {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    float min_p;
+    uint64_t seed;
+} hr_engine_sampling;
+
+/* Every function that can fail returns 0 or a negative HR_E* code and, on failure, has set the
+ * thread's error sentence (core/error.h). */
+typedef struct hr_engine_ops {
+    const char *name;
+
+    /* Loads weights and creates a context window. A cancelled load returns HR_ECANCELLED. */
+    int (*load)(const char *path, const hr_engine_load_params *params, hr_engine_model **out);
+    void (*unload)(hr_engine_model *model);
+    void (*get_info)(const hr_engine_model *model, hr_engine_model_info *out);
+
+    /* Writes at most `capacity` tokens; returns the count, or minus the count needed when
+     * `capacity` is too small. `add_special` adds the model's start token where it wants one. */
+    int32_t (*tokenize)(hr_engine_model *model, const char *text, size_t length, bool add_special,
+                        hr_token *tokens, int32_t capacity);
+    /* The bytes of one token (not necessarily whole UTF-8); returns the length, or minus the
+     * length needed when `capacity` is too small. */
+    int32_t (*token_to_piece)(hr_engine_model *model, hr_token token, char *buffer, int32_t capacity);
+    bool (*is_end_of_generation)(hr_engine_model *model, hr_token token);
+
+    /* Forgets every token of the context window. */
+    void (*reset)(hr_engine_model *model);
+    /* Appends `count` tokens to the context window and computes the logits of the last one.
+     * Returns HR_ECANCELLED when the model's abort_fn stopped it, HR_ECONTEXT when full. */
+    int (*decode)(hr_engine_model *model, const hr_token *tokens, int32_t count);
+
+    int (*sampler_create)(hr_engine_model *model, const hr_engine_sampling *params,
+                          hr_engine_sampler **out);
+    /* Picks the next token from the logits of the last decode and records it in the sampler. */
+    hr_token (*sample)(hr_engine_sampler *sampler, hr_engine_model *model);
+    void (*sampler_free)(hr_engine_sampler *sampler);
+} hr_engine_ops;
+
+/* The llama.cpp engine (engine_llama.c). */
+const hr_engine_ops *hr_engine_llama(void);
+
+#endif /* HR_ENGINE_H */

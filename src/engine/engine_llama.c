@@ -1,0 +1,434 @@
+/*
+ * engine_llama.c: the engine interface (engine.h) on llama.cpp's C API.
+ * The only file that includes llama.h and gguf.h; it holds no policy: it loads, decodes and
+ * reports, and turns the engine's failures into HR_E* codes with sentences a person can act on.
+ */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ggml-backend.h>
+#include <gguf.h>
+#include <llama.h>
+
+#include "core/error.h"
+#include "core/log.h"
+
+struct hr_engine_model {
+    struct llama_model *model;
+    struct llama_context *ctx;
+    const struct llama_vocab *vocab;
+    int32_t n_past;          /* tokens in the context window; only the decoding thread touches it */
+    int32_t n_threads;
+    int32_t n_gpu_layers;    /* as requested */
+    uint64_t file_bytes;
+    enum hr_load_mode load_mode;
+    hr_engine_abort_fn abort_fn;
+    void *abort_user_data;
+};
+
+struct hr_engine_sampler {
+    struct llama_sampler *chain;
+};
+
+/* ---- engine log: routed into headroom's, the last error kept for failure messages ---------- */
+
+/* llama.cpp logs in fragments (GGML_LOG_LEVEL_CONT continues the previous line), so each thread
+ * assembles its line here before passing it on. The last error line explains a failed load. */
+static _Thread_local char log_line[1024];
+static _Thread_local size_t log_line_length;
+static _Thread_local enum ggml_log_level log_line_level;
+static _Thread_local char last_engine_error[512];
+
+static enum hr_log_level to_hr_level(enum ggml_log_level level)
+{
+    switch (level) {
+    case GGML_LOG_LEVEL_ERROR: return HR_LOG_ERROR;
+    case GGML_LOG_LEVEL_WARN: return HR_LOG_WARN;
+    case GGML_LOG_LEVEL_INFO: return HR_LOG_INFO;
+    default: return HR_LOG_DEBUG;
+    }
+}
+
+static void flush_log_line(void)
+{
+    if (log_line_length == 0) return;
+    log_line[log_line_length] = '\0';
+    if (log_line_level == GGML_LOG_LEVEL_ERROR) {
+        /* keep the start of a long line: that is where llama.cpp says what failed */
+        size_t keep = log_line_length < sizeof last_engine_error ? log_line_length : sizeof last_engine_error - 1;
+        memcpy(last_engine_error, log_line, keep);
+        last_engine_error[keep] = '\0';
+    }
+    hr_log(to_hr_level(log_line_level), "llama.cpp: %s", log_line);
+    log_line_length = 0;
+}
+
+static void engine_log(enum ggml_log_level level, const char *text, void *user_data)
+{
+    (void)user_data;
+    if (level != GGML_LOG_LEVEL_CONT) {
+        flush_log_line();
+        log_line_level = level;
+    }
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n') flush_log_line();
+        else if (log_line_length < sizeof log_line - 1) log_line[log_line_length++] = *p;
+    }
+}
+
+static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
+
+static void backend_init(void)
+{
+    llama_log_set(engine_log, NULL);
+    llama_backend_init();
+}
+
+/* ---- checking the file before the engine sees it -------------------------------------------- */
+
+/* A readable sample of a file's first bytes for an error message: text as text, else hex. */
+static void describe_magic(const unsigned char *bytes, size_t count, char *out, size_t size)
+{
+    int printable = count > 0;
+    for (size_t i = 0; i < count; i++)
+        if (bytes[i] < 0x20 || bytes[i] > 0x7e) printable = 0;
+    if (count == 0) snprintf(out, size, "nothing: the file is empty");
+    else if (printable) snprintf(out, size, "'%.*s'", (int)count, (const char *)bytes);
+    else {
+        size_t used = 0;
+        used += (size_t)snprintf(out, size, "bytes");
+        for (size_t i = 0; i < count && used < size; i++)
+            used += (size_t)snprintf(out + used, size - used, " %02x", bytes[i]);
+    }
+}
+
+/* The engine would report a bad file as a bare NULL or abort, so headroom checks what it can
+ * first: existence, permission, the GGUF magic, a parseable header, and that the file is as
+ * long as its tensor table says. */
+static int check_model_file(const char *path, uint64_t *file_bytes)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return hr_fail(HR_ENOENT, "model file not found: %s", path);
+        return hr_fail(HR_EIO, "cannot read model file %s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode))
+        return hr_fail(HR_EFORMAT, "%s is a directory, not a GGUF model file", path);
+    if (!S_ISREG(st.st_mode))
+        return hr_fail(HR_EFORMAT, "%s is not a regular file; give the path of a .gguf model file", path);
+    *file_bytes = (uint64_t)st.st_size;
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EACCES || errno == EPERM)
+            return hr_fail(HR_EACCES, "cannot read model file %s: permission denied", path);
+        return hr_fail(HR_EIO, "cannot open model file %s: %s", path, strerror(errno));
+    }
+    unsigned char magic[4];
+    ssize_t got = read(fd, magic, sizeof magic);
+    int read_errno = errno;
+    close(fd);
+    if (got < 0) return hr_fail(HR_EIO, "cannot read model file %s: %s", path, strerror(read_errno));
+    if (got < 4 || memcmp(magic, "GGUF", 4) != 0) {
+        char seen[64];
+        describe_magic(magic, (size_t)got, seen, sizeof seen);
+        return hr_fail(HR_EFORMAT, "%s is not a GGUF model file: it starts with %s, a GGUF file starts with 'GGUF'",
+                       path, seen);
+    }
+
+    last_engine_error[0] = '\0';
+    struct gguf_init_params header_only = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *gguf = gguf_init_from_file(path, header_only);
+    if (!gguf) {
+        flush_log_line();
+        return hr_fail(HR_EFORMAT, "model file %s is corrupt: its GGUF header cannot be read%s%s", path,
+                       last_engine_error[0] ? " (" : "", last_engine_error[0] ? last_engine_error : "");
+    }
+    uint64_t needed = gguf_get_data_offset(gguf);
+    for (int64_t i = 0; i < gguf_get_n_tensors(gguf); i++) {
+        uint64_t end = gguf_get_data_offset(gguf) + gguf_get_tensor_offset(gguf, i) + gguf_get_tensor_size(gguf, i);
+        if (end > needed) needed = end;
+    }
+    gguf_free(gguf);
+    if (*file_bytes < needed)
+        return hr_fail(HR_EFORMAT,
+                       "model file %s is truncated: it has %llu bytes but its tensors need %llu; "
+                       "the download or copy was probably interrupted, so fetch it again",
+                       path, (unsigned long long)*file_bytes, (unsigned long long)needed);
+    return HR_OK;
+}
+
+/* ---- load and unload ------------------------------------------------------------------------ */
+
+struct progress_relay {
+    hr_progress_fn fn;
+    void *user_data;
+    bool cancelled;
+};
+
+static bool relay_progress(float progress, void *user_data)
+{
+    struct progress_relay *relay = user_data;
+    if (relay->fn && !relay->fn(progress, relay->user_data)) {
+        relay->cancelled = true;
+        return false;
+    }
+    return true;
+}
+
+static bool relay_abort(void *user_data)
+{
+    const struct hr_engine_model *model = user_data;
+    return model->abort_fn && model->abort_fn(model->abort_user_data);
+}
+
+static enum llama_load_mode to_llama_load_mode(enum hr_load_mode mode)
+{
+    switch (mode) {
+    case HR_LOAD_MMAP: return LLAMA_LOAD_MODE_MMAP;
+    case HR_LOAD_COPY: return LLAMA_LOAD_MODE_NONE;
+    case HR_LOAD_MLOCK: return LLAMA_LOAD_MODE_MMAP_MLOCK;
+    case HR_LOAD_AUTO: break;
+    }
+    return LLAMA_LOAD_MODE_AUTO;
+}
+
+static int llama_load(const char *path, const hr_engine_load_params *params, hr_engine_model **out)
+{
+    *out = NULL;
+    pthread_once(&backend_once, backend_init);
+
+    uint64_t file_bytes = 0;
+    int rc = check_model_file(path, &file_bytes);
+    if (rc != HR_OK) return rc;
+
+    if (params->load_mode == HR_LOAD_MLOCK && !llama_supports_mlock())
+        return hr_fail(HR_ENOTSUP, "cannot lock %s in memory: this platform does not support mlock", path);
+
+    hr_engine_model *model = calloc(1, sizeof *model);
+    if (!model) return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
+    model->file_bytes = file_bytes;
+    model->n_threads = params->n_threads;
+    model->n_gpu_layers = params->n_gpu_layers;
+    model->abort_fn = params->abort_fn;
+    model->abort_user_data = params->abort_user_data;
+    model->load_mode = params->load_mode;
+    if (model->load_mode == HR_LOAD_AUTO)
+        model->load_mode = llama_supports_mmap() ? HR_LOAD_MMAP : HR_LOAD_COPY;
+
+    struct progress_relay relay = { params->progress_fn, params->progress_user_data, false };
+    struct llama_model_params model_params = llama_model_default_params();
+    model_params.n_gpu_layers = params->n_gpu_layers;
+    model_params.load_mode = to_llama_load_mode(params->load_mode);
+    model_params.progress_callback = relay_progress;
+    model_params.progress_callback_user_data = &relay;
+
+    last_engine_error[0] = '\0';
+    model->model = llama_model_load_from_file(path, model_params);
+    flush_log_line();
+    if (!model->model) {
+        free(model);
+        if (relay.cancelled) return hr_fail(HR_ECANCELLED, "loading %s was cancelled", path);
+        return hr_fail(HR_EENGINE, "llama.cpp could not load %s%s%s", path,
+                       last_engine_error[0] ? ": " : "", last_engine_error);
+    }
+    model->vocab = llama_model_get_vocab(model->model);
+
+    int32_t n_ctx = params->n_ctx;
+    if (n_ctx <= 0) {
+        n_ctx = llama_model_n_ctx_train(model->model);
+        if (n_ctx <= 0 || n_ctx > 4096) n_ctx = 4096;
+    }
+    int32_t n_batch = params->n_batch > 0 ? params->n_batch : 512;
+    if (n_batch > n_ctx) n_batch = n_ctx;
+
+    struct llama_context_params context_params = llama_context_default_params();
+    context_params.n_ctx = (uint32_t)n_ctx;
+    context_params.n_batch = (uint32_t)n_batch;
+    context_params.n_ubatch = (uint32_t)n_batch;
+    context_params.n_seq_max = 1;
+    context_params.n_threads = params->n_threads;
+    context_params.n_threads_batch = params->n_threads;
+    context_params.abort_callback = relay_abort;
+    context_params.abort_callback_data = model;
+    context_params.no_perf = true;
+
+    last_engine_error[0] = '\0';
+    model->ctx = llama_init_from_model(model->model, context_params);
+    flush_log_line();
+    if (!model->ctx) {
+        llama_model_free(model->model);
+        free(model);
+        return hr_fail(HR_EENGINE, "llama.cpp could not create a context window of %d tokens for %s%s%s; "
+                       "try a smaller --ctx", n_ctx, path,
+                       last_engine_error[0] ? ": " : "", last_engine_error);
+    }
+    *out = model;
+    return HR_OK;
+}
+
+static void llama_unload(hr_engine_model *model)
+{
+    if (!model) return;
+    llama_free(model->ctx);
+    llama_model_free(model->model);
+    free(model);
+}
+
+/* Blocks on a GPU. llama.cpp places the last n_gpu_layers blocks on the GPU (and the output
+ * layer when all blocks are there); with no GPU device everything stays on the CPU. */
+static int32_t gpu_block_count(const hr_engine_model *model, int32_t n_layer)
+{
+    int gpus = 0;
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        enum ggml_backend_dev_type type = ggml_backend_dev_type(ggml_backend_dev_get(i));
+        if (type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU) gpus++;
+    }
+    if (gpus == 0 || !llama_supports_gpu_offload()) return 0;
+    if (model->n_gpu_layers < 0 || model->n_gpu_layers > n_layer) return n_layer;
+    return model->n_gpu_layers;
+}
+
+static void llama_get_info(const hr_engine_model *model, hr_engine_model_info *out)
+{
+    memset(out, 0, sizeof *out);
+    llama_model_desc(model->model, out->description, sizeof out->description);
+    if (llama_model_meta_val_str(model->model, "general.name", out->name, sizeof out->name) < 0)
+        out->name[0] = '\0';
+    out->n_params = llama_model_n_params(model->model);
+    out->weight_bytes = llama_model_size(model->model);
+    out->file_bytes = model->file_bytes;
+    out->n_layer = llama_model_n_layer(model->model);
+    out->n_ctx_train = llama_model_n_ctx_train(model->model);
+    out->n_ctx = (int32_t)llama_n_ctx(model->ctx);
+    out->n_batch = (int32_t)llama_n_batch(model->ctx);
+    out->n_vocab = llama_vocab_n_tokens(model->vocab);
+    out->n_layer_gpu = gpu_block_count(model, out->n_layer);
+    out->n_threads = model->n_threads;
+    out->load_mode = model->load_mode;
+}
+
+/* ---- tokens --------------------------------------------------------------------------------- */
+
+static int32_t llama_tokenize_text(hr_engine_model *model, const char *text, size_t length,
+                                   bool add_special, hr_token *tokens, int32_t capacity)
+{
+    if (length > INT32_MAX) return hr_fail(HR_EINVAL, "text of %zu bytes is too long to tokenize", length);
+    /* parse_special=false: text from a user must not be able to forge control tokens. */
+    return llama_tokenize(model->vocab, text, (int32_t)length, tokens, capacity, add_special, false);
+}
+
+static int32_t llama_piece(hr_engine_model *model, hr_token token, char *buffer, int32_t capacity)
+{
+    /* special=false: control tokens (end of text and the like) are not shown as text. */
+    return llama_token_to_piece(model->vocab, token, buffer, capacity, 0, false);
+}
+
+static bool llama_is_eog(hr_engine_model *model, hr_token token)
+{
+    return llama_vocab_is_eog(model->vocab, token);
+}
+
+/* ---- decoding ------------------------------------------------------------------------------- */
+
+static void llama_reset(hr_engine_model *model)
+{
+    llama_memory_clear(llama_get_memory(model->ctx), true);
+    model->n_past = 0;
+}
+
+static int llama_decode_tokens(hr_engine_model *model, const hr_token *tokens, int32_t count)
+{
+    int32_t n_ctx = (int32_t)llama_n_ctx(model->ctx);
+    if (count <= 0) return hr_fail(HR_EINVAL, "nothing to decode");
+    if (count > n_ctx - model->n_past)
+        return hr_fail(HR_ECONTEXT, "the context window is full: %d tokens in it, %d more do not fit in %d",
+                       model->n_past, count, n_ctx);
+    int32_t n_batch = (int32_t)llama_n_batch(model->ctx);
+    for (int32_t done = 0; done < count;) {
+        int32_t chunk = count - done < n_batch ? count - done : n_batch;
+        /* llama_batch_get_one computes logits for the last token of each batch only. */
+        int32_t rc = llama_decode(model->ctx, llama_batch_get_one((hr_token *)tokens + done, chunk));
+        if (rc == 2) return hr_fail(HR_ECANCELLED, "decoding was cancelled");
+        if (rc == 1)
+            return hr_fail(HR_ECONTEXT, "the context window has no room for %d more tokens", chunk);
+        if (rc != 0) {
+            flush_log_line();
+            return hr_fail(HR_EENGINE, "llama.cpp failed to decode (code %d)%s%s", rc,
+                           last_engine_error[0] ? ": " : "", last_engine_error);
+        }
+        done += chunk;
+        model->n_past += chunk;
+    }
+    return HR_OK;
+}
+
+/* ---- sampling ------------------------------------------------------------------------------- */
+
+static int llama_sampler_new(hr_engine_model *model, const hr_engine_sampling *params,
+                             hr_engine_sampler **out)
+{
+    (void)model;
+    hr_engine_sampler *sampler = calloc(1, sizeof *sampler);
+    if (!sampler) return hr_fail(HR_ENOMEM, "out of memory creating a sampler");
+    struct llama_sampler_chain_params chain_params = llama_sampler_chain_default_params();
+    chain_params.no_perf = true;
+    sampler->chain = llama_sampler_chain_init(chain_params);
+    if (params->temperature <= 0.0f) {
+        llama_sampler_chain_add(sampler->chain, llama_sampler_init_greedy());
+    } else {
+        if (params->top_k > 0) llama_sampler_chain_add(sampler->chain, llama_sampler_init_top_k(params->top_k));
+        if (params->top_p < 1.0f) llama_sampler_chain_add(sampler->chain, llama_sampler_init_top_p(params->top_p, 1));
+        if (params->min_p > 0.0f) llama_sampler_chain_add(sampler->chain, llama_sampler_init_min_p(params->min_p, 1));
+        llama_sampler_chain_add(sampler->chain, llama_sampler_init_temp(params->temperature));
+        /* llama.cpp takes a 32-bit seed; fold the high half in so 64-bit seeds still differ. */
+        uint32_t seed = (uint32_t)(params->seed ^ (params->seed >> 32));
+        if (seed == LLAMA_DEFAULT_SEED) seed ^= 1; /* LLAMA_DEFAULT_SEED would mean "random" */
+        llama_sampler_chain_add(sampler->chain, llama_sampler_init_dist(seed));
+    }
+    *out = sampler;
+    return HR_OK;
+}
+
+static hr_token llama_sample_next(hr_engine_sampler *sampler, hr_engine_model *model)
+{
+    return llama_sampler_sample(sampler->chain, model->ctx, -1);
+}
+
+static void llama_sampler_release(hr_engine_sampler *sampler)
+{
+    if (!sampler) return;
+    llama_sampler_free(sampler->chain);
+    free(sampler);
+}
+
+static const hr_engine_ops llama_ops = {
+    .name = "llama.cpp",
+    .load = llama_load,
+    .unload = llama_unload,
+    .get_info = llama_get_info,
+    .tokenize = llama_tokenize_text,
+    .token_to_piece = llama_piece,
+    .is_end_of_generation = llama_is_eog,
+    .reset = llama_reset,
+    .decode = llama_decode_tokens,
+    .sampler_create = llama_sampler_new,
+    .sample = llama_sample_next,
+    .sampler_free = llama_sampler_release,
+};
+
+const hr_engine_ops *hr_engine_llama(void)
+{
+    return &llama_ops;
+}

@@ -1,0 +1,220 @@
+/*
+ * generate.c: one generation on a loaded model: tokenize, decode the prompt, then sample and
+ * decode token by token, handing whole UTF-8 pieces to the caller and timing every phase.
+ * It owns no threads; cancellation arrives through the model's atomic flag.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/utf8.h"
+#include "runtime/model.h"
+
+enum { MAX_GENERATED_TOKENS = 1 << 20 };
+
+HR_API hr_generate_params hr_generate_default_params(void)
+{
+    hr_generate_params params = {
+        .max_tokens = 128,
+        .temperature = 0.8f,
+        .top_k = 40,
+        .top_p = 0.95f,
+        .min_p = 0.05f,
+        .seed = 42,
+    };
+    return params;
+}
+
+/* Carries bytes of a character split across tokens until the rest arrives. */
+struct text_stream {
+    char held[4];
+    size_t held_length;
+    char *buffer;            /* held bytes + one piece */
+    size_t buffer_capacity;
+    char *out;               /* the same, repaired; up to 3x as long */
+    hr_piece_fn fn;
+    void *user_data;
+};
+
+static int reserve(struct text_stream *stream, size_t length)
+{
+    if (length <= stream->buffer_capacity) return HR_OK;
+    size_t capacity = length * 2;
+    char *buffer = realloc(stream->buffer, capacity);
+    if (!buffer) return HR_ENOMEM;
+    stream->buffer = buffer;
+    char *out = realloc(stream->out, capacity * 3);
+    if (!out) return HR_ENOMEM;
+    stream->out = out;
+    stream->buffer_capacity = capacity;
+    return HR_OK;
+}
+
+/* Emits what of held + piece is whole; returns non-zero when the caller asked to stop. */
+static int stream_bytes(struct text_stream *stream, const char *piece, size_t length, int final)
+{
+    size_t total = stream->held_length + length;
+    if (reserve(stream, total + 1) != HR_OK) return HR_ENOMEM;
+    memcpy(stream->buffer, stream->held, stream->held_length);
+    memcpy(stream->buffer + stream->held_length, piece, length);
+    size_t consumed = 0;
+    size_t written = hr_utf8_take(stream->buffer, total, final, stream->out,
+                                  stream->buffer_capacity * 3, &consumed);
+    stream->held_length = total - consumed;   /* at most 3: an incomplete character */
+    memcpy(stream->held, stream->buffer + consumed, stream->held_length);
+    if (written == 0) return 0;
+    stream->out[written] = '\0';
+    return stream->fn(stream->out, written, stream->user_data) != 0;
+}
+
+static void finish_stats(hr_generation_stats *stats, double started, double first, double last)
+{
+    double now = hr_now_seconds();
+    stats->total_seconds = now - started;
+    if (first > 0) {
+        stats->time_to_first_token = first - started;
+        stats->decode_seconds = last - first;
+        if (stats->generated_tokens > 1 && stats->decode_seconds > 0)
+            stats->tokens_per_second = (stats->generated_tokens - 1) / stats->decode_seconds;
+    }
+    if (stats->prompt_seconds > 0)
+        stats->prompt_tokens_per_second = stats->prompt_tokens / stats->prompt_seconds;
+}
+
+static int check_params(const hr_generate_params *p)
+{
+    if (p->max_tokens <= 0 || p->max_tokens > MAX_GENERATED_TOKENS)
+        return hr_fail(HR_EINVAL, "max_tokens %d is out of range: use 1 to %d", p->max_tokens,
+                       MAX_GENERATED_TOKENS);
+    if (!isfinite(p->temperature) || p->temperature < 0 || p->temperature > 100)
+        return hr_fail(HR_EINVAL, "temperature %g is out of range: use 0 (greedy) to 100", p->temperature);
+    if (p->top_k < 0) return hr_fail(HR_EINVAL, "top_k %d is negative: use 0 to switch it off", p->top_k);
+    if (!isfinite(p->top_p) || p->top_p <= 0 || p->top_p > 1)
+        return hr_fail(HR_EINVAL, "top_p %g is out of range: use a value in (0, 1]", p->top_p);
+    if (!isfinite(p->min_p) || p->min_p < 0 || p->min_p >= 1)
+        return hr_fail(HR_EINVAL, "min_p %g is out of range: use a value in [0, 1)", p->min_p);
+    return HR_OK;
+}
+
+static int run_generation(struct hr_model *model, const char *prompt, const hr_generate_params *p,
+                          struct text_stream *stream, hr_generation_stats *stats, double started)
+{
+    const hr_engine_ops *engine = model->engine;
+    hr_engine_model *em = model->engine_model;
+    hr_engine_model_info info;
+    engine->get_info(em, &info);
+
+    size_t prompt_length = strlen(prompt);
+    int32_t capacity = (int32_t)(prompt_length < (size_t)info.n_ctx ? prompt_length : (size_t)info.n_ctx) + 8;
+    hr_token *tokens = malloc(sizeof *tokens * (size_t)capacity);
+    if (!tokens) return hr_fail(HR_ENOMEM, "out of memory tokenizing the prompt");
+    int32_t count = engine->tokenize(em, prompt, prompt_length, true, tokens, capacity);
+    if (count < 0) {
+        /* More tokens than the context window holds (INT32_MIN: more than an int32 counts). */
+        free(tokens);
+        if (count == INT32_MIN)
+            return hr_fail(HR_ECONTEXT, "the prompt is far too long for a context window of %d tokens",
+                           info.n_ctx);
+        return hr_fail(HR_ECONTEXT, "the prompt is %d tokens but the context window holds %d; "
+                       "shorten it or load the model with a larger context", -count, info.n_ctx);
+    }
+    stats->prompt_tokens = count;
+    if (count == 0) {
+        free(tokens);
+        return hr_fail(HR_EINVAL, "the prompt is empty and this model adds no start token; give a prompt");
+    }
+    if (count >= info.n_ctx) {
+        free(tokens);
+        return hr_fail(HR_ECONTEXT, "the prompt is %d tokens but the context window holds %d; "
+                       "shorten it or load the model with a larger context", count, info.n_ctx);
+    }
+
+    engine->reset(em);
+    int rc = engine->decode(em, tokens, count);
+    free(tokens);
+    stats->prompt_seconds = hr_now_seconds() - started;
+    if (rc != HR_OK) return rc;
+
+    hr_engine_sampler *sampler = NULL;
+    hr_engine_sampling sampling = { p->temperature, p->top_k, p->top_p, p->min_p, p->seed };
+    rc = engine->sampler_create(em, &sampling, &sampler);
+    if (rc != HR_OK) return rc;
+
+    char small_piece[256];
+    double first = 0, last = 0;
+    int32_t in_context = count;
+    rc = HR_OK;
+    for (;;) {
+        if (atomic_load(&model->cancel_requested)) {
+            stats->stop_reason = HR_STOP_CANCELLED;
+            break;
+        }
+        hr_token token = engine->sample(sampler, em);
+        if (engine->is_end_of_generation(em, token)) {
+            stats->stop_reason = HR_STOP_END_OF_TEXT;
+            break;
+        }
+        last = hr_now_seconds();
+        if (first == 0) first = last;
+        stats->generated_tokens++;
+
+        int32_t length = engine->token_to_piece(em, token, small_piece, sizeof small_piece);
+        int stop;
+        if (length >= 0) {
+            stop = stream_bytes(stream, small_piece, (size_t)length, 0);
+        } else {
+            char *large = malloc((size_t)-length);
+            if (!large) { rc = hr_fail(HR_ENOMEM, "out of memory for a token's text"); break; }
+            length = engine->token_to_piece(em, token, large, -length);
+            stop = stream_bytes(stream, large, length > 0 ? (size_t)length : 0, 0);
+            free(large);
+        }
+        if (stop == HR_ENOMEM) { rc = hr_fail(HR_ENOMEM, "out of memory streaming text"); break; }
+        if (stop) { stats->stop_reason = HR_STOP_CANCELLED; break; }
+
+        if (stats->generated_tokens >= p->max_tokens) { stats->stop_reason = HR_STOP_MAX_TOKENS; break; }
+        if (in_context >= info.n_ctx) { stats->stop_reason = HR_STOP_CONTEXT_FULL; break; }
+        rc = engine->decode(em, &token, 1);
+        if (rc == HR_ECANCELLED) { stats->stop_reason = HR_STOP_CANCELLED; rc = HR_OK; break; }
+        if (rc != HR_OK) break;
+        in_context++;
+    }
+    engine->sampler_free(sampler);
+    finish_stats(stats, started, first, last);
+    return rc;
+}
+
+HR_API int hr_generate(hr_model *model, const char *prompt, const hr_generate_params *params,
+                       hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats)
+{
+    hr_clear_error();
+    hr_generation_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    if (!model || !prompt || !piece_fn)
+        return hr_fail(HR_EINVAL, "hr_generate: model, prompt and piece_fn are required");
+    hr_generate_params p = params ? *params : hr_generate_default_params();
+    int rc = check_params(&p);
+    if (rc != HR_OK) return rc;
+
+    bool idle = false;
+    if (!atomic_compare_exchange_strong(&model->busy, &idle, true))
+        return hr_fail(HR_EBUSY, "a generation is already running on this model");
+    atomic_store(&model->cancel_requested, false);
+
+    double started = hr_now_seconds();
+    struct text_stream stream = { .fn = piece_fn, .user_data = user_data };
+    rc = run_generation(model, prompt, &p, &stream, stats, started);
+    if (stream.held_length > 0 && stats->stop_reason != HR_STOP_CANCELLED)
+        stream_bytes(&stream, "", 0, 1);   /* a character that never completed: U+FFFD */
+    free(stream.buffer);
+    free(stream.out);
+    if (stats->total_seconds == 0) stats->total_seconds = hr_now_seconds() - started;
+
+    if (rc == HR_OK && stats->stop_reason == HR_STOP_CANCELLED)
+        rc = hr_fail(HR_ECANCELLED, "the generation was cancelled after %d tokens", stats->generated_tokens);
+    atomic_store(&model->busy, false);
+    return rc;
+}

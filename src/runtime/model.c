@@ -1,0 +1,134 @@
+/*
+ * model.c: loading, describing and unloading a model through the context's engine.
+ * Parameter checks happen here, so every engine gets sane values; the engine does the work.
+ */
+#include "runtime/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+
+enum { MAX_CONTEXT_TOKENS = 1 << 20, MAX_THREADS = 512 };
+
+HR_API hr_model_params hr_model_default_params(void)
+{
+    hr_model_params params = {
+        .n_ctx = 0,
+        .n_batch = 0,
+        .n_threads = 0,
+        .n_gpu_layers = -1,
+        .load_mode = HR_LOAD_AUTO,
+        .progress_fn = NULL,
+        .progress_user_data = NULL,
+    };
+    return params;
+}
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static bool abort_requested(void *user_data)
+{
+    struct hr_model *model = user_data;
+    return atomic_load_explicit(&model->cancel_requested, memory_order_relaxed);
+}
+
+HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_params *params,
+                         hr_model **out)
+{
+    hr_clear_error();
+    if (!out) return hr_fail(HR_EINVAL, "hr_model_load: out is NULL");
+    *out = NULL;
+    if (!ctx || !path) return hr_fail(HR_EINVAL, "hr_model_load: context and path are required");
+    if (!path[0]) return hr_fail(HR_EINVAL, "no model path given");
+    hr_model_params p = params ? *params : hr_model_default_params();
+    if (p.n_ctx < 0 || p.n_ctx > MAX_CONTEXT_TOKENS)
+        return hr_fail(HR_EINVAL, "context size %d is out of range: use 0 (the model's own) up to %d",
+                       p.n_ctx, MAX_CONTEXT_TOKENS);
+    if (p.n_ctx > 0 && p.n_ctx < 16)
+        return hr_fail(HR_EINVAL, "context size %d is too small: use at least 16 tokens", p.n_ctx);
+    if (p.n_batch < 0 || p.n_batch > MAX_CONTEXT_TOKENS)
+        return hr_fail(HR_EINVAL, "batch size %d is out of range", p.n_batch);
+    if (p.n_threads < 0 || p.n_threads > MAX_THREADS)
+        return hr_fail(HR_EINVAL, "thread count %d is out of range: use 0 (one per CPU) up to %d",
+                       p.n_threads, MAX_THREADS);
+    if (p.load_mode < HR_LOAD_AUTO || p.load_mode > HR_LOAD_MLOCK)
+        return hr_fail(HR_EINVAL, "unknown load mode %d", (int)p.load_mode);
+
+    struct hr_model *model = calloc(1, sizeof *model);
+    if (!model) return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
+    model->path = strdup(path);
+    if (!model->path) {
+        free(model);
+        return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
+    }
+    model->ctx = ctx;
+    model->engine = ctx->engine;
+    atomic_init(&model->cancel_requested, false);
+    atomic_init(&model->busy, false);
+
+    hr_engine_load_params load = {
+        .n_ctx = p.n_ctx,
+        .n_batch = p.n_batch,
+        .n_threads = p.n_threads > 0 ? p.n_threads : online_cpus(),
+        .n_gpu_layers = p.n_gpu_layers,
+        .load_mode = p.load_mode,
+        .progress_fn = p.progress_fn,
+        .progress_user_data = p.progress_user_data,
+        .abort_fn = abort_requested,
+        .abort_user_data = model,
+    };
+    double started = hr_now_seconds();
+    int rc = model->engine->load(path, &load, &model->engine_model);
+    if (rc != HR_OK) {
+        hr_log(HR_LOG_WARN, "load failed: %s", hr_last_error());
+        free(model->path);
+        free(model);
+        return rc;
+    }
+    hr_log(HR_LOG_INFO, "loaded %s in %.2f s", path, hr_now_seconds() - started);
+    *out = model;
+    return HR_OK;
+}
+
+HR_API void hr_model_free(hr_model *model)
+{
+    if (!model) return;
+    model->engine->unload(model->engine_model);
+    hr_log(HR_LOG_INFO, "unloaded %s", model->path);
+    free(model->path);
+    free(model);
+}
+
+HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)
+{
+    hr_clear_error();
+    if (!model || !out) return hr_fail(HR_EINVAL, "hr_model_get_info: model and out are required");
+    hr_engine_model_info info;
+    model->engine->get_info(model->engine_model, &info);
+    memset(out, 0, sizeof *out);
+    memcpy(out->description, info.description, sizeof out->description);
+    memcpy(out->name, info.name, sizeof out->name);
+    out->n_params = info.n_params;
+    out->weight_bytes = info.weight_bytes;
+    out->file_bytes = info.file_bytes;
+    out->n_layer = info.n_layer;
+    out->n_ctx_train = info.n_ctx_train;
+    out->n_ctx = info.n_ctx;
+    out->n_vocab = info.n_vocab;
+    out->n_layer_gpu = info.n_layer_gpu;
+    out->n_threads = info.n_threads;
+    out->load_mode = info.load_mode;
+    return HR_OK;
+}
+
+HR_API void hr_model_cancel(hr_model *model)
+{
+    if (model) atomic_store(&model->cancel_requested, true);
+}

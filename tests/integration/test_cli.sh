@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# test_cli.sh: the headroom command as a person uses it: streamed output, exit codes, and
+# one clear line of error for bad model files, bad flags and Ctrl-C.
+# usage: test_cli.sh HEADROOM_BINARY TINY_MODEL SCRATCH_DIR
+set -u
+headroom=$1 model=$2 scratch=$3
+mkdir -p "$scratch"
+passed=0 failed=0
+
+check() {   # check NAME CONDITION-EXIT-CODE
+    if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok - $1"
+    else failed=$((failed + 1)); echo "not ok - $1"; echo "  stdout: $(head -c 300 "$scratch/out")"; echo "  stderr: $(head -c 600 "$scratch/err")"; fi
+}
+run() { "$headroom" "$@" >"$scratch/out" 2>"$scratch/err"; echo $? >"$scratch/rc"; }
+rc() { cat "$scratch/rc"; }
+err_lines() { wc -l <"$scratch/err"; }
+
+run run "$model" "Hello there" --max-tokens 8 --temp 0
+[[ $(rc) -eq 0 && -s $scratch/out ]] && grep -q "8 tokens in" "$scratch/err"; check "run streams tokens and reports speed" $?
+
+run run "$model" "Hello there" -n 8 --temp 0 --stats-json
+grep -q '"generated_tokens":8' "$scratch/err" && grep -q '"stop_reason":"max_tokens"' "$scratch/err"; check "--stats-json prints the statistics as JSON" $?
+
+echo "a prompt from stdin" | "$headroom" run "$model" - -n 4 -q >"$scratch/out" 2>"$scratch/err"
+[[ $? -eq 0 && -s $scratch/out && ! -s $scratch/err ]]; check "prompt from stdin, --quiet prints no statistics" $?
+
+run run "$scratch/missing.gguf"
+[[ $(rc) -eq 1 && $(err_lines) -eq 1 ]] && grep -q "model file not found: $scratch/missing.gguf" "$scratch/err"; check "missing model: one line, exit 1" $?
+
+echo "just some text" >"$scratch/text.gguf"
+run run "$scratch/text.gguf"
+[[ $(rc) -eq 1 && $(err_lines) -eq 1 ]] && grep -q "is not a GGUF model file: it starts with 'just'" "$scratch/err"; check "text file renamed .gguf: one line, exit 1" $?
+
+head -c $(( $(stat -c %s "$model") / 2 )) "$model" >"$scratch/half.gguf"
+run run "$scratch/half.gguf"
+[[ $(rc) -eq 1 && $(err_lines) -eq 1 ]] && grep -q "is truncated" "$scratch/err"; check "truncated model: one line, exit 1" $?
+
+run run "$model" --max-tokens abc
+[[ $(rc) -eq 2 ]] && grep -q -- "--max-tokens expects a whole number, not 'abc'" "$scratch/err"; check "bad flag value: exit 2 with the reason" $?
+
+run run "$model" --ctx 8
+[[ $(rc) -eq 2 ]] && grep -q -- "--ctx must be between" "$scratch/err"; check "context out of range: exit 2" $?
+
+run run
+[[ $(rc) -eq 2 ]] && grep -q "no model given" "$scratch/err"; check "no model: exit 2" $?
+
+run frobnicate
+[[ $(rc) -eq 2 ]] && grep -q "unknown command 'frobnicate'" "$scratch/err"; check "unknown command: exit 2" $?
+
+# Ctrl-C while generating: the generation is cancelled cleanly and the exit code says so.
+"$headroom" run "$model" "Tell me everything" -n 100000 --ctx 512 >"$scratch/out" 2>"$scratch/err" &
+pid=$!
+for _ in $(seq 1 200); do [[ -s $scratch/out ]] && break; sleep 0.01; done
+kill -INT $pid
+wait $pid; code=$?
+[[ $code -eq 130 ]] && grep -q "stopped: cancelled" "$scratch/err"; check "SIGINT cancels the generation, exit 130 (got $code)" $?
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,347 @@
+/*
+ * test_engine.c: libheadroom with the real llama.cpp engine on a model made by headroom-mkmodel:
+ * load, describe, generate, cancel, unload, and clear errors for bad model files.
+ * usage: test_engine TINY_MODEL.gguf SCRATCH_DIR
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/utf8.h"
+#include "headroom.h"
+
+static const char *tiny_model;
+static const char *scratch;
+
+struct text {
+    char data[65536];
+    size_t length;
+    int pieces;
+    int invalid_pieces;
+    atomic_int delivered;
+};
+
+static int collect(const char *piece, size_t length, void *user_data)
+{
+    struct text *t = user_data;
+    /* every piece must be whole, valid UTF-8: hr_utf8_take must pass it through unchanged */
+    char check[4096];
+    size_t consumed = 0;
+    size_t written = length * 3 < sizeof check ? hr_utf8_take(piece, length, 1, check, sizeof check, &consumed) : 0;
+    if (written != length || memcmp(check, piece, length) != 0) t->invalid_pieces++;
+    if (t->length + length < sizeof t->data) {
+        memcpy(t->data + t->length, piece, length);
+        t->length += length;
+        t->data[t->length] = '\0';
+    }
+    t->pieces++;
+    atomic_fetch_add(&t->delivered, 1);
+    return 0;
+}
+
+static hr_context *new_context(void)
+{
+    hr_context *ctx = NULL;
+    assert_int_equal(hr_context_create(NULL, &ctx), HR_OK);
+    return ctx;
+}
+
+static hr_model *load(hr_context *ctx, int32_t n_ctx)
+{
+    hr_model_params params = hr_model_default_params();
+    params.n_ctx = n_ctx;
+    hr_model *model = NULL;
+    int rc = hr_model_load(ctx, tiny_model, &params, &model);
+    if (rc != HR_OK) fail_msg("loading %s: %s: %s", tiny_model, hr_strerror(rc), hr_last_error());
+    return model;
+}
+
+static void load_describe_generate_unload(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+
+    hr_model_info info;
+    assert_int_equal(hr_model_get_info(model, &info), HR_OK);
+    assert_int_equal(info.n_layer, 2);
+    assert_int_equal(info.n_vocab, 32000);
+    assert_int_equal(info.n_ctx_train, 512);
+    assert_int_equal(info.n_ctx, 512);            /* 0 asks for the model's own length */
+    assert_true(info.n_params > 4000000 && info.n_params < 5000000);
+    assert_true(info.weight_bytes > 0 && info.weight_bytes <= info.file_bytes);
+    assert_true(info.n_layer_gpu >= 0 && info.n_layer_gpu <= info.n_layer);
+    assert_true(info.n_threads > 0);
+    assert_int_equal(info.load_mode, HR_LOAD_MMAP);
+    assert_non_null(strstr(info.name, "tiny"));
+
+    hr_generate_params params = hr_generate_default_params();
+    params.max_tokens = 16;
+    struct text *out = calloc(1, sizeof *out);
+    hr_generation_stats stats;
+    int rc = hr_generate(model, "The quick brown fox", &params, collect, out, &stats);
+    if (rc != HR_OK) fail_msg("generate: %s", hr_last_error());
+    assert_int_equal(stats.generated_tokens, 16);
+    assert_int_equal(stats.stop_reason, HR_STOP_MAX_TOKENS);
+    assert_true(stats.prompt_tokens >= 5);
+    assert_true(stats.tokens_per_second > 0);
+    assert_true(stats.time_to_first_token > 0 && stats.time_to_first_token <= stats.total_seconds);
+    assert_true(out->length > 0);
+    assert_int_equal(out->invalid_pieces, 0);
+
+    free(out);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+static void same_seed_same_text(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    struct text *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b), *c = calloc(1, sizeof *c);
+    hr_generate_params params = hr_generate_default_params();
+    params.max_tokens = 24;
+    params.temperature = 1.5f;
+    params.top_k = 0;
+    params.min_p = 0;
+    params.seed = 7;
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, a, NULL), HR_OK);
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, b, NULL), HR_OK);
+    assert_string_equal(a->data, b->data);   /* each generation starts from an empty context */
+    params.seed = 8;
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, c, NULL), HR_OK);
+    assert_string_not_equal(a->data, c->data);
+    free(a);
+    free(b);
+    free(c);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+static void context_window_fills_up(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 32);
+    hr_model_info info;
+    hr_model_get_info(model, &info);
+    struct text *out = calloc(1, sizeof *out);
+    hr_generate_params params = hr_generate_default_params();
+    params.max_tokens = 1000;
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(model, "Hello", &params, collect, out, &stats), HR_OK);
+    assert_int_equal(stats.stop_reason, HR_STOP_CONTEXT_FULL);
+    /* every generated token but the last went into the window */
+    assert_int_equal(stats.prompt_tokens + stats.generated_tokens - 1, info.n_ctx);
+
+    char prompt[4000];
+    for (size_t i = 0; i + 6 < sizeof prompt; i += 6) memcpy(prompt + i, "hello ", 6);
+    prompt[sizeof prompt - 6] = '\0';
+    assert_int_equal(hr_generate(model, prompt, &params, collect, out, &stats), HR_ECONTEXT);
+    assert_non_null(strstr(hr_last_error(), "context window holds"));
+    free(out);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+struct canceller {
+    hr_model *model;
+    struct text *out;
+};
+
+static void *cancel_after_first_piece(void *arg)
+{
+    struct canceller *c = arg;
+    while (atomic_load(&c->out->delivered) < 1) usleep(100);
+    hr_model_cancel(c->model);
+    return NULL;
+}
+
+static void cancel_from_another_thread(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    struct text *out = calloc(1, sizeof *out);
+    struct canceller c = { model, out };
+    pthread_t thread;
+    pthread_create(&thread, NULL, cancel_after_first_piece, &c);
+    hr_generate_params params = hr_generate_default_params();
+    params.max_tokens = 400;
+    hr_generation_stats stats;
+    int rc = hr_generate(model, "Tell me a story", &params, collect, out, &stats);
+    pthread_join(thread, NULL);
+    assert_int_equal(rc, HR_ECANCELLED);
+    assert_int_equal(stats.stop_reason, HR_STOP_CANCELLED);
+    assert_true(stats.generated_tokens < 400);
+    int delivered = atomic_load(&out->delivered);
+    /* nothing arrives after the call returned */
+    usleep(20000);
+    assert_int_equal(atomic_load(&out->delivered), delivered);
+    /* the model is usable again */
+    params.max_tokens = 4;
+    assert_int_equal(hr_generate(model, "Again", &params, collect, out, &stats), HR_OK);
+    assert_int_equal(stats.generated_tokens, 4);
+    free(out);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+static int progress_calls;
+
+static bool refuse_progress(float progress, void *user_data)
+{
+    (void)progress;
+    (void)user_data;
+    progress_calls++;
+    return false;
+}
+
+static void load_can_be_cancelled(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model_params params = hr_model_default_params();
+    params.progress_fn = refuse_progress;
+    hr_model *model = (hr_model *)1;
+    assert_int_equal(hr_model_load(ctx, tiny_model, &params, &model), HR_ECANCELLED);
+    assert_null(model);
+    assert_true(progress_calls >= 1);
+    hr_context_free(ctx);
+}
+
+/* ---- bad model files ----------------------------------------------------------------------- */
+
+static char *scratch_path(const char *name)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s", scratch, name);
+    return path;
+}
+
+static void write_file(const char *path, const void *data, size_t length)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, length, f), length);
+    fclose(f);
+}
+
+static void expect_load_error(const char *path, int code, const char *words)
+{
+    hr_context *ctx = new_context();
+    hr_model *model = NULL;
+    int rc = hr_model_load(ctx, path, NULL, &model);
+    if (rc != code || !strstr(hr_last_error(), words) || !strstr(hr_last_error(), path))
+        fail_msg("loading %s: got %s \"%s\", wanted %s with \"%s\" and the path", path, hr_strerror(rc),
+                 hr_last_error(), hr_strerror(code), words);
+    assert_null(model);
+    hr_context_free(ctx);
+}
+
+static void missing_file(void **state)
+{
+    (void)state;
+    expect_load_error(scratch_path("does-not-exist.gguf"), HR_ENOENT, "not found");
+}
+
+static void text_file_named_gguf(void **state)
+{
+    (void)state;
+    const char *text = "hello, I am a text file\n";
+    char *path = scratch_path("text.gguf");
+    write_file(path, text, strlen(text));
+    expect_load_error(path, HR_EFORMAT, "not a GGUF model file");
+}
+
+static void empty_file(void **state)
+{
+    (void)state;
+    char *path = scratch_path("empty.gguf");
+    write_file(path, "", 0);
+    expect_load_error(path, HR_EFORMAT, "empty");
+}
+
+static void directory_instead_of_file(void **state)
+{
+    (void)state;
+    expect_load_error(scratch, HR_EFORMAT, "directory");
+}
+
+static void truncated_file(void **state)
+{
+    (void)state;
+    FILE *in = fopen(tiny_model, "rb");
+    assert_non_null(in);
+    fseek(in, 0, SEEK_END);
+    long size = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    size_t keep = (size_t)size * 6 / 10;
+    char *data = malloc(keep);
+    assert_int_equal(fread(data, 1, keep, in), keep);
+    fclose(in);
+    char *path = scratch_path("truncated.gguf");
+    write_file(path, data, keep);
+    free(data);
+    expect_load_error(path, HR_EFORMAT, "truncated");
+}
+
+static void corrupt_header(void **state)
+{
+    (void)state;
+    /* the right magic, then a version and counts that make no sense */
+    unsigned char data[64];
+    memset(data, 0xEE, sizeof data);
+    memcpy(data, "GGUF", 4);
+    char *path = scratch_path("corrupt.gguf");
+    write_file(path, data, sizeof data);
+    expect_load_error(path, HR_EFORMAT, "corrupt");
+}
+
+static void unreadable_file(void **state)
+{
+    (void)state;
+    if (geteuid() == 0) skip();   /* root reads everything: nothing to test */
+    char *path = scratch_path("unreadable.gguf");
+    write_file(path, "GGUF", 4);
+    chmod(path, 0);
+    expect_load_error(path, HR_EACCES, "permission denied");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s TINY_MODEL.gguf SCRATCH_DIR\n", argv[0]);
+        return 2;
+    }
+    tiny_model = argv[1];
+    scratch = argv[2];
+    mkdir(scratch, 0755);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(load_describe_generate_unload),
+        cmocka_unit_test(same_seed_same_text),
+        cmocka_unit_test(context_window_fills_up),
+        cmocka_unit_test(cancel_from_another_thread),
+        cmocka_unit_test(load_can_be_cancelled),
+        cmocka_unit_test(missing_file),
+        cmocka_unit_test(text_file_named_gguf),
+        cmocka_unit_test(empty_file),
+        cmocka_unit_test(directory_instead_of_file),
+        cmocka_unit_test(truncated_file),
+        cmocka_unit_test(corrupt_header),
+        cmocka_unit_test(unreadable_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

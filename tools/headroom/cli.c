@@ -1,0 +1,63 @@
+/*
+ * cli.c: value parsing and logging shared by the subcommands (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+bool cli_parse_int(const char *option, const char *text, long min, long max, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0') {
+        fprintf(stderr, "headroom: %s expects a whole number, not '%s'\n", option, text);
+        return false;
+    }
+    if (value < min || value > max) {
+        fprintf(stderr, "headroom: %s must be between %ld and %ld, not %ld\n", option, min, max, value);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+bool cli_parse_u64(const char *option, const char *text, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-') {
+        fprintf(stderr, "headroom: %s expects a non-negative whole number, not '%s'\n", option, text);
+        return false;
+    }
+    *out = (uint64_t)value;
+    return true;
+}
+
+bool cli_parse_float(const char *option, const char *text, double min, double max, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(value)) {
+        fprintf(stderr, "headroom: %s expects a number, not '%s'\n", option, text);
+        return false;
+    }
+    if (value < min || value > max) {
+        fprintf(stderr, "headroom: %s must be between %g and %g, not %g\n", option, min, max, value);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+void cli_log(enum hr_log_level level, const char *message, void *user_data)
+{
+    (void)user_data;
+    static const char *const names[] = { "debug", "info", "warning", "error" };
+    fprintf(stderr, "headroom: %s: %s\n", names[level <= HR_LOG_ERROR ? level : HR_LOG_ERROR], message);
+}

@@ -1,0 +1,42 @@
+/*
+ * main.c: the headroom command: dispatches to one cmd_<name>.c per subcommand.
+ * Thin by design: every capability lives in libheadroom, reached through headroom.h.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: headroom <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  run MODEL [PROMPT]   load a GGUF model and stream a generation to stdout\n"
+            "  version              print the version\n"
+            "  help                 print this help\n"
+            "\n"
+            "'headroom <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("headroom %s\n", hr_version());
+        return 0;
+    }
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "headroom: unknown command '%s'\n", command);
+    usage(stderr);
+    return EXIT_USAGE;
+}
