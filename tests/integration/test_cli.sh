@@ -35,6 +35,13 @@ head -c $(( $(stat -c %s "$model") / 2 )) "$model" >"$scratch/half.gguf"
 run run "$scratch/half.gguf"
 [[ $(rc) -eq 1 && $(err_lines) -eq 1 ]] && grep -q "is truncated" "$scratch/err"; check "truncated model: one line, exit 1" $?
 
+printf 'GGUF\xee\xee\xee\xee\xee\xee\xee\xee\xee\xee\xee\xee\xee\xee\xee\xee' >"$scratch/corrupt.gguf"
+run run "$scratch/corrupt.gguf"
+[[ $(rc) -eq 1 && $(err_lines) -eq 1 ]] && grep -q "is corrupt" "$scratch/err"; check "corrupt header: one line, exit 1" $?
+
+run run "$model" "Hi" -n 2 --verbose
+[[ $(rc) -eq 0 ]] && grep -q "llama.cpp: " "$scratch/err" && grep -q "headroom: loaded" "$scratch/err"; check "--verbose shows the engine's log" $?
+
 run run "$model" --max-tokens abc
 [[ $(rc) -eq 2 ]] && grep -q -- "--max-tokens expects a whole number, not 'abc'" "$scratch/err"; check "bad flag value: exit 2 with the reason" $?
 

@@ -202,9 +202,11 @@ int cmd_run(int argc, char **argv)
         prompt = prompt_from_stdin;
     }
 
+    /* Failures come back as one sentence (hr_last_error); the log, llama.cpp's included, is
+     * detail a person asks for with --verbose. */
     hr_context_params context_params = hr_context_default_params();
-    context_params.log_fn = cli_log;
-    context_params.log_level = verbose ? HR_LOG_INFO : HR_LOG_ERROR;
+    context_params.log_fn = verbose ? cli_log : NULL;
+    context_params.log_level = HR_LOG_INFO;
     hr_context *ctx = NULL;
     int rc = hr_context_create(&context_params, &ctx);
     if (rc != HR_OK) {
