@@ -70,10 +70,29 @@ typedef void (*hr_log_fn)(enum hr_log_level level, const char *message, void *us
 
 typedef struct hr_context hr_context;
 
+/* When memory pressure is classified as warn or critical, and when it is normal again.
+ * docs/pressure.md explains each default against systemd-oomd, Android's lmkd and earlyoom. */
+typedef struct hr_pressure_thresholds {
+    double warn_free_percent;            /* effective available memory below this share: warn (15) */
+    double critical_free_percent;        /* ... below this: critical (5) */
+    double free_margin_percent;          /* leave a level only above enter + margin (5) */
+    double warn_stall_some_percent;      /* PSI "some" share of the recent interval: warn (10) */
+    double critical_stall_some_percent;  /* (50) */
+    double critical_stall_full_percent;  /* PSI "full" share: critical (20) */
+    double stall_margin_ratio;           /* leave a stall level below enter * ratio (0.5) */
+    double warn_swap_in_per_second;      /* pages swapped in per second: warn (256) */
+    double critical_swap_per_second;     /* swapped in and out both: thrashing, critical (2048) */
+    double hold_seconds;                 /* calm time before stepping down one level (10) */
+} hr_pressure_thresholds;
+
 typedef struct hr_context_params {
     hr_log_fn log_fn;             /* NULL: log lines are dropped */
     void *log_user_data;
     enum hr_log_level log_level;  /* lines below this level are not passed to log_fn */
+    bool monitor;                 /* run the pressure monitor thread (default true) */
+    hr_pressure_thresholds thresholds;
+    double sample_interval_min;   /* seconds between samples while memory moves (default 0.02) */
+    double sample_interval_max;   /* ... and when all is quiet (default 0.25) */
 } hr_context_params;
 
 HR_API hr_context_params hr_context_default_params(void);
@@ -84,6 +103,90 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out);
 
 /* Frees a context; NULL is ignored. Not while any other call on it is running. */
 HR_API void hr_context_free(hr_context *ctx);
+
+/* ---- memory and pressure ------------------------------------------------------------------ */
+
+typedef struct hr_gpu_status {
+    char name[96];
+    uint64_t total_bytes, used_bytes, free_bytes;
+} hr_gpu_status;
+
+/* The watermark: what the machine, the scopes that bind this process, and the process hold. */
+typedef struct hr_memory_status {
+    double timestamp;                   /* monotonic seconds of the sample */
+    uint64_t host_total_bytes;          /* MemTotal (macOS: hw.memsize); 0 if unknown */
+    uint64_t host_available_bytes;      /* MemAvailable (macOS: free + inactive) */
+    uint64_t swap_total_bytes;
+    uint64_t swap_used_bytes;
+    uint64_t effective_total_bytes;     /* the size of the binding scope */
+    uint64_t effective_available_bytes; /* the least available over every scope that binds */
+    char binding_scope[256];            /* "host", "cgroup /app (memory.max)", ... */
+    uint64_t process_rss_bytes;
+    uint64_t process_peak_rss_bytes;    /* the highest RSS since the process started */
+    uint64_t process_file_rss_bytes;    /* resident file-backed pages (memory-mapped weights) */
+    uint64_t process_major_faults;      /* page-ins that waited for the disk, since start */
+    bool gpu_telemetry;                 /* false: no NVML (a normal state: no GPU figures) */
+    int n_gpus;
+    hr_gpu_status gpus[8];
+} hr_memory_status;
+
+/* Takes a fresh sample of every memory source now, on the calling thread (tens of
+ * microseconds). Any thread. */
+HR_API int hr_memory_sample(hr_context *ctx, hr_memory_status *out);
+
+enum hr_pressure_level { HR_PRESSURE_NORMAL = 0, HR_PRESSURE_WARN = 1, HR_PRESSURE_CRITICAL = 2 };
+
+/* A static name for a level: "normal", "warn", "critical". */
+HR_API const char *hr_pressure_level_name(enum hr_pressure_level level);
+
+typedef struct hr_pressure {
+    enum hr_pressure_level level;
+    double free_percent;                /* effective available as a share of its scope */
+    uint64_t swap_used_bytes;
+    uint64_t page_ins;                  /* pages swapped in since boot */
+    uint64_t page_outs;                 /* pages swapped out since boot */
+    double page_ins_per_second;         /* recent rates: activity now, not history */
+    double page_outs_per_second;
+    double stall_some_percent;          /* share of the recent interval some task waited for memory */
+    double stall_full_percent;          /* share all tasks waited */
+    double stall_some_avg10;            /* the kernel's 10-second average, for display */
+    uint64_t effective_available_bytes;
+    uint64_t effective_total_bytes;
+    char binding_scope[256];
+    char reason[512];                   /* in words: what drives the level or why it is held */
+    char detection[256];                /* how changes reach headroom on this host */
+    double sampled_at;                  /* monotonic seconds of the sample behind this */
+} hr_pressure;
+
+/* The current pressure level with its reasons. With the monitor running this is its latest
+ * classification (waiting at most a second for the first one after the context starts);
+ * without it, a sample taken now, compared with the previous call's. Any thread. */
+HR_API int hr_pressure_check(hr_context *ctx, hr_pressure *out);
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+enum hr_event_type {
+    HR_EVENT_PRESSURE = 1,   /* the pressure level changed */
+};
+
+typedef struct hr_event {
+    enum hr_event_type type;
+    double timestamp;                    /* monotonic seconds */
+    enum hr_pressure_level level;        /* HR_EVENT_PRESSURE: the new level ... */
+    enum hr_pressure_level previous_level; /* ... and the one before */
+    const char *reason;                  /* valid only during the call */
+} hr_event;
+
+/* Called on the library's monitor thread ("hr-monitor"); must return quickly and may call any
+ * headroom function except hr_context_free on its own context. */
+typedef void (*hr_event_fn)(const hr_event *event, void *user_data);
+
+/* Adds a subscriber; *id_out identifies it for hr_unsubscribe. Any thread. */
+HR_API int hr_subscribe(hr_context *ctx, hr_event_fn fn, void *user_data, int *id_out);
+
+/* Removes a subscriber; once it returns, `fn` is not running and will not be called again
+ * (unless called from inside that subscriber's own callback). Any thread. */
+HR_API void hr_unsubscribe(hr_context *ctx, int id);
 
 /* ---- models ------------------------------------------------------------------------------- */
 

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "runtime/monitor.h"
 
 HR_API const char *hr_version(void)
 {
@@ -24,10 +25,26 @@ double hr_now_seconds(void)
 
 HR_API hr_context_params hr_context_default_params(void)
 {
+    hr_thresholds t = hr_thresholds_default();
     hr_context_params params = {
         .log_fn = NULL,
         .log_user_data = NULL,
         .log_level = HR_LOG_WARN,
+        .monitor = true,
+        .thresholds = {
+            .warn_free_percent = t.warn_free_percent,
+            .critical_free_percent = t.critical_free_percent,
+            .free_margin_percent = t.free_margin_percent,
+            .warn_stall_some_percent = t.warn_stall_some_percent,
+            .critical_stall_some_percent = t.critical_stall_some_percent,
+            .critical_stall_full_percent = t.critical_stall_full_percent,
+            .stall_margin_ratio = t.stall_margin_ratio,
+            .warn_swap_in_per_second = t.warn_swap_in_per_second,
+            .critical_swap_per_second = t.critical_swap_per_second,
+            .hold_seconds = t.hold_seconds,
+        },
+        .sample_interval_min = 0.02,
+        .sample_interval_max = 0.25,
     };
     return params;
 }
@@ -41,8 +58,23 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
     if (!ctx) return hr_fail(HR_ENOMEM, "out of memory creating a context");
     ctx->params = params ? *params : hr_context_default_params();
     ctx->engine = hr_engine_llama();
+    hr_events_init(&ctx->events);
+    pthread_mutex_init(&ctx->check_lock, NULL);
     if (ctx->params.log_fn)
         hr_log_set_sink(ctx->params.log_fn, ctx->params.log_user_data, ctx->params.log_level);
+    if (ctx->params.monitor) {
+        hr_monitor_params monitor = {
+            .thresholds = hr_thresholds_from_public(&ctx->params.thresholds),
+            .interval_min = ctx->params.sample_interval_min,
+            .interval_max = ctx->params.sample_interval_max,
+            .events = &ctx->events,
+        };
+        int rc = hr_monitor_start(&monitor, &ctx->monitor);
+        if (rc != HR_OK) {
+            hr_context_free(ctx);
+            return rc;
+        }
+    }
     *out = ctx;
     return HR_OK;
 }
@@ -55,6 +87,9 @@ void hr_context_use_engine(hr_context *ctx, const hr_engine_ops *engine)
 HR_API void hr_context_free(hr_context *ctx)
 {
     if (!ctx) return;
+    hr_monitor_stop(ctx->monitor);
     if (ctx->params.log_fn) hr_log_clear_sink(ctx->params.log_fn, ctx->params.log_user_data);
+    hr_events_destroy(&ctx->events);
+    pthread_mutex_destroy(&ctx->check_lock);
     free(ctx);
 }

@@ -5,12 +5,26 @@
 #ifndef HR_CORE_CONTEXT_H
 #define HR_CORE_CONTEXT_H
 
+#include <pthread.h>
+
+#include "core/events.h"
+#include "core/memory.h"
 #include "engine/engine.h"
 #include "headroom.h"
+#include "policy/pressure.h"
+
+struct hr_monitor;
 
 struct hr_context {
-    hr_context_params params;
-    const hr_engine_ops *engine;   /* immutable after create */
+    hr_context_params params;      /* immutable after create */
+    const hr_engine_ops *engine;   /* immutable after create (tests may swap it before loading) */
+    hr_event_bus events;           /* has its own locks */
+    struct hr_monitor *monitor;    /* NULL when params.monitor is false */
+
+    pthread_mutex_t check_lock;    /* guards the three fields below: hr_pressure_check without a monitor */
+    bool have_last_sample;
+    hr_sample last_sample;
+    hr_classifier_state check_state;
 };
 
 /* Replaces the engine models are loaded with: the seam that lets unit tests drive the runtime

@@ -89,7 +89,7 @@ typedef struct hr_darwin_memory {
     int pressure_level;               /* kern.memorystatus_vm_pressure_level: 1 normal, 2 warn, 4 critical */
 } hr_darwin_memory;
 
-typedef struct hr_memory_sample {
+typedef struct hr_sample {
     double timestamp;                 /* monotonic seconds when it was taken */
     hr_host_memory host;
     int n_cgroups;                    /* levels in cgroups[], own cgroup first */
@@ -101,6 +101,6 @@ typedef struct hr_memory_sample {
     int n_gpus;
     hr_gpu_memory gpus[HR_MAX_GPUS];
     hr_darwin_memory darwin;
-} hr_memory_sample;
+} hr_sample;
 
 #endif /* HR_CORE_MEMORY_H */

@@ -26,7 +26,7 @@ static uint64_t darwin_available(const hr_darwin_memory *d)
     return (d->free_pages + d->inactive_pages) * d->page_size;
 }
 
-void hr_effective_memory_compute(const hr_memory_sample *sample, hr_effective_memory *out)
+void hr_effective_memory_compute(const hr_sample *sample, hr_effective_memory *out)
 {
     memset(out, 0, sizeof *out);
     if (sample->host.present && sample->host.total > 0)
@@ -64,7 +64,7 @@ static uint64_t grown(uint64_t before, uint64_t after)
     return after > before ? after - before : 0;
 }
 
-void hr_pressure_signals_compute(const hr_memory_sample *previous, const hr_memory_sample *current,
+void hr_pressure_signals_compute(const hr_sample *previous, const hr_sample *current,
                                  hr_pressure_signals *out)
 {
     memset(out, 0, sizeof *out);

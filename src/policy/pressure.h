@@ -30,7 +30,7 @@ typedef struct hr_effective_memory {
  * and inactive pages), and each cgroup level with a limit (the lower of memory.max and
  * memory.high, minus usage, plus reclaimable inactive page cache). GPUs are per device and are
  * not part of it. */
-void hr_effective_memory_compute(const hr_memory_sample *sample, hr_effective_memory *out);
+void hr_effective_memory_compute(const hr_sample *sample, hr_effective_memory *out);
 
 /* ---- signals: what changed between two samples ---------------------------------------------- */
 
@@ -56,7 +56,7 @@ typedef struct hr_pressure_signals {
 } hr_pressure_signals;
 
 /* `previous` may be NULL (the first sample): rates and stall shares are then unknown. */
-void hr_pressure_signals_compute(const hr_memory_sample *previous, const hr_memory_sample *current,
+void hr_pressure_signals_compute(const hr_sample *previous, const hr_sample *current,
                                  hr_pressure_signals *out);
 
 /* ---- classification with hysteresis --------------------------------------------------------- */

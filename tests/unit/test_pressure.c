@@ -15,9 +15,9 @@
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
 
-static hr_memory_sample host_sample(uint64_t total, uint64_t available)
+static hr_sample host_sample(uint64_t total, uint64_t available)
 {
-    hr_memory_sample s;
+    hr_sample s;
     memset(&s, 0, sizeof s);
     s.host.present = true;
     s.host.total = total;
@@ -26,7 +26,7 @@ static hr_memory_sample host_sample(uint64_t total, uint64_t available)
     return s;
 }
 
-static hr_cgroup_level *add_cgroup(hr_memory_sample *s, const char *path, uint64_t max, uint64_t high,
+static hr_cgroup_level *add_cgroup(hr_sample *s, const char *path, uint64_t max, uint64_t high,
                                    uint64_t current, uint64_t inactive_file)
 {
     hr_cgroup_level *cg = &s->cgroups[s->n_cgroups++];
@@ -46,7 +46,7 @@ static hr_cgroup_level *add_cgroup(hr_memory_sample *s, const char *path, uint64
 static void host_alone_binds(void **state)
 {
     (void)state;
-    hr_memory_sample s = host_sample(16 * GiB, 6 * GiB);
+    hr_sample s = host_sample(16 * GiB, 6 * GiB);
     hr_effective_memory e;
     hr_effective_memory_compute(&s, &e);
     assert_true(e.known);
@@ -58,7 +58,7 @@ static void host_alone_binds(void **state)
 static void container_limit_binds_below_host(void **state)
 {
     (void)state;
-    hr_memory_sample s = host_sample(24 * GiB, 20 * GiB);
+    hr_sample s = host_sample(24 * GiB, 20 * GiB);
     /* own cgroup unlimited, its parent limited to 2 GiB with 1.5 GiB used, 100 MiB reclaimable */
     add_cgroup(&s, "/app/worker", HR_UNLIMITED, HR_UNLIMITED, 1 * GiB, 0);
     add_cgroup(&s, "/app", 2 * GiB, HR_UNLIMITED, 1536 * MiB, 100 * MiB);
@@ -73,7 +73,7 @@ static void container_limit_binds_below_host(void **state)
 static void memory_high_counts_when_lower(void **state)
 {
     (void)state;
-    hr_memory_sample s = host_sample(24 * GiB, 20 * GiB);
+    hr_sample s = host_sample(24 * GiB, 20 * GiB);
     add_cgroup(&s, "/svc", 4 * GiB, 3 * GiB, 2 * GiB, 0);
     hr_effective_memory e;
     hr_effective_memory_compute(&s, &e);
@@ -85,7 +85,7 @@ static void memory_high_counts_when_lower(void **state)
 static void usage_over_the_limit_leaves_only_reclaimable(void **state)
 {
     (void)state;
-    hr_memory_sample s = host_sample(24 * GiB, 20 * GiB);
+    hr_sample s = host_sample(24 * GiB, 20 * GiB);
     add_cgroup(&s, "/tight", 1 * GiB, HR_UNLIMITED, 1 * GiB + 5 * MiB, 30 * MiB);
     hr_effective_memory e;
     hr_effective_memory_compute(&s, &e);
@@ -95,7 +95,7 @@ static void usage_over_the_limit_leaves_only_reclaimable(void **state)
 static void nothing_known(void **state)
 {
     (void)state;
-    hr_memory_sample s;
+    hr_sample s;
     memset(&s, 0, sizeof s);
     hr_pressure_signals sig;
     hr_pressure_signals_compute(NULL, &s, &sig);
@@ -111,9 +111,9 @@ static void nothing_known(void **state)
 
 /* Representative macOS values in the shape host_statistics64 returns them (16 KiB pages,
  * 16 GiB machine). Not recorded on a Mac: the macOS backend is not yet verified there. */
-static hr_memory_sample mac_sample(uint64_t free_pages, uint64_t inactive_pages, int level)
+static hr_sample mac_sample(uint64_t free_pages, uint64_t inactive_pages, int level)
 {
-    hr_memory_sample s;
+    hr_sample s;
     memset(&s, 0, sizeof s);
     s.darwin.present = true;
     s.darwin.page_size = 16384;
@@ -137,7 +137,7 @@ static void macos_values_classify(void **state)
         { 8000, 12000, 4, HR_LEVEL_CRITICAL, 20000ull * 16384 },     /* 312 MiB, 1.9% and level 4 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        hr_memory_sample s = mac_sample(cases[i].free_pages, cases[i].inactive_pages, cases[i].level);
+        hr_sample s = mac_sample(cases[i].free_pages, cases[i].inactive_pages, cases[i].level);
         hr_pressure_signals sig;
         hr_pressure_signals_compute(NULL, &s, &sig);
         assert_string_equal(sig.memory.binding.name, "macOS");
@@ -148,7 +148,7 @@ static void macos_values_classify(void **state)
         assert_int_equal(c.level, cases[i].expected);
     }
     /* the memorystatus level alone raises the level even with plenty free */
-    hr_memory_sample s = mac_sample(300000, 300000, 4);
+    hr_sample s = mac_sample(300000, 300000, 4);
     hr_pressure_signals sig;
     hr_pressure_signals_compute(NULL, &s, &sig);
     hr_classifier_state cs = { 0 };
@@ -163,7 +163,7 @@ static void macos_values_classify(void **state)
 static void rates_and_stall_shares(void **state)
 {
     (void)state;
-    hr_memory_sample a = host_sample(8 * GiB, 4 * GiB), b = a;
+    hr_sample a = host_sample(8 * GiB, 4 * GiB), b = a;
     a.timestamp = 100.0;
     b.timestamp = 100.5;
     a.host.pswpin = 1000;
@@ -194,7 +194,7 @@ static void rates_and_stall_shares(void **state)
 static void counter_reset_and_missing_full(void **state)
 {
     (void)state;
-    hr_memory_sample a = host_sample(8 * GiB, 4 * GiB), b = a;
+    hr_sample a = host_sample(8 * GiB, 4 * GiB), b = a;
     a.timestamp = 1;
     b.timestamp = 2;
     a.host.pswpin = 5000;
@@ -212,7 +212,7 @@ static void counter_reset_and_missing_full(void **state)
 static void cgroup_events_are_counted_per_level(void **state)
 {
     (void)state;
-    hr_memory_sample a = host_sample(8 * GiB, 4 * GiB), b;
+    hr_sample a = host_sample(8 * GiB, 4 * GiB), b;
     a.timestamp = 1;
     add_cgroup(&a, "/a/b", 1 * GiB, HR_UNLIMITED, 100 * MiB, 0);
     add_cgroup(&a, "/a", HR_UNLIMITED, HR_UNLIMITED, 100 * MiB, 0);
@@ -236,7 +236,7 @@ static void cgroup_events_are_counted_per_level(void **state)
 
 static hr_pressure_signals free_signals(double free_percent)
 {
-    hr_memory_sample s = host_sample(10000 * MiB, (uint64_t)(free_percent * 100.0) * MiB);
+    hr_sample s = host_sample(10000 * MiB, (uint64_t)(free_percent * 100.0) * MiB);
     hr_pressure_signals sig;
     hr_pressure_signals_compute(NULL, &s, &sig);
     return sig;

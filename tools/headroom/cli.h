@@ -22,5 +22,6 @@ bool cli_parse_float(const char *option, const char *text, double min, double ma
 void cli_log(enum hr_log_level level, const char *message, void *user_data);
 
 int cmd_run(int argc, char **argv);
+int cmd_pressure(int argc, char **argv);
 
 #endif

@@ -207,6 +207,7 @@ int cmd_run(int argc, char **argv)
     hr_context_params context_params = hr_context_default_params();
     context_params.log_fn = verbose ? cli_log : NULL;
     context_params.log_level = HR_LOG_INFO;
+    context_params.monitor = false;   /* one generation in the foreground: nothing to react to yet */
     hr_context *ctx = NULL;
     int rc = hr_context_create(&context_params, &ctx);
     if (rc != HR_OK) {
