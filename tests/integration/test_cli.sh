@@ -62,5 +62,22 @@ kill -INT $pid
 wait $pid; code=$?
 [[ $code -eq 130 ]] && grep -q "stopped: cancelled" "$scratch/err"; check "SIGINT cancels the generation, exit 130 (got $code)" $?
 
+# headroom pressure: the report, JSON a parser accepts, and a bounded live watch.
+run pressure
+[[ $(rc) -eq 0 ]] && grep -q "^level: *\(normal\|warn\|critical\)" "$scratch/out" && grep -q "^detection: " "$scratch/out"; check "pressure prints the level and how it is detected" $?
+
+run pressure --json
+[[ $(rc) -eq 0 ]] && node -e 'const o = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  for (const k of ["level", "free_percent", "swap_used", "page_ins", "page_outs", "reason", "binding_scope", "effective_available_bytes"])
+    if (!(k in o)) { console.error("missing " + k); process.exit(1); }
+  if (!(o.memory.process_peak_rss_bytes >= o.memory.process_rss_bytes)) process.exit(1);' "$scratch/out"
+check "pressure --json has the SDK's fields and the watermark" $?
+
+run pressure --watch --interval 0.1 --count 3
+[[ $(rc) -eq 0 && $(wc -l <"$scratch/out") -ge 3 ]]; check "pressure --watch --count 3 prints three lines and stops" $?
+
+run pressure --interval 0
+[[ $(rc) -eq 2 ]] && grep -q -- "--interval must be between" "$scratch/err"; check "pressure: a bad interval is a usage error" $?
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
