@@ -43,6 +43,8 @@ enum hr_error {
     HR_ECONTEXT = -9,   /* the prompt does not fit the model's context window */
     HR_ENOTSUP = -10,   /* not supported on this platform or by this engine */
     HR_EBUSY = -11,     /* the object is in use by another operation */
+    HR_EAGAIN = -12,    /* nothing yet: the call timed out; try again */
+    HR_EOF = -13,       /* not a failure: the stream has ended (as libuv's UV_EOF) */
 };
 
 /* The symbolic name of an error code ("HR_EFORMAT"); a static string, never NULL.
@@ -93,6 +95,7 @@ typedef struct hr_context_params {
     hr_pressure_thresholds thresholds;
     double sample_interval_min;   /* seconds between samples while memory moves (default 0.02) */
     double sample_interval_max;   /* ... and when all is quiet (default 0.25) */
+    int32_t metrics_capacity;     /* generations kept in the metrics ring (default 100) */
 } hr_context_params;
 
 HR_API hr_context_params hr_context_default_params(void);
@@ -294,6 +297,79 @@ HR_API int hr_generate(hr_model *model, const char *prompt, const hr_generate_pa
  * hr_generate() returns HR_ECANCELLED. Only stores an atomic flag, so it may be called from any
  * thread and from a signal handler. A cancel with no generation running has no effect. */
 HR_API void hr_model_cancel(hr_model *model);
+
+/* ---- sessions: generations with a bounded queue, read by the caller ------------------------ */
+
+/* A session is one generation run by the model's worker thread ("hr-worker"), which decodes
+ * and pushes pieces into the session's bounded queue. When the queue is full the worker waits:
+ * a reader that stops reading stops generation, and memory stays flat. Sessions on one model run
+ * one after another in the order they were started. */
+typedef struct hr_session hr_session;
+
+typedef struct hr_session_params {
+    hr_generate_params generate;
+    int32_t queue_capacity;   /* pieces held for the reader at most (default 64) */
+    const char *client;       /* who asked, for the metrics record (may be NULL; copied) */
+} hr_session_params;
+
+HR_API hr_session_params hr_session_default_params(void);
+
+/* Queues a generation of `prompt` (copied) on `model`. On success *out owns the session; free it
+ * with hr_session_free(). Any thread. */
+HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_session_params *params,
+                            hr_session **out);
+
+/* Waits up to `timeout_seconds` (0: do not wait; negative: wait for ever) for the next piece
+ * and copies it, NUL-terminated, into `buffer` (a piece longer than capacity - 1 arrives in
+ * parts, never splitting a UTF-8 character when capacity is at least 5). Returns HR_OK with
+ * *length set, HR_EAGAIN when nothing arrived in time, HR_EOF when the generation ended and every
+ * piece was read, HR_ECANCELLED after hr_session_cancel(), or the generation's error (with its
+ * sentence in hr_last_error()). One reader thread per session. */
+HR_API int hr_session_read(hr_session *session, char *buffer, size_t capacity, size_t *length,
+                           double timeout_seconds);
+
+/* Cancels the session: a queued one never starts, a running one stops within one decode step.
+ * Pieces not yet read are dropped; reads return HR_ECANCELLED from now on. Any thread, any time
+ * before hr_session_free(). */
+HR_API void hr_session_cancel(hr_session *session);
+
+/* The statistics of the generation: zero until it ends, final once a read returned HR_EOF or
+ * an error. */
+HR_API int hr_session_stats(hr_session *session, hr_generation_stats *out);
+
+/* Cancels the session if it still runs and releases it; the worker lets go of its part when it
+ * has stopped. Returns at once. NULL is ignored. */
+HR_API void hr_session_free(hr_session *session);
+
+/* ---- metrics: the last N generations, kept in memory, never sent anywhere ------------------- */
+
+typedef struct hr_generation_record {
+    double started_at;           /* wall-clock seconds since the Unix epoch */
+    char model[128];             /* the model's name, or its file name */
+    char client[64];
+    int32_t prompt_tokens;
+    int32_t generated_tokens;
+    double time_to_first_token;  /* seconds */
+    double total_seconds;
+    double tokens_per_second;
+    uint64_t peak_rss_bytes;     /* the process's peak RSS when the generation ended */
+    enum hr_pressure_level pressure_level; /* when the generation ended ... */
+    bool pressure_known;         /* ... false when the context runs no monitor */
+    bool cancelled;
+    int result;                  /* HR_OK or the error code */
+    char served_by[16];          /* "local" (or "fallback" once remote engines exist) */
+} hr_generation_record;
+
+/* Copies up to `capacity` records, oldest first, into `records`; returns how many were copied
+ * (at most hr_context_params.metrics_capacity). Any thread. */
+HR_API int hr_metrics_records(hr_context *ctx, hr_generation_record *records, int capacity);
+
+/* The records as a JSON array (the fields above, level and result as names). Returns a string
+ * the caller frees with hr_free(), or NULL when out of memory. Any thread. */
+HR_API char *hr_metrics_json(hr_context *ctx);
+
+/* Frees memory the library returned to the caller. */
+HR_API void hr_free(void *pointer);
 
 #ifdef __cplusplus
 }

@@ -45,6 +45,7 @@ HR_API hr_context_params hr_context_default_params(void)
         },
         .sample_interval_min = 0.02,
         .sample_interval_max = 0.25,
+        .metrics_capacity = 100,
     };
     return params;
 }
@@ -54,9 +55,21 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
     hr_clear_error();
     if (!out) return hr_fail(HR_EINVAL, "hr_context_create: out is NULL");
     *out = NULL;
+    hr_context_params checked = params ? *params : hr_context_default_params();
+    if (checked.metrics_capacity < 0 || checked.metrics_capacity > 1000000)
+        return hr_fail(HR_EINVAL, "metrics_capacity %d is out of range: use 0 to 1000000",
+                       checked.metrics_capacity);
     hr_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return hr_fail(HR_ENOMEM, "out of memory creating a context");
-    ctx->params = params ? *params : hr_context_default_params();
+    ctx->params = checked;
+    if (ctx->params.metrics_capacity > 0) {
+        ctx->metrics = calloc((size_t)ctx->params.metrics_capacity, sizeof *ctx->metrics);
+        if (!ctx->metrics) {
+            free(ctx);
+            return hr_fail(HR_ENOMEM, "out of memory for the metrics ring");
+        }
+    }
+    pthread_mutex_init(&ctx->metrics_lock, NULL);
     ctx->engine = hr_engine_llama();
     hr_events_init(&ctx->events);
     pthread_mutex_init(&ctx->check_lock, NULL);
@@ -91,5 +104,7 @@ HR_API void hr_context_free(hr_context *ctx)
     if (ctx->params.log_fn) hr_log_clear_sink(ctx->params.log_fn, ctx->params.log_user_data);
     hr_events_destroy(&ctx->events);
     pthread_mutex_destroy(&ctx->check_lock);
+    pthread_mutex_destroy(&ctx->metrics_lock);
+    free(ctx->metrics);
     free(ctx);
 }

@@ -21,6 +21,10 @@ struct hr_context {
     hr_event_bus events;           /* has its own locks */
     struct hr_monitor *monitor;    /* NULL when params.monitor is false */
 
+    pthread_mutex_t metrics_lock;  /* guards the metrics ring: */
+    hr_generation_record *metrics; /* metrics_capacity records, the oldest at metrics_head */
+    int metrics_head, metrics_count;
+
     pthread_mutex_t check_lock;    /* guards the three fields below: hr_pressure_check without a monitor */
     bool have_last_sample;
     hr_sample last_sample;

@@ -43,6 +43,8 @@ HR_API const char *hr_strerror(int code)
     case HR_ECONTEXT: return "HR_ECONTEXT";
     case HR_ENOTSUP: return "HR_ENOTSUP";
     case HR_EBUSY: return "HR_EBUSY";
+    case HR_EAGAIN: return "HR_EAGAIN";
+    case HR_EOF: return "HR_EOF";
     }
     return "HR_E(unknown)";
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/utf8.h"
@@ -189,6 +190,12 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
 HR_API int hr_generate(hr_model *model, const char *prompt, const hr_generate_params *params,
                        hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats)
 {
+    return hr_generate_for(model, prompt, params, piece_fn, user_data, stats, NULL);
+}
+
+int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_params *params,
+                    hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats, const char *client)
+{
     hr_clear_error();
     hr_generation_stats local;
     if (!stats) stats = &local;
@@ -205,6 +212,8 @@ HR_API int hr_generate(hr_model *model, const char *prompt, const hr_generate_pa
     atomic_store(&model->cancel_requested, false);
 
     double started = hr_now_seconds();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
     struct text_stream stream = { .fn = piece_fn, .user_data = user_data };
     rc = run_generation(model, prompt, &p, &stream, stats, started);
     if (stream.held_length > 0 && stats->stop_reason != HR_STOP_CANCELLED)
@@ -216,5 +225,6 @@ HR_API int hr_generate(hr_model *model, const char *prompt, const hr_generate_pa
     if (rc == HR_OK && stats->stop_reason == HR_STOP_CANCELLED)
         rc = hr_fail(HR_ECANCELLED, "the generation was cancelled after %d tokens", stats->generated_tokens);
     atomic_store(&model->busy, false);
+    hr_metrics_record(model, client, (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9, stats, rc);
     return rc;
 }

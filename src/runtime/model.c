@@ -4,6 +4,7 @@
  */
 #include "runtime/model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,6 +73,8 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
     model->engine = ctx->engine;
     atomic_init(&model->cancel_requested, false);
     atomic_init(&model->busy, false);
+    pthread_mutex_init(&model->queue_lock, NULL);
+    pthread_cond_init(&model->queue_changed, NULL);
 
     hr_engine_load_params load = {
         .n_ctx = p.n_ctx,
@@ -88,10 +91,16 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
     int rc = model->engine->load(path, &load, &model->engine_model);
     if (rc != HR_OK) {
         hr_log(HR_LOG_WARN, "load failed: %s", hr_last_error());
+        pthread_mutex_destroy(&model->queue_lock);
+        pthread_cond_destroy(&model->queue_changed);
         free(model->path);
         free(model);
         return rc;
     }
+    hr_engine_model_info info;
+    model->engine->get_info(model->engine_model, &info);
+    const char *base = strrchr(path, '/');
+    snprintf(model->name, sizeof model->name, "%s", info.name[0] ? info.name : base ? base + 1 : path);
     hr_log(HR_LOG_INFO, "loaded %s in %.2f s", path, hr_now_seconds() - started);
     *out = model;
     return HR_OK;
@@ -100,7 +109,10 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
 HR_API void hr_model_free(hr_model *model)
 {
     if (!model) return;
+    hr_model_stop_worker(model);
     model->engine->unload(model->engine_model);
+    pthread_mutex_destroy(&model->queue_lock);
+    pthread_cond_destroy(&model->queue_changed);
     hr_log(HR_LOG_INFO, "unloaded %s", model->path);
     free(model->path);
     free(model);

@@ -381,3 +381,12 @@ int hr_monitor_pressure(hr_monitor *m, double wait_seconds, hr_pressure *out)
     pthread_mutex_unlock(&m->lock);
     return HR_OK;
 }
+
+bool hr_monitor_level(hr_monitor *m, hr_level *out)
+{
+    pthread_mutex_lock(&m->lock);
+    bool ready = m->ready;
+    *out = m->classification.level;
+    pthread_mutex_unlock(&m->lock);
+    return ready;
+}

@@ -29,6 +29,9 @@ void hr_monitor_stop(hr_monitor *monitor);
  * (two samples). HR_EBUSY when none arrived in time. */
 int hr_monitor_pressure(hr_monitor *monitor, double wait_seconds, hr_pressure *out);
 
+/* The latest level without waiting; false before the first reading. */
+bool hr_monitor_level(hr_monitor *monitor, hr_level *out);
+
 /* Fills an hr_pressure from a sample, its signals and a classification (shared with the path
  * that runs without a monitor). */
 void hr_pressure_fill(const hr_sample *sample, const hr_pressure_signals *signals,

@@ -1,0 +1,318 @@
+/*
+ * session.c: sessions and the model's worker thread. The worker takes sessions in order, runs
+ * the generation loop, and pushes pieces into each session's bounded ring; when the ring is full
+ * it waits, so a slow reader pauses decoding and nothing grows. Cancelling stops the decode
+ * within one step (the model's atomic flag, seen by the engine's abort callback).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "runtime/model.h"
+
+enum { MAX_QUEUE_CAPACITY = 1 << 16 };
+
+struct piece {
+    char *text;
+    size_t length;
+    size_t offset;   /* bytes already read, when a reader's buffer was smaller */
+};
+
+struct hr_session {
+    hr_model *model;            /* immutable; alive while `running` or queued (the worker holds it) */
+    char *prompt;
+    hr_generate_params params;
+    char client[64];
+    struct hr_session *next;    /* the model's queue link, guarded by model->queue_lock */
+
+    pthread_mutex_t lock;       /* guards everything below */
+    pthread_cond_t readable;    /* a piece arrived or the session ended */
+    pthread_cond_t writable;    /* the reader took a piece, or the session was cancelled */
+    struct piece *ring;
+    int capacity, head, count;
+    bool running;               /* the worker is generating it */
+    bool finished;              /* the worker is done with it */
+    bool cancelled;
+    int result;                 /* the generation's return code, once finished */
+    char error[512];            /* its sentence */
+    hr_generation_stats stats;
+    int references;             /* the caller's and the worker's */
+};
+
+HR_API hr_session_params hr_session_default_params(void)
+{
+    hr_session_params params = {
+        .generate = hr_generate_default_params(),
+        .queue_capacity = 64,
+        .client = NULL,
+    };
+    return params;
+}
+
+static void release(hr_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool last = --s->references == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (!last) return;
+    for (int i = 0; i < s->count; i++) free(s->ring[(s->head + i) % s->capacity].text);
+    free(s->ring);
+    free(s->prompt);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->readable);
+    pthread_cond_destroy(&s->writable);
+    free(s);
+}
+
+/* ---- the worker ----------------------------------------------------------------------------- */
+
+/* The piece callback of a session's generation: waits for room, or stops when cancelled. */
+static int push_piece(const char *text, size_t length, void *user_data)
+{
+    hr_session *s = user_data;
+    char *copy = malloc(length + 1);
+    if (!copy) return 1;
+    memcpy(copy, text, length);
+    copy[length] = '\0';
+    pthread_mutex_lock(&s->lock);
+    while (s->count == s->capacity && !s->cancelled) pthread_cond_wait(&s->writable, &s->lock);
+    if (s->cancelled) {
+        pthread_mutex_unlock(&s->lock);
+        free(copy);
+        return 1;
+    }
+    s->ring[(s->head + s->count) % s->capacity] = (struct piece){ copy, length, 0 };
+    s->count++;
+    pthread_cond_signal(&s->readable);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static void finish(hr_session *s, int result, const char *sentence)
+{
+    pthread_mutex_lock(&s->lock);
+    s->running = false;
+    s->finished = true;
+    s->result = result;
+    snprintf(s->error, sizeof s->error, "%s", sentence);
+    pthread_cond_broadcast(&s->readable);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void run_session(hr_model *model, hr_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool cancelled = s->cancelled;
+    if (!cancelled) s->running = true;
+    pthread_mutex_unlock(&s->lock);
+    if (cancelled) {
+        finish(s, HR_ECANCELLED, "the generation was cancelled before it started");
+        return;
+    }
+    hr_generation_stats stats;
+    int rc = hr_generate_for(model, s->prompt, &s->params, push_piece, s, &stats, s->client);
+    pthread_mutex_lock(&s->lock);
+    s->stats = stats;
+    pthread_mutex_unlock(&s->lock);
+    finish(s, rc, rc == HR_OK ? "" : hr_last_error());
+}
+
+static void *worker_main(void *arg)
+{
+    hr_model *model = arg;
+    char name[16];
+    snprintf(name, sizeof name, "hr-worker");
+    pthread_setname_np(pthread_self(), name);
+    pthread_mutex_lock(&model->queue_lock);
+    for (;;) {
+        while (!model->queue_head && !model->stopping) pthread_cond_wait(&model->queue_changed, &model->queue_lock);
+        hr_session *s = model->queue_head;
+        if (!s) break;   /* stopping and nothing left */
+        model->queue_head = s->next;
+        if (!model->queue_head) model->queue_tail = NULL;
+        bool stopping = model->stopping;
+        pthread_mutex_unlock(&model->queue_lock);
+        if (stopping) finish(s, HR_ECANCELLED, "the model was unloaded before the generation started");
+        else run_session(model, s);
+        release(s);
+        pthread_mutex_lock(&model->queue_lock);
+    }
+    pthread_mutex_unlock(&model->queue_lock);
+    return NULL;
+}
+
+void hr_model_stop_worker(hr_model *model)
+{
+    pthread_mutex_lock(&model->queue_lock);
+    model->stopping = true;
+    bool started = model->worker_started;
+    pthread_cond_broadcast(&model->queue_changed);
+    pthread_mutex_unlock(&model->queue_lock);
+    if (!started) return;
+    atomic_store(&model->cancel_requested, true);   /* the running one stops within a step */
+    pthread_join(model->worker, NULL);
+}
+
+/* ---- the caller's side ---------------------------------------------------------------------- */
+
+HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_session_params *params,
+                            hr_session **out)
+{
+    hr_clear_error();
+    if (!out) return hr_fail(HR_EINVAL, "hr_session_start: out is NULL");
+    *out = NULL;
+    if (!model || !prompt) return hr_fail(HR_EINVAL, "hr_session_start: model and prompt are required");
+    hr_session_params p = params ? *params : hr_session_default_params();
+    if (p.queue_capacity <= 0 || p.queue_capacity > MAX_QUEUE_CAPACITY)
+        return hr_fail(HR_EINVAL, "queue capacity %d is out of range: use 1 to %d", p.queue_capacity,
+                       MAX_QUEUE_CAPACITY);
+    /* check the generation's parameters now, so a bad request fails here and not in the worker */
+    if (p.generate.max_tokens <= 0 || p.generate.max_tokens > (1 << 20))
+        return hr_fail(HR_EINVAL, "max_tokens %d is out of range: use 1 to %d", p.generate.max_tokens, 1 << 20);
+
+    hr_session *s = calloc(1, sizeof *s);
+    if (!s) return hr_fail(HR_ENOMEM, "out of memory starting a session");
+    s->prompt = strdup(prompt);
+    s->ring = calloc((size_t)p.queue_capacity, sizeof *s->ring);
+    if (!s->prompt || !s->ring) {
+        free(s->prompt);
+        free(s->ring);
+        free(s);
+        return hr_fail(HR_ENOMEM, "out of memory starting a session");
+    }
+    s->model = model;
+    s->params = p.generate;
+    s->capacity = p.queue_capacity;
+    snprintf(s->client, sizeof s->client, "%s", p.client ? p.client : "");
+    s->references = 2;   /* the caller's and the worker's */
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->readable, NULL);
+    pthread_cond_init(&s->writable, NULL);
+
+    pthread_mutex_lock(&model->queue_lock);
+    if (model->stopping) {
+        pthread_mutex_unlock(&model->queue_lock);
+        s->references = 1;
+        release(s);
+        return hr_fail(HR_EBUSY, "the model is being unloaded");
+    }
+    if (!model->worker_started) {
+        int rc = pthread_create(&model->worker, NULL, worker_main, model);
+        if (rc != 0) {
+            pthread_mutex_unlock(&model->queue_lock);
+            s->references = 1;
+            release(s);
+            return hr_fail(HR_EIO, "cannot start the model's worker thread: %s", strerror(rc));
+        }
+        model->worker_started = true;
+    }
+    if (model->queue_tail) model->queue_tail->next = s;
+    else model->queue_head = s;
+    model->queue_tail = s;
+    pthread_cond_signal(&model->queue_changed);
+    pthread_mutex_unlock(&model->queue_lock);
+    *out = s;
+    return HR_OK;
+}
+
+static struct timespec deadline_after(double seconds)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    time_t whole = (time_t)seconds;
+    t.tv_sec += whole;
+    t.tv_nsec += (long)((seconds - (double)whole) * 1e9);
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* How much of a piece fits without cutting a UTF-8 character in two. */
+static size_t whole_characters(const char *text, size_t available, size_t room)
+{
+    if (available <= room) return available;
+    size_t n = room;
+    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80) n--;   /* back off a continuation */
+    return n > 0 ? n : room;
+}
+
+HR_API int hr_session_read(hr_session *s, char *buffer, size_t capacity, size_t *length,
+                           double timeout_seconds)
+{
+    hr_clear_error();
+    if (!s || !buffer || capacity < 2 || !length)
+        return hr_fail(HR_EINVAL, "hr_session_read: session, a buffer of at least 2 bytes and length are required");
+    *length = 0;
+    struct timespec deadline = deadline_after(timeout_seconds > 0 ? timeout_seconds : 0);
+    pthread_mutex_lock(&s->lock);
+    while (s->count == 0 && !s->finished && !s->cancelled && timeout_seconds != 0) {
+        if (timeout_seconds < 0) pthread_cond_wait(&s->readable, &s->lock);
+        else if (pthread_cond_timedwait(&s->readable, &s->lock, &deadline) == ETIMEDOUT) break;
+    }
+    int rc;
+    if (s->cancelled) {
+        rc = hr_fail(HR_ECANCELLED, "the session was cancelled");
+    } else if (s->count > 0) {
+        struct piece *p = &s->ring[s->head];
+        size_t n = whole_characters(p->text + p->offset, p->length - p->offset, capacity - 1);
+        memcpy(buffer, p->text + p->offset, n);
+        buffer[n] = '\0';
+        *length = n;
+        p->offset += n;
+        if (p->offset == p->length) {
+            free(p->text);
+            s->head = (s->head + 1) % s->capacity;
+            s->count--;
+            pthread_cond_signal(&s->writable);
+        }
+        rc = HR_OK;
+    } else if (s->finished) {
+        if (s->result == HR_OK) rc = HR_EOF;
+        else rc = hr_fail(s->result, "%s", s->error);
+    } else {
+        rc = HR_EAGAIN;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+HR_API void hr_session_cancel(hr_session *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    s->cancelled = true;
+    /* The model outlives a running session (hr_model_free joins the worker, which must take
+     * this lock to finish it), so touching it under the lock is safe. */
+    if (s->running) atomic_store(&s->model->cancel_requested, true);
+    for (int i = 0; i < s->count; i++) free(s->ring[(s->head + i) % s->capacity].text);
+    s->count = 0;
+    pthread_cond_broadcast(&s->writable);
+    pthread_cond_broadcast(&s->readable);
+    pthread_mutex_unlock(&s->lock);
+}
+
+HR_API int hr_session_stats(hr_session *s, hr_generation_stats *out)
+{
+    hr_clear_error();
+    if (!s || !out) return hr_fail(HR_EINVAL, "hr_session_stats: session and out are required");
+    pthread_mutex_lock(&s->lock);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->lock);
+    return HR_OK;
+}
+
+HR_API void hr_session_free(hr_session *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    bool finished = s->finished;
+    pthread_mutex_unlock(&s->lock);
+    if (!finished) hr_session_cancel(s);
+    release(s);
+}
