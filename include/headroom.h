@@ -246,6 +246,19 @@ typedef struct hr_model_info {
 /* Fills *out with facts about a loaded model. Any thread. */
 HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out);
 
+/* One message of a conversation, for hr_model_apply_chat_template(). */
+typedef struct hr_chat_message {
+    const char *role;      /* "system", "user", "assistant" */
+    const char *content;
+} hr_chat_message;
+
+/* Formats a conversation with the chat template stored in the model file (llama.cpp recognises
+ * the common ones by their text), ending with the assistant's turn when `add_assistant` is true.
+ * On success *out is a string the caller frees with hr_free(). HR_ENOTSUP when the model has no
+ * template or llama.cpp does not recognise it. Any thread. */
+HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_message *messages,
+                                        size_t count, bool add_assistant, char **out);
+
 /* ---- generation --------------------------------------------------------------------------- */
 
 typedef struct hr_generate_params {

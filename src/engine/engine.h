@@ -73,6 +73,9 @@ typedef struct hr_engine_ops {
      * length needed when `capacity` is too small. */
     int32_t (*token_to_piece)(hr_engine_model *model, hr_token token, char *buffer, int32_t capacity);
     bool (*is_end_of_generation)(hr_engine_model *model, hr_token token);
+    /* Formats messages with the model's chat template into a malloc'd string (*out). */
+    int (*apply_chat_template)(const hr_engine_model *model, const hr_chat_message *messages,
+                               size_t count, bool add_assistant, char **out);
 
     /* Forgets every token of the context window. */
     void (*reset)(hr_engine_model *model);

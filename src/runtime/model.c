@@ -144,3 +144,19 @@ HR_API void hr_model_cancel(hr_model *model)
 {
     if (model) atomic_store(&model->cancel_requested, true);
 }
+
+HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_message *messages,
+                                        size_t count, bool add_assistant, char **out)
+{
+    hr_clear_error();
+    if (!out) return hr_fail(HR_EINVAL, "hr_model_apply_chat_template: out is NULL");
+    *out = NULL;
+    if (!model || (!messages && count > 0))
+        return hr_fail(HR_EINVAL, "hr_model_apply_chat_template: model and messages are required");
+    for (size_t i = 0; i < count; i++)
+        if (!messages[i].role || !messages[i].content)
+            return hr_fail(HR_EINVAL, "message %zu has no role or no content", i);
+    if (!model->engine->apply_chat_template)
+        return hr_fail(HR_ENOTSUP, "the %s engine has no chat templates", model->engine->name);
+    return model->engine->apply_chat_template(model->engine_model, messages, count, add_assistant, out);
+}

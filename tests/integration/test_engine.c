@@ -105,6 +105,23 @@ static void load_describe_generate_unload(void **state)
     hr_context_free(ctx);
 }
 
+static void chat_template_from_the_model(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_chat_message messages[] = { { "system", "Be brief." }, { "user", "Hello" } };
+    char *text = NULL;
+    assert_int_equal(hr_model_apply_chat_template(model, messages, 2, true, &text), HR_OK);
+    /* headroom-mkmodel writes the Llama-2 chat template */
+    assert_string_equal(text, "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHello [/INST]");
+    hr_free(text);
+    hr_chat_message bad[] = { { "user", NULL } };
+    assert_int_equal(hr_model_apply_chat_template(model, bad, 1, true, &text), HR_EINVAL);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 static void same_seed_same_text(void **state)
 {
     (void)state;
@@ -331,6 +348,7 @@ int main(int argc, char **argv)
     mkdir(scratch, 0755);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(load_describe_generate_unload),
+        cmocka_unit_test(chat_template_from_the_model),
         cmocka_unit_test(same_seed_same_text),
         cmocka_unit_test(context_window_fills_up),
         cmocka_unit_test(cancel_from_another_thread),

@@ -97,8 +97,10 @@ static hr_token fake_sample(hr_engine_sampler *sampler, hr_engine_model *model)
 static void fake_sampler_free(hr_engine_sampler *sampler) { free(sampler); }
 
 static const hr_engine_ops fake_engine = {
-    "fake", fake_load, fake_unload, fake_info, fake_tokenize, fake_piece, fake_is_eog,
-    fake_reset, fake_decode, fake_sampler_create, fake_sample, fake_sampler_free,
+    .name = "fake", .load = fake_load, .unload = fake_unload, .get_info = fake_info,
+    .tokenize = fake_tokenize, .token_to_piece = fake_piece, .is_end_of_generation = fake_is_eog,
+    .apply_chat_template = NULL, .reset = fake_reset, .decode = fake_decode,
+    .sampler_create = fake_sampler_create, .sample = fake_sample, .sampler_free = fake_sampler_free,
 };
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
