@@ -56,6 +56,10 @@ HR_API const char *hr_strerror(int code);
  * Owned by the library, valid until the next headroom call on this thread; "" if none. */
 HR_API const char *hr_last_error(void);
 
+/* Whether text[0..length) is valid UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF), for callers that take text from outside. Any thread. */
+HR_API bool hr_utf8_valid(const char *text, size_t length);
+
 /* Library version, "MAJOR.MINOR.PATCH"; a static string. Any thread. */
 HR_API const char *hr_version(void);
 

@@ -3,6 +3,8 @@
  */
 #include "core/utf8.h"
 
+#include "headroom.h"
+
 #include <string.h>
 
 enum { INCOMPLETE = -1 };
@@ -68,4 +70,17 @@ size_t hr_utf8_take(const char *in, size_t length, int final, char *out, size_t 
     }
     *consumed = read;
     return written;
+}
+
+HR_API bool hr_utf8_valid(const char *text, size_t length)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t at = 0;
+    while (at < length) {
+        size_t invalid;
+        int n = unit_length(s + at, length - at, &invalid);
+        if (n <= 0) return false;   /* invalid, or cut off at the end */
+        at += (size_t)n;
+    }
+    return true;
 }

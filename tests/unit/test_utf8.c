@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "core/utf8.h"
+#include "headroom.h"
 
 static size_t take(const char *in, size_t length, int final, char *out, size_t *consumed)
 {
@@ -108,6 +109,17 @@ static void small_capacity_stops_early_without_overflow(void **state)
     assert_memory_equal(out, "abc", 3);
 }
 
+static void validity(void **state)
+{
+    (void)state;
+    assert_true(hr_utf8_valid("", 0));
+    assert_true(hr_utf8_valid("h\xC3\xA9 \xF0\x9F\x98\x80", 8));
+    assert_false(hr_utf8_valid("a\xFF", 2));
+    assert_false(hr_utf8_valid("\xE2\x82", 2));          /* cut off */
+    assert_false(hr_utf8_valid("\xED\xA0\x80", 3));      /* a surrogate */
+    assert_false(hr_utf8_valid("\xC0\xAF", 2));           /* overlong */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -119,6 +131,7 @@ int main(void)
         cmocka_unit_test(truncated_sequence_inside_text_is_one_replacement),
         cmocka_unit_test(surrogates_and_out_of_range_are_rejected),
         cmocka_unit_test(small_capacity_stops_early_without_overflow),
+        cmocka_unit_test(validity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
