@@ -1,0 +1,380 @@
+/*
+ * api_admin.c: operations: GET /health (alive), GET /ready (503 with the reason under critical
+ * pressure), GET /metrics (Prometheus text), GET /api/memory (the watermark and pressure),
+ * GET /api/events (server-sent events: pressure level changes), GET /api/generations (the
+ * metrics ring), POST /api/load and POST /api/unload.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server.h"
+
+static cJSON *pressure_json(const hr_pressure *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "level", hr_pressure_level_name(p->level));
+    cJSON_AddStringToObject(o, "reason", p->reason);
+    cJSON_AddNumberToObject(o, "free_percent", p->free_percent);
+    cJSON_AddNumberToObject(o, "effective_available_bytes", (double)p->effective_available_bytes);
+    cJSON_AddNumberToObject(o, "effective_total_bytes", (double)p->effective_total_bytes);
+    cJSON_AddStringToObject(o, "binding_scope", p->binding_scope);
+    cJSON_AddNumberToObject(o, "swap_used", (double)p->swap_used_bytes);
+    cJSON_AddNumberToObject(o, "page_ins", (double)p->page_ins);
+    cJSON_AddNumberToObject(o, "page_outs", (double)p->page_outs);
+    cJSON_AddNumberToObject(o, "page_ins_per_second", p->page_ins_per_second);
+    cJSON_AddNumberToObject(o, "page_outs_per_second", p->page_outs_per_second);
+    cJSON_AddNumberToObject(o, "stall_some_percent", p->stall_some_percent);
+    cJSON_AddNumberToObject(o, "stall_full_percent", p->stall_full_percent);
+    cJSON_AddStringToObject(o, "detection", p->detection);
+    return o;
+}
+
+static enum MHD_Result ready(request *r)
+{
+    hr_pressure p;
+    int rc = hr_pressure_check(r->srv->ctx, &p);
+    cJSON *body = cJSON_CreateObject();
+    if (rc != HR_OK) {
+        /* no reading: say so, but do not take the node out of service for it */
+        cJSON_AddBoolToObject(body, "ready", true);
+        cJSON_AddStringToObject(body, "pressure", "unknown");
+        cJSON_AddStringToObject(body, "reason", hr_last_error());
+        return reply_json(r, 200, body);
+    }
+    bool critical = p.level == HR_PRESSURE_CRITICAL;
+    cJSON_AddBoolToObject(body, "ready", !critical);
+    cJSON_AddStringToObject(body, "pressure", hr_pressure_level_name(p.level));
+    char reason[600];
+    snprintf(reason, sizeof reason, critical ? "memory pressure is critical: %s" : "%s", p.reason);
+    cJSON_AddStringToObject(body, "reason", reason);
+    if (!critical) return reply_json(r, 200, body);
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    struct MHD_Response *response = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "10");
+    atomic_fetch_add(&r->srv->server_errors, 1);
+    enum MHD_Result result = MHD_queue_response(r->connection, 503, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+static enum MHD_Result memory(request *r)
+{
+    hr_memory_status m;
+    int rc = hr_memory_sample(r->srv->ctx, &m);
+    if (rc != HR_OK) return reply_library_error(r, rc);
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddNumberToObject(body, "host_total_bytes", (double)m.host_total_bytes);
+    cJSON_AddNumberToObject(body, "host_available_bytes", (double)m.host_available_bytes);
+    cJSON_AddNumberToObject(body, "swap_total_bytes", (double)m.swap_total_bytes);
+    cJSON_AddNumberToObject(body, "swap_used_bytes", (double)m.swap_used_bytes);
+    cJSON_AddNumberToObject(body, "effective_total_bytes", (double)m.effective_total_bytes);
+    cJSON_AddNumberToObject(body, "effective_available_bytes", (double)m.effective_available_bytes);
+    cJSON_AddStringToObject(body, "binding_scope", m.binding_scope);
+    cJSON_AddNumberToObject(body, "process_rss_bytes", (double)m.process_rss_bytes);
+    cJSON_AddNumberToObject(body, "process_peak_rss_bytes", (double)m.process_peak_rss_bytes);
+    cJSON_AddNumberToObject(body, "process_file_rss_bytes", (double)m.process_file_rss_bytes);
+    cJSON_AddNumberToObject(body, "process_major_faults", (double)m.process_major_faults);
+    cJSON_AddBoolToObject(body, "gpu_telemetry", m.gpu_telemetry);
+    cJSON *gpus = cJSON_AddArrayToObject(body, "gpus");
+    for (int i = 0; i < m.n_gpus; i++) {
+        cJSON *gpu = cJSON_CreateObject();
+        cJSON_AddStringToObject(gpu, "name", m.gpus[i].name);
+        cJSON_AddNumberToObject(gpu, "total_bytes", (double)m.gpus[i].total_bytes);
+        cJSON_AddNumberToObject(gpu, "free_bytes", (double)m.gpus[i].free_bytes);
+        cJSON_AddItemToArray(gpus, gpu);
+    }
+    cJSON *models = cJSON_AddArrayToObject(body, "models");
+    for (int i = 0; i < r->srv->n_models; i++) {
+        server_model *entry = &r->srv->models[i];
+        pthread_mutex_lock(&entry->lock);
+        if (entry->model) {
+            hr_model_info info;
+            hr_model_get_info(entry->model, &info);
+            cJSON *model = cJSON_CreateObject();
+            cJSON_AddStringToObject(model, "name", entry->name);
+            cJSON_AddNumberToObject(model, "weight_bytes", (double)info.weight_bytes);
+            cJSON_AddNumberToObject(model, "n_ctx", info.n_ctx);
+            cJSON_AddNumberToObject(model, "active_requests", entry->active);
+            cJSON_AddItemToArray(models, model);
+        }
+        pthread_mutex_unlock(&entry->lock);
+    }
+    hr_pressure p;
+    if (hr_pressure_check(r->srv->ctx, &p) == HR_OK) cJSON_AddItemToObject(body, "pressure", pressure_json(&p));
+    return reply_json(r, 200, body);
+}
+
+static enum MHD_Result generations(request *r)
+{
+    char *json = hr_metrics_json(r->srv->ctx);
+    if (!json) return reply_error(r, 500, NULL, "out of memory");
+    enum MHD_Result result = reply_text(r, 200, "application/json", json);
+    hr_free(json);
+    return result;
+}
+
+/* ---- /metrics --------------------------------------------------------------------------------- */
+
+static void metric(char **out, size_t *length, const char *format, ...) __attribute__((format(printf, 3, 4)));
+
+static void metric(char **out, size_t *length, const char *format, ...)
+{
+    char line[512];
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(line, sizeof line, format, args);
+    va_end(args);
+    if (n > 0) append(out, length, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static void histogram(char **out, size_t *length, const char *name, const char *help, const struct histogram *h)
+{
+    metric(out, length, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    unsigned long cumulative = 0;
+    for (int i = 0; i < 12; i++) {
+        cumulative += h->counts[i];
+        metric(out, length, "%s_bucket{le=\"%g\"} %lu\n", name, histogram_bounds[i], cumulative);
+    }
+    metric(out, length, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.6f\n%s_count %lu\n", name, h->count, name, h->sum,
+           name, h->count);
+}
+
+static enum MHD_Result prometheus(request *r)
+{
+    server *srv = r->srv;
+    char *out = calloc(1, 1);
+    size_t length = 0;
+    hr_memory_status m;
+    if (hr_memory_sample(srv->ctx, &m) == HR_OK) {
+        metric(&out, &length, "# HELP headroom_memory_host_total_bytes Host memory.\n# TYPE headroom_memory_host_total_bytes gauge\nheadroom_memory_host_total_bytes %llu\n", (unsigned long long)m.host_total_bytes);
+        metric(&out, &length, "# HELP headroom_memory_host_available_bytes MemAvailable.\n# TYPE headroom_memory_host_available_bytes gauge\nheadroom_memory_host_available_bytes %llu\n", (unsigned long long)m.host_available_bytes);
+        metric(&out, &length, "# HELP headroom_memory_effective_available_bytes Least available memory over every scope that binds the server.\n# TYPE headroom_memory_effective_available_bytes gauge\nheadroom_memory_effective_available_bytes %llu\n", (unsigned long long)m.effective_available_bytes);
+        metric(&out, &length, "# HELP headroom_memory_effective_total_bytes Size of the binding scope.\n# TYPE headroom_memory_effective_total_bytes gauge\nheadroom_memory_effective_total_bytes %llu\n", (unsigned long long)m.effective_total_bytes);
+        metric(&out, &length, "# HELP headroom_memory_swap_used_bytes Swap in use.\n# TYPE headroom_memory_swap_used_bytes gauge\nheadroom_memory_swap_used_bytes %llu\n", (unsigned long long)m.swap_used_bytes);
+        metric(&out, &length, "# HELP headroom_process_rss_bytes Resident memory of headroomd.\n# TYPE headroom_process_rss_bytes gauge\nheadroom_process_rss_bytes %llu\n", (unsigned long long)m.process_rss_bytes);
+        metric(&out, &length, "# HELP headroom_process_peak_rss_bytes Highest resident memory of headroomd.\n# TYPE headroom_process_peak_rss_bytes gauge\nheadroom_process_peak_rss_bytes %llu\n", (unsigned long long)m.process_peak_rss_bytes);
+        metric(&out, &length, "# HELP headroom_process_major_faults_total Page-ins that waited for the disk.\n# TYPE headroom_process_major_faults_total counter\nheadroom_process_major_faults_total %llu\n", (unsigned long long)m.process_major_faults);
+    }
+    hr_pressure p;
+    if (hr_pressure_check(srv->ctx, &p) == HR_OK) {
+        metric(&out, &length, "# HELP headroom_pressure_level Memory pressure: 0 normal, 1 warn, 2 critical.\n# TYPE headroom_pressure_level gauge\nheadroom_pressure_level %d\n", (int)p.level);
+        metric(&out, &length, "# HELP headroom_pressure_stall_some_percent Share of the recent interval tasks waited for memory.\n# TYPE headroom_pressure_stall_some_percent gauge\nheadroom_pressure_stall_some_percent %.3f\n", p.stall_some_percent);
+    }
+    int loaded = 0;
+    metric(&out, &length, "# HELP headroom_model_loaded Whether a model is loaded.\n# TYPE headroom_model_loaded gauge\n");
+    for (int i = 0; i < srv->n_models; i++) {
+        pthread_mutex_lock(&srv->models[i].lock);
+        bool is_loaded = srv->models[i].model != NULL;
+        pthread_mutex_unlock(&srv->models[i].lock);
+        loaded += is_loaded;
+        metric(&out, &length, "headroom_model_loaded{model=\"%s\"} %d\n", srv->models[i].name, is_loaded);
+    }
+    metric(&out, &length, "# HELP headroom_models_loaded Models in memory.\n# TYPE headroom_models_loaded gauge\nheadroom_models_loaded %d\n", loaded);
+    metric(&out, &length, "# HELP headroom_http_requests_total HTTP requests.\n# TYPE headroom_http_requests_total counter\nheadroom_http_requests_total %lu\n", atomic_load(&srv->requests));
+    metric(&out, &length, "# HELP headroom_http_errors_total HTTP replies with an error status.\n# TYPE headroom_http_errors_total counter\nheadroom_http_errors_total{class=\"4xx\"} %lu\nheadroom_http_errors_total{class=\"5xx\"} %lu\n",
+           atomic_load(&srv->client_errors), atomic_load(&srv->server_errors));
+    pthread_mutex_lock(&srv->stats_lock);
+    metric(&out, &length, "# HELP headroom_generations_total Generations finished, by outcome.\n# TYPE headroom_generations_total counter\nheadroom_generations_total{outcome=\"completed\"} %lu\nheadroom_generations_total{outcome=\"cancelled\"} %lu\nheadroom_generations_total{outcome=\"failed\"} %lu\n",
+           srv->generations - srv->cancelled_generations - srv->failed_generations, srv->cancelled_generations,
+           srv->failed_generations);
+    metric(&out, &length, "# HELP headroom_tokens_total Tokens processed.\n# TYPE headroom_tokens_total counter\nheadroom_tokens_total{kind=\"prompt\"} %lu\nheadroom_tokens_total{kind=\"generated\"} %lu\n",
+           srv->prompt_tokens, srv->generated_tokens);
+    struct histogram ttft = srv->ttft, duration = srv->duration;
+    pthread_mutex_unlock(&srv->stats_lock);
+    histogram(&out, &length, "headroom_time_to_first_token_seconds", "Time from request to the first token.", &ttft);
+    histogram(&out, &length, "headroom_generation_duration_seconds", "Time from request to the last token.", &duration);
+    enum MHD_Result result = reply_text(r, 200, "text/plain; version=0.0.4", out);
+    free(out);
+    return result;
+}
+
+/* ---- /api/events ------------------------------------------------------------------------------ */
+
+enum { EVENT_QUEUE = 64 };
+
+struct event_stream {
+    server *srv;
+    int subscription;
+    int fd;
+    pthread_mutex_t lock;          /* guards the queue; the monitor thread fills it */
+    pthread_cond_t arrived;
+    char *queue[EVENT_QUEUE];
+    int head, count;
+    unsigned long dropped;         /* events a slow client missed: it is told, nothing grows */
+    char *pending;
+    size_t pending_length, pending_offset;
+};
+
+static char *event_text(const char *type, cJSON *data)
+{
+    char *json = cJSON_PrintUnformatted(data);
+    cJSON_Delete(data);
+    if (!json) return NULL;
+    size_t size = strlen(type) + strlen(json) + 32;
+    char *text = malloc(size);
+    if (text) snprintf(text, size, "event: %s\ndata: %s\n\n", type, json);
+    free(json);
+    return text;
+}
+
+static void enqueue(struct event_stream *e, char *text)
+{
+    if (!text) return;
+    pthread_mutex_lock(&e->lock);
+    if (e->count == EVENT_QUEUE) {
+        free(e->queue[e->head]);
+        e->head = (e->head + 1) % EVENT_QUEUE;
+        e->count--;
+        e->dropped++;
+    }
+    e->queue[(e->head + e->count) % EVENT_QUEUE] = text;
+    e->count++;
+    pthread_cond_signal(&e->arrived);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void on_event(const hr_event *event, void *user_data)
+{
+    struct event_stream *e = user_data;
+    if (event->type != HR_EVENT_PRESSURE) return;
+    cJSON *data = cJSON_CreateObject();
+    cJSON_AddStringToObject(data, "level", hr_pressure_level_name(event->level));
+    cJSON_AddStringToObject(data, "previous", hr_pressure_level_name(event->previous_level));
+    cJSON_AddStringToObject(data, "reason", event->reason);
+    cJSON_AddNumberToObject(data, "time", wall_seconds());
+    enqueue(e, event_text("pressure", data));
+}
+
+static ssize_t events_read(void *cls, uint64_t position, char *buffer, size_t max)
+{
+    (void)position;
+    struct event_stream *e = cls;
+    for (;;) {
+        if (e->pending_offset < e->pending_length) {
+            size_t n = e->pending_length - e->pending_offset;
+            if (n > max) n = max;
+            memcpy(buffer, e->pending + e->pending_offset, n);
+            e->pending_offset += n;
+            return (ssize_t)n;
+        }
+        free(e->pending);
+        e->pending = NULL;
+        e->pending_length = e->pending_offset = 0;
+        pthread_mutex_lock(&e->lock);
+        if (e->count == 0) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_sec += 1;
+            pthread_cond_timedwait(&e->arrived, &e->lock, &deadline);
+        }
+        if (e->count > 0) {
+            e->pending = e->queue[e->head];
+            e->head = (e->head + 1) % EVENT_QUEUE;
+            e->count--;
+        }
+        pthread_mutex_unlock(&e->lock);
+        if (e->pending) {
+            e->pending_length = strlen(e->pending);
+            continue;
+        }
+        if (client_gone(e->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        e->pending = strdup(": keep-alive\n\n");
+        if (e->pending) e->pending_length = strlen(e->pending);
+    }
+}
+
+static void events_free(void *cls)
+{
+    struct event_stream *e = cls;
+    hr_unsubscribe(e->srv->ctx, e->subscription);   /* after this, on_event never runs for e */
+    for (int i = 0; i < e->count; i++) free(e->queue[(e->head + i) % EVENT_QUEUE]);
+    free(e->pending);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->arrived);
+    free(e);
+}
+
+static enum MHD_Result events(request *r)
+{
+    struct event_stream *e = calloc(1, sizeof *e);
+    if (!e) return reply_error(r, 500, NULL, "out of memory");
+    e->srv = r->srv;
+    e->fd = connection_fd(r->connection);
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->arrived, NULL);
+    /* the first event is the state now, so a client needs no second request */
+    hr_pressure p;
+    if (hr_pressure_check(r->srv->ctx, &p) == HR_OK) enqueue(e, event_text("pressure", pressure_json(&p)));
+    if (hr_subscribe(r->srv->ctx, on_event, e, &e->subscription) != HR_OK) {
+        enum MHD_Result result = reply_library_error(r, HR_EBUSY);
+        events_free(e);
+        return result;
+    }
+    struct MHD_Response *response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_read, e, events_free);
+    if (!response) {
+        events_free(e);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(response, "X-Accel-Buffering", "no");
+    enum MHD_Result result = MHD_queue_response(r->connection, 200, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+/* ---- load and unload -------------------------------------------------------------------------- */
+
+static enum MHD_Result load_or_unload(request *r, bool load)
+{
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body with 'model' is required");
+    field_check c = { .r = r };
+    const char *name = NULL;
+    field_string(&c, r->json, "model", true, &name);
+    double keep_alive = NAN;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(r->json, "keep_alive");
+    if (!c.failed && value && !cJSON_IsNull(value) && !parse_duration(value, &keep_alive))
+        return reply_error(r, 400, "keep_alive", "'keep_alive' must be a duration such as \"5m\", 0 or -1");
+    if (c.failed) return c.reply;
+    server_model *entry = server_find_model(r->srv, name);
+    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", name);
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "model", entry->name);
+    if (load) {
+        enum MHD_Result reply = MHD_NO;
+        if (!server_use_model(r, entry, &reply)) {
+            cJSON_Delete(body);
+            return reply;
+        }
+        server_release_model(r->srv, entry, keep_alive);
+        cJSON_AddStringToObject(body, "status", "loaded");
+    } else {
+        int rc = server_unload_model(r->srv, entry);
+        if (rc == HR_EBUSY) {
+            cJSON_Delete(body);
+            return reply_error(r, 409, "model", "model '%s' is generating; cancel its requests or try again", name);
+        }
+        cJSON_AddStringToObject(body, "status", "unloaded");
+    }
+    return reply_json(r, 200, body);
+}
+
+bool api_admin(request *r, enum MHD_Result *reply)
+{
+    bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+    if (strcmp(r->path, "/health") == 0 && get) *reply = reply_text(r, 200, "application/json", "{\"status\":\"ok\"}");
+    else if (strcmp(r->path, "/ready") == 0 && get) *reply = ready(r);
+    else if (strcmp(r->path, "/metrics") == 0 && get) *reply = prometheus(r);
+    else if (strcmp(r->path, "/api/memory") == 0 && get) *reply = memory(r);
+    else if (strcmp(r->path, "/api/generations") == 0 && get) *reply = generations(r);
+    else if (strcmp(r->path, "/api/events") == 0 && get) *reply = events(r);
+    else if (strcmp(r->path, "/api/load") == 0 && post) *reply = load_or_unload(r, true);
+    else if (strcmp(r->path, "/api/unload") == 0 && post) *reply = load_or_unload(r, false);
+    else return false;
+    return true;
+}

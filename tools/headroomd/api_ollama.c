@@ -1,0 +1,329 @@
+/*
+ * api_ollama.c: the Ollama-compatible API: POST /api/generate and /api/chat (NDJSON streams by
+ * default, as Ollama), GET /api/tags, GET /api/ps (size, size_vram, expires_at), GET
+ * /api/version, and keep_alive on requests (a duration; 0 unloads after the request; negative
+ * keeps the model loaded).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server.h"
+
+/* RFC 3339 with nanoseconds, in UTC, as Ollama writes times. */
+static void rfc3339(double seconds, char *out, size_t size)
+{
+    time_t whole = (time_t)seconds;
+    struct tm utc;
+    gmtime_r(&whole, &utc);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf(out, size, "%s.%09ldZ", date, (long)((seconds - (double)whole) * 1e9));
+}
+
+struct ollama_stream {
+    char model[256];
+    bool chat;
+};
+
+static cJSON *line_head(const struct ollama_stream *s)
+{
+    cJSON *line = cJSON_CreateObject();
+    char now[64];
+    rfc3339(wall_seconds(), now, sizeof now);
+    cJSON_AddStringToObject(line, "model", s->model);
+    cJSON_AddStringToObject(line, "created_at", now);
+    return line;
+}
+
+static void add_text(const struct ollama_stream *s, cJSON *line, const char *text, size_t length)
+{
+    char *copy = strndup(text, length);
+    if (s->chat) {
+        cJSON *message = cJSON_AddObjectToObject(line, "message");
+        cJSON_AddStringToObject(message, "role", "assistant");
+        cJSON_AddStringToObject(message, "content", copy ? copy : "");
+    } else {
+        cJSON_AddStringToObject(line, "response", copy ? copy : "");
+    }
+    free(copy);
+}
+
+static void add_stats(cJSON *line, const hr_generation_stats *stats)
+{
+    cJSON_AddStringToObject(line, "done_reason", stats->stop_reason == HR_STOP_END_OF_TEXT ? "stop" : "length");
+    cJSON_AddNumberToObject(line, "total_duration", (double)llround(stats->total_seconds * 1e9));
+    cJSON_AddNumberToObject(line, "load_duration", 0);
+    cJSON_AddNumberToObject(line, "prompt_eval_count", stats->prompt_tokens);
+    cJSON_AddNumberToObject(line, "prompt_eval_duration", (double)llround(stats->prompt_seconds * 1e9));
+    cJSON_AddNumberToObject(line, "eval_count", stats->generated_tokens);
+    cJSON_AddNumberToObject(line, "eval_duration", (double)llround(stats->decode_seconds * 1e9));
+}
+
+static void ndjson_piece(void *state, const char *piece, size_t length, cJSON_bool first, char **out, size_t *out_length)
+{
+    (void)first;
+    const struct ollama_stream *s = state;
+    cJSON *line = line_head(s);
+    add_text(s, line, piece, length);
+    cJSON_AddBoolToObject(line, "done", false);
+    append_json_line(out, out_length, "", line, "\n");
+}
+
+static void ndjson_finish(void *state, int result, const char *message, const hr_generation_stats *stats,
+                          char **out, size_t *out_length)
+{
+    const struct ollama_stream *s = state;
+    cJSON *line;
+    if (result == HR_OK) {
+        line = line_head(s);
+        add_text(s, line, "", 0);
+        cJSON_AddBoolToObject(line, "done", true);
+        add_stats(line, stats);
+    } else {
+        line = cJSON_CreateObject();
+        cJSON_AddStringToObject(line, "error", message && message[0] ? message : hr_strerror(result));
+    }
+    append_json_line(out, out_length, "", line, "\n");
+}
+
+static const stream_format ndjson_format = {
+    .content_type = "application/x-ndjson",
+    .piece = ndjson_piece,
+    .finish = ndjson_finish,
+    .keep_alive = NULL,   /* NDJSON has no comments: hang-ups are noticed on the socket instead */
+    .free_state = free,
+};
+
+/* options{} and the top-level fields Ollama clients send. */
+static void read_options(field_check *c, const cJSON *json, hr_session_params *params)
+{
+    const cJSON *options = cJSON_GetObjectItemCaseSensitive(json, "options");
+    if (options && !cJSON_IsNull(options) && !cJSON_IsObject(options)) {
+        c->reply = reply_error(c->r, 400, "options", "'options' must be an object");
+        c->failed = true;
+        return;
+    }
+    if (!options) return;
+    field_int(c, options, "num_predict", -2, c->r->srv->config.max_tokens_limit, &params->generate.max_tokens);
+    /* Ollama: -1 is "until the context is full", -2 "fill the context"; both mean the limit here */
+    if (params->generate.max_tokens < 0) params->generate.max_tokens = c->r->srv->config.max_tokens_limit;
+    if (params->generate.max_tokens == 0) params->generate.max_tokens = 128;
+    field_number(c, options, "temperature", 0, 100, &params->generate.temperature);
+    field_number(c, options, "top_p", 1e-6, 1, &params->generate.top_p);
+    field_number(c, options, "min_p", 0, 0.999, &params->generate.min_p);
+    field_int(c, options, "top_k", 0, 1 << 20, &params->generate.top_k);
+    field_u64(c, options, "seed", &params->generate.seed);
+}
+
+static bool read_keep_alive(field_check *c, const cJSON *json, double *keep_alive)
+{
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(json, "keep_alive");
+    if (!value || cJSON_IsNull(value)) return true;
+    if (!parse_duration(value, keep_alive)) {
+        c->reply = reply_error(c->r, 400, "keep_alive", "'keep_alive' must be a duration such as \"5m\", \"1h\", 0 or -1");
+        c->failed = true;
+        return false;
+    }
+    return true;
+}
+
+static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
+{
+    if (!cJSON_IsArray(messages)) {
+        c->reply = reply_error(c->r, 400, "messages", "'messages' must be an array");
+        c->failed = true;
+        return NULL;
+    }
+    int count = cJSON_GetArraySize(messages);
+    hr_chat_message *list = calloc((size_t)(count ? count : 1), sizeof *list);
+    int i = 0;
+    const cJSON *message;
+    cJSON_ArrayForEach(message, messages) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(message, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(message, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
+            free(list);
+            c->reply = reply_error(c->r, 400, "messages", "messages[%d] needs a string role and a string content", i);
+            c->failed = true;
+            return NULL;
+        }
+        list[i].role = role->valuestring;
+        list[i].content = content->valuestring;
+        i++;
+    }
+    char *prompt = NULL;
+    int rc = hr_model_apply_chat_template(model, list, (size_t)count, true, &prompt);
+    free(list);
+    if (rc != HR_OK) {
+        c->reply = reply_library_error(c->r, rc);
+        c->failed = true;
+    }
+    return prompt;
+}
+
+static enum MHD_Result generate(request *r, bool chat)
+{
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
+    field_check c = { .r = r };
+    const char *model_name = NULL, *prompt_text = NULL, *system = NULL;
+    bool stream = true, raw = false;
+    double keep_alive = NAN;
+    hr_session_params params = hr_session_default_params();
+    params.queue_capacity = r->srv->config.queue_capacity;
+    params.client = chat ? "ollama-chat" : "ollama";
+    field_string(&c, r->json, "model", true, &model_name);
+    if (!chat) field_string(&c, r->json, "prompt", false, &prompt_text);
+    field_string(&c, r->json, "system", false, &system);
+    field_bool(&c, r->json, "stream", &stream);
+    field_bool(&c, r->json, "raw", &raw);
+    read_options(&c, r->json, &params);
+    read_keep_alive(&c, r->json, &keep_alive);
+    if (c.failed) return c.reply;
+
+    server_model *entry = server_find_model(r->srv, model_name);
+    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    enum MHD_Result reply = MHD_NO;
+    hr_model *model = server_use_model(r, entry, &reply);
+    if (!model) return reply;
+
+    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
+    bool nothing_to_do = chat ? (!messages || cJSON_GetArraySize(messages) == 0) : (!prompt_text || !prompt_text[0]);
+    if (nothing_to_do) {
+        /* Ollama's way to load (or, with keep_alive 0, unload) a model: an empty request */
+        struct ollama_stream head = { .chat = chat };
+        snprintf(head.model, sizeof head.model, "%s", entry->name);
+        cJSON *line = line_head(&head);
+        add_text(&head, line, "", 0);
+        cJSON_AddBoolToObject(line, "done", true);
+        bool unload = !isnan(keep_alive) && keep_alive == 0;
+        cJSON_AddStringToObject(line, "done_reason", unload ? "unload" : "load");
+        server_release_model(r->srv, entry, keep_alive);
+        return reply_json(r, 200, line);
+    }
+
+    char *prompt = NULL;
+    if (chat) {
+        prompt = chat_prompt(&c, model, messages);
+    } else if (raw || !system) {
+        prompt = strdup(prompt_text);
+    } else {
+        hr_chat_message list[2] = { { "system", system }, { "user", prompt_text } };
+        int rc = hr_model_apply_chat_template(model, list, 2, true, &prompt);
+        if (rc != HR_OK) {
+            c.reply = reply_library_error(r, rc);
+            c.failed = true;
+        }
+    }
+    if (!prompt) {
+        server_release_model(r->srv, entry, keep_alive);
+        return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
+    }
+    hr_session *session = NULL;
+    int rc = hr_session_start(model, prompt, &params, &session);
+    free(prompt);
+    if (rc != HR_OK) {
+        server_release_model(r->srv, entry, keep_alive);
+        return reply_library_error(r, rc);
+    }
+    struct ollama_stream *state = calloc(1, sizeof *state);
+    snprintf(state->model, sizeof state->model, "%s", entry->name);
+    state->chat = chat;
+    if (stream) return reply_stream(r, session, &ndjson_format, state, entry, keep_alive);
+
+    char *text = NULL;
+    hr_generation_stats stats;
+    rc = read_whole_session(r, session, &text, &stats);
+    hr_session_free(session);
+    server_release_model(r->srv, entry, keep_alive);
+    if (rc != HR_OK) {
+        free(text);
+        free(state);
+        return reply_library_error(r, rc);
+    }
+    cJSON *body = line_head(state);
+    add_text(state, body, text ? text : "", text ? strlen(text) : 0);
+    cJSON_AddBoolToObject(body, "done", true);
+    add_stats(body, &stats);
+    free(text);
+    free(state);
+    return reply_json(r, 200, body);
+}
+
+static cJSON *details(void)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "format", "gguf");
+    cJSON_AddStringToObject(d, "family", "llama");
+    return d;
+}
+
+static enum MHD_Result tags(request *r)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON *models = cJSON_AddArrayToObject(body, "models");
+    for (int i = 0; i < r->srv->n_models; i++) {
+        const server_model *m = &r->srv->models[i];
+        cJSON *model = cJSON_CreateObject();
+        char modified[64];
+        rfc3339(r->srv->started_at, modified, sizeof modified);
+        cJSON_AddStringToObject(model, "name", m->name);
+        cJSON_AddStringToObject(model, "model", m->name);
+        cJSON_AddStringToObject(model, "modified_at", modified);
+        cJSON_AddNumberToObject(model, "size", (double)m->file_bytes);
+        cJSON_AddStringToObject(model, "digest", "");
+        cJSON_AddItemToObject(model, "details", details());
+        cJSON_AddItemToArray(models, model);
+    }
+    return reply_json(r, 200, body);
+}
+
+static enum MHD_Result running(request *r)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON *models = cJSON_AddArrayToObject(body, "models");
+    for (int i = 0; i < r->srv->n_models; i++) {
+        server_model *m = &r->srv->models[i];
+        pthread_mutex_lock(&m->lock);
+        if (m->model) {
+            hr_model_info info;
+            hr_model_get_info(m->model, &info);
+            cJSON *model = cJSON_CreateObject();
+            cJSON_AddStringToObject(model, "name", m->name);
+            cJSON_AddStringToObject(model, "model", m->name);
+            cJSON_AddNumberToObject(model, "size", (double)info.weight_bytes);
+            /* the share of the weights on a GPU, by blocks placed there */
+            double on_gpu = info.n_layer > 0 ? (double)info.n_layer_gpu / info.n_layer : 0;
+            cJSON_AddNumberToObject(model, "size_vram", floor((double)info.weight_bytes * on_gpu));
+            char expires[64];
+            /* never expiring, or in use: Ollama reports a far-future time */
+            rfc3339(m->expires_at > 0 ? m->expires_at : 253402300799.0, expires, sizeof expires);
+            cJSON_AddStringToObject(model, "expires_at", expires);
+            cJSON_AddStringToObject(model, "digest", "");
+            cJSON_AddItemToObject(model, "details", details());
+            cJSON_AddItemToArray(models, model);
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    return reply_json(r, 200, body);
+}
+
+bool api_ollama(request *r, enum MHD_Result *reply)
+{
+    bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+    if (strcmp(r->path, "/api/generate") == 0 && post) *reply = generate(r, false);
+    else if (strcmp(r->path, "/api/chat") == 0 && post) *reply = generate(r, true);
+    else if (strcmp(r->path, "/api/tags") == 0 && get) *reply = tags(r);
+    else if (strcmp(r->path, "/api/ps") == 0 && get) *reply = running(r);
+    else if (strcmp(r->path, "/api/version") == 0 && get) {
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "version", hr_version());
+        *reply = reply_json(r, 200, body);
+    } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0 ||
+               strcmp(r->path, "/api/tags") == 0 || strcmp(r->path, "/api/ps") == 0)
+        *reply = reply_error(r, 405, NULL, "%s is not allowed on %s", r->method, r->path);
+    else return false;
+    return true;
+}

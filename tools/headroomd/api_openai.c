@@ -1,0 +1,299 @@
+/*
+ * api_openai.c: the OpenAI-compatible API: GET /v1/models, POST /v1/completions and
+ * POST /v1/chat/completions, streamed as server-sent events or whole, with usage filled in and
+ * errors in OpenAI's shape. Validation is strict: a field of the wrong type is a 400 that names it.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server.h"
+
+static atomic_ulong next_id = 1;
+
+struct openai_stream {
+    char id[48];
+    long created;
+    char model[256];
+    bool chat;
+    bool include_usage;
+};
+
+static const char *finish_reason(enum hr_stop_reason reason)
+{
+    return reason == HR_STOP_END_OF_TEXT ? "stop" : "length";
+}
+
+static cJSON *usage_json(const hr_generation_stats *stats)
+{
+    cJSON *usage = cJSON_CreateObject();
+    cJSON_AddNumberToObject(usage, "prompt_tokens", stats->prompt_tokens);
+    cJSON_AddNumberToObject(usage, "completion_tokens", stats->generated_tokens);
+    cJSON_AddNumberToObject(usage, "total_tokens", stats->prompt_tokens + stats->generated_tokens);
+    return usage;
+}
+
+static cJSON *chunk_head(const struct openai_stream *s)
+{
+    cJSON *chunk = cJSON_CreateObject();
+    cJSON_AddStringToObject(chunk, "id", s->id);
+    cJSON_AddStringToObject(chunk, "object", s->chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(chunk, "created", (double)s->created);
+    cJSON_AddStringToObject(chunk, "model", s->model);
+    return chunk;
+}
+
+/* One choice of a chunk: text for completions, a delta for chat. */
+static cJSON *chunk_choice(const struct openai_stream *s, const char *text, size_t length, bool first,
+                           const char *reason)
+{
+    cJSON *choice = cJSON_CreateObject();
+    cJSON_AddNumberToObject(choice, "index", 0);
+    char *copy = strndup(text, length);
+    if (s->chat) {
+        cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
+        if (first) cJSON_AddStringToObject(delta, "role", "assistant");
+        if (length > 0 || !reason) cJSON_AddStringToObject(delta, "content", copy ? copy : "");
+    } else {
+        cJSON_AddStringToObject(choice, "text", copy ? copy : "");
+        cJSON_AddNullToObject(choice, "logprobs");
+    }
+    free(copy);
+    if (reason) cJSON_AddStringToObject(choice, "finish_reason", reason);
+    else cJSON_AddNullToObject(choice, "finish_reason");
+    return choice;
+}
+
+static void sse_piece(void *state, const char *piece, size_t length, cJSON_bool first, char **out, size_t *out_length)
+{
+    struct openai_stream *s = state;
+    cJSON *chunk = chunk_head(s);
+    cJSON *choices = cJSON_AddArrayToObject(chunk, "choices");
+    cJSON_AddItemToArray(choices, chunk_choice(s, piece, length, first, NULL));
+    append_json_line(out, out_length, "data: ", chunk, "\n\n");
+}
+
+static void sse_finish(void *state, int result, const char *message, const hr_generation_stats *stats,
+                       char **out, size_t *out_length)
+{
+    struct openai_stream *s = state;
+    if (result == HR_OK) {
+        cJSON *chunk = chunk_head(s);
+        cJSON *choices = cJSON_AddArrayToObject(chunk, "choices");
+        cJSON_AddItemToArray(choices, chunk_choice(s, "", 0, stats->generated_tokens == 0, finish_reason(stats->stop_reason)));
+        append_json_line(out, out_length, "data: ", chunk, "\n\n");
+        if (s->include_usage) {
+            chunk = chunk_head(s);
+            cJSON_AddArrayToObject(chunk, "choices");
+            cJSON_AddItemToObject(chunk, "usage", usage_json(stats));
+            append_json_line(out, out_length, "data: ", chunk, "\n\n");
+        }
+    } else {
+        cJSON *body = cJSON_CreateObject();
+        cJSON *error = cJSON_AddObjectToObject(body, "error");
+        cJSON_AddStringToObject(error, "message", message && message[0] ? message : hr_strerror(result));
+        cJSON_AddStringToObject(error, "type", "server_error");
+        append_json_line(out, out_length, "data: ", body, "\n\n");
+    }
+    append(out, out_length, "data: [DONE]\n\n", 15);
+}
+
+static const stream_format sse_format = {
+    .content_type = "text/event-stream",
+    .piece = sse_piece,
+    .finish = sse_finish,
+    .keep_alive = ": keep-alive\n\n",
+    .free_state = free,
+};
+
+/* ---- requests ------------------------------------------------------------------------------- */
+
+/* The text of a chat message: a string, or OpenAI's array of parts of which the text ones count. */
+static char *message_text(field_check *c, const cJSON *content, int index)
+{
+    if (cJSON_IsString(content)) return strdup(content->valuestring);
+    if (!cJSON_IsArray(content)) {
+        c->reply = reply_error(c->r, 400, "messages", "messages[%d].content must be a string or an array of parts", index);
+        c->failed = true;
+        return NULL;
+    }
+    size_t length = 0;
+    char *text = calloc(1, 1);
+    const cJSON *part;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *value = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !cJSON_IsString(value)) {
+            free(text);
+            c->reply = reply_error(c->r, 400, "messages", "messages[%d]: only parts of type 'text' are supported", index);
+            c->failed = true;
+            return NULL;
+        }
+        append(&text, &length, value->valuestring, strlen(value->valuestring));
+    }
+    return text;
+}
+
+/* The chat template's input from OpenAI's messages; NULL after replying on bad input. */
+static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
+{
+    if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
+        c->reply = reply_error(c->r, 400, "messages", "'messages' must be a non-empty array");
+        c->failed = true;
+        return NULL;
+    }
+    int count = cJSON_GetArraySize(messages);
+    hr_chat_message *list = calloc((size_t)count, sizeof *list);
+    char **texts = calloc((size_t)count, sizeof *texts);
+    char *prompt = NULL;
+    int i = 0;
+    const cJSON *message;
+    cJSON_ArrayForEach(message, messages) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(message, "role");
+        if (!cJSON_IsString(role)) {
+            c->reply = reply_error(c->r, 400, "messages", "messages[%d].role must be a string", i);
+            c->failed = true;
+            goto done;
+        }
+        texts[i] = message_text(c, cJSON_GetObjectItemCaseSensitive(message, "content"), i);
+        if (!texts[i]) goto done;
+        list[i].role = role->valuestring;
+        list[i].content = texts[i];
+        i++;
+    }
+    int rc = hr_model_apply_chat_template(model, list, (size_t)count, true, &prompt);
+    if (rc != HR_OK) {
+        c->reply = reply_library_error(c->r, rc);
+        c->failed = true;
+    }
+done:
+    for (int j = 0; j < count; j++) free(texts[j]);
+    free(texts);
+    free(list);
+    return prompt;
+}
+
+static enum MHD_Result generate(request *r, bool chat)
+{
+    field_check c = { .r = r };
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
+    const char *model_name = NULL, *prompt_text = NULL;
+    hr_session_params params = hr_session_default_params();
+    params.generate.max_tokens = chat ? 512 : 16;   /* OpenAI's completion default is 16 */
+    params.queue_capacity = r->srv->config.queue_capacity;
+    params.client = chat ? "openai-chat" : "openai";
+    bool stream = false, include_usage = false;
+    int32_t n = 1;
+
+    field_string(&c, r->json, "model", true, &model_name);
+    if (!chat) field_string(&c, r->json, "prompt", true, &prompt_text);
+    field_int(&c, r->json, "max_tokens", 1, r->srv->config.max_tokens_limit, &params.generate.max_tokens);
+    if (chat)
+        field_int(&c, r->json, "max_completion_tokens", 1, r->srv->config.max_tokens_limit, &params.generate.max_tokens);
+    field_number(&c, r->json, "temperature", 0, 2, &params.generate.temperature);
+    field_number(&c, r->json, "top_p", 1e-6, 1, &params.generate.top_p);
+    field_u64(&c, r->json, "seed", &params.generate.seed);
+    field_bool(&c, r->json, "stream", &stream);
+    field_int(&c, r->json, "n", 1, 1, &n);
+    const cJSON *options = cJSON_GetObjectItemCaseSensitive(r->json, "stream_options");
+    if (cJSON_IsObject(options)) field_bool(&c, options, "include_usage", &include_usage);
+    if (c.failed) return c.reply;
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(r->json, "stop");
+    if (stop && !cJSON_IsNull(stop)) return reply_error(r, 400, "stop", "'stop' sequences are not supported yet");
+
+    server_model *entry = server_find_model(r->srv, model_name);
+    if (!entry)
+        return reply_error(r, 404, "model", "model '%s' not found; GET /v1/models lists the models this server has",
+                           model_name);
+    enum MHD_Result reply = MHD_NO;
+    hr_model *model = server_use_model(r, entry, &reply);
+    if (!model) return reply;
+
+    char *prompt = chat ? chat_prompt(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"))
+                        : strdup(prompt_text);
+    if (!prompt) {
+        server_release_model(r->srv, entry, NAN);
+        return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
+    }
+    hr_session *session = NULL;
+    int rc = hr_session_start(model, prompt, &params, &session);
+    free(prompt);
+    if (rc != HR_OK) {
+        server_release_model(r->srv, entry, NAN);
+        return reply_library_error(r, rc);
+    }
+
+    struct openai_stream *state = calloc(1, sizeof *state);
+    snprintf(state->id, sizeof state->id, "%s-%lx", chat ? "chatcmpl" : "cmpl", atomic_fetch_add(&next_id, 1));
+    state->created = (long)time(NULL);
+    snprintf(state->model, sizeof state->model, "%s", entry->name);
+    state->chat = chat;
+    state->include_usage = include_usage;
+
+    if (stream) {
+        /* the model stays marked in use until the stream ends */
+        return reply_stream(r, session, &sse_format, state, entry, NAN);
+    }
+
+    char *text = NULL;
+    hr_generation_stats stats;
+    rc = read_whole_session(r, session, &text, &stats);
+    hr_session_free(session);
+    server_release_model(r->srv, entry, NAN);
+    if (rc != HR_OK) {
+        free(text);
+        free(state);
+        return reply_library_error(r, rc);
+    }
+    cJSON *body = chunk_head(state);
+    cJSON_ReplaceItemInObject(body, "object", cJSON_CreateString(chat ? "chat.completion" : "text_completion"));
+    cJSON *choices = cJSON_AddArrayToObject(body, "choices");
+    cJSON *choice = cJSON_CreateObject();
+    cJSON_AddNumberToObject(choice, "index", 0);
+    if (chat) {
+        cJSON *message = cJSON_AddObjectToObject(choice, "message");
+        cJSON_AddStringToObject(message, "role", "assistant");
+        cJSON_AddStringToObject(message, "content", text ? text : "");
+    } else {
+        cJSON_AddStringToObject(choice, "text", text ? text : "");
+        cJSON_AddNullToObject(choice, "logprobs");
+    }
+    cJSON_AddStringToObject(choice, "finish_reason", finish_reason(stats.stop_reason));
+    cJSON_AddItemToArray(choices, choice);
+    cJSON_AddItemToObject(body, "usage", usage_json(&stats));
+    free(text);
+    free(state);
+    return reply_json(r, 200, body);
+}
+
+static enum MHD_Result list_models(request *r)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(body, "data");
+    for (int i = 0; i < r->srv->n_models; i++) {
+        cJSON *model = cJSON_CreateObject();
+        cJSON_AddStringToObject(model, "id", r->srv->models[i].name);
+        cJSON_AddStringToObject(model, "object", "model");
+        cJSON_AddNumberToObject(model, "created", (double)(long)r->srv->started_at);
+        cJSON_AddStringToObject(model, "owned_by", "headroom");
+        cJSON_AddItemToArray(data, model);
+    }
+    return reply_json(r, 200, body);
+}
+
+bool api_openai(request *r, enum MHD_Result *reply)
+{
+    if (strncmp(r->path, "/v1/", 4) != 0) return false;
+    bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+    if (strcmp(r->path, "/v1/models") == 0 && get) *reply = list_models(r);
+    else if (strcmp(r->path, "/v1/completions") == 0 && post) *reply = generate(r, false);
+    else if (strcmp(r->path, "/v1/chat/completions") == 0 && post) *reply = generate(r, true);
+    else if (strcmp(r->path, "/v1/models") == 0 || strcmp(r->path, "/v1/completions") == 0 ||
+             strcmp(r->path, "/v1/chat/completions") == 0)
+        *reply = reply_error(r, 405, NULL, "%s is not allowed on %s", r->method, r->path);
+    else return false;
+    return true;
+}

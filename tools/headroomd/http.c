@@ -1,0 +1,541 @@
+/*
+ * http.c: libmicrohttpd glue: collects a request body within the limit, checks the API key,
+ * UTF-8 and JSON, dispatches to the API rooms, and queues replies: JSON, errors in the client's
+ * shape, and streams fed by a session (backpressure is MHD's: it asks for more only when the
+ * socket takes it, so a slow reader leaves the session's queue full and the worker waiting).
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+double wall_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+/* ---- replies ---------------------------------------------------------------------------------- */
+
+static enum MHD_Result queue(request *r, unsigned int status, struct MHD_Response *response)
+{
+    if (!response) return MHD_NO;
+    if (status >= 500) atomic_fetch_add(&r->srv->server_errors, 1);
+    else if (status >= 400) atomic_fetch_add(&r->srv->client_errors, 1);
+    enum MHD_Result result = MHD_queue_response(r->connection, status, response);
+    MHD_destroy_response(response);
+    return result;
+}
+
+enum MHD_Result reply_text(request *r, unsigned int status, const char *content_type, const char *text)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!response) return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return queue(r, status, response);
+}
+
+enum MHD_Result reply_json(request *r, unsigned int status, cJSON *body)
+{
+    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    if (!text) return reply_text(r, 500, "application/json", "{\"error\":\"out of memory\"}");
+    struct MHD_Response *response = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return queue(r, status, response);
+}
+
+static const char *openai_error_type(unsigned int status)
+{
+    if (status == 401) return "authentication_error";
+    if (status == 404) return "not_found_error";
+    if (status == 429 || status == 503) return "server_overloaded";
+    if (status >= 500) return "server_error";
+    return "invalid_request_error";
+}
+
+enum MHD_Result reply_error(request *r, unsigned int status, const char *param, const char *format, ...)
+{
+    char message[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    cJSON *body = cJSON_CreateObject();
+    if (r->style == STYLE_OLLAMA) {
+        cJSON_AddStringToObject(body, "error", message);
+    } else {
+        cJSON *error = cJSON_AddObjectToObject(body, "error");
+        cJSON_AddStringToObject(error, "message", message);
+        cJSON_AddStringToObject(error, "type", openai_error_type(status));
+        if (param) cJSON_AddStringToObject(error, "param", param);
+        else cJSON_AddNullToObject(error, "param");
+        cJSON_AddNullToObject(error, "code");
+    }
+    return reply_json(r, status, body);
+}
+
+enum MHD_Result reply_library_error(request *r, int code)
+{
+    unsigned int status = 500;
+    switch (code) {
+    case HR_EINVAL: case HR_ECONTEXT: status = 400; break;
+    case HR_ENOENT: status = 404; break;
+    case HR_EBUSY: case HR_EAGAIN: status = 503; break;
+    case HR_ENOTSUP: status = 501; break;
+    default: break;
+    }
+    return reply_error(r, status, NULL, "%s", hr_last_error()[0] ? hr_last_error() : hr_strerror(code));
+}
+
+void append(char **out, size_t *out_length, const char *text, size_t length)
+{
+    char *grown = realloc(*out, *out_length + length + 1);
+    if (!grown) return;   /* the piece is lost, the stream goes on: better than a crash */
+    memcpy(grown + *out_length, text, length);
+    *out_length += length;
+    grown[*out_length] = '\0';
+    *out = grown;
+}
+
+void append_json_line(char **out, size_t *out_length, const char *prefix, cJSON *object, const char *suffix)
+{
+    char *text = cJSON_PrintUnformatted(object);
+    cJSON_Delete(object);
+    if (!text) return;
+    append(out, out_length, prefix, strlen(prefix));
+    append(out, out_length, text, strlen(text));
+    append(out, out_length, suffix, strlen(suffix));
+    free(text);
+}
+
+/* ---- counters for /metrics ------------------------------------------------------------------- */
+
+const double histogram_bounds[12] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+
+static void observe(struct histogram *h, double value)
+{
+    int bucket = 0;
+    while (bucket < 12 && value > histogram_bounds[bucket]) bucket++;
+    h->counts[bucket]++;
+    h->sum += value;
+    h->count++;
+}
+
+void server_observe(server *srv, const hr_generation_stats *stats, int result)
+{
+    pthread_mutex_lock(&srv->stats_lock);
+    srv->generations++;
+    if (result == HR_ECANCELLED) srv->cancelled_generations++;
+    else if (result != HR_OK) srv->failed_generations++;
+    srv->prompt_tokens += (unsigned long)stats->prompt_tokens;
+    srv->generated_tokens += (unsigned long)stats->generated_tokens;
+    if (stats->generated_tokens > 0) observe(&srv->ttft, stats->time_to_first_token);
+    if (stats->total_seconds > 0) observe(&srv->duration, stats->total_seconds);
+    pthread_mutex_unlock(&srv->stats_lock);
+}
+
+/* ---- sessions being read, so shutdown can end them ---------------------------------------- */
+
+struct tracked_session {
+    hr_session *session;
+    struct tracked_session *next;
+};
+
+static void track(server *srv, hr_session *session)
+{
+    struct tracked_session *t = malloc(sizeof *t);
+    if (!t) return;   /* only shutdown is slower for it */
+    t->session = session;
+    pthread_mutex_lock(&srv->sessions_lock);
+    t->next = srv->sessions;
+    srv->sessions = t;
+    pthread_mutex_unlock(&srv->sessions_lock);
+}
+
+static void untrack(server *srv, hr_session *session)
+{
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct tracked_session **link = &srv->sessions; *link; link = &(*link)->next) {
+        if ((*link)->session != session) continue;
+        struct tracked_session *gone = *link;
+        *link = gone->next;
+        free(gone);
+        break;
+    }
+    pthread_mutex_unlock(&srv->sessions_lock);
+}
+
+void server_cancel_all_sessions(server *srv)
+{
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct tracked_session *t = srv->sessions; t; t = t->next) hr_session_cancel(t->session);
+    pthread_mutex_unlock(&srv->sessions_lock);
+}
+
+/* ---- streams ---------------------------------------------------------------------------------- */
+
+struct stream {
+    server *srv;
+    server_model *entry;      /* in use until the stream ends */
+    double keep_alive;
+    hr_session *session;
+    const stream_format *format;
+    void *state;
+    int fd;                   /* the client's socket, to notice a hang-up while we wait */
+    char *pending;            /* formatted bytes not yet handed to MHD */
+    size_t pending_length, pending_offset;
+    bool first, finished;
+};
+
+/* A peer that closed its end reads as end-of-file; data waiting (a pipelined request) or
+ * EAGAIN means it is still there. */
+bool client_gone(int fd)
+{
+    if (fd < 0) return false;
+    struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0;
+}
+
+int connection_fd(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info ? info->connect_fd : -1;
+}
+
+static ssize_t stream_read(void *cls, uint64_t position, char *buffer, size_t max)
+{
+    (void)position;
+    struct stream *s = cls;
+    for (;;) {
+        if (s->pending_offset < s->pending_length) {
+            size_t n = s->pending_length - s->pending_offset;
+            if (n > max) n = max;
+            memcpy(buffer, s->pending + s->pending_offset, n);
+            s->pending_offset += n;
+            if (s->pending_offset == s->pending_length) s->pending_offset = s->pending_length = 0;
+            return (ssize_t)n;
+        }
+        if (s->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+
+        char piece[4096];
+        size_t length = 0;
+        int rc = hr_session_read(s->session, piece, sizeof piece, &length, 0.25);
+        if (rc == HR_OK) {
+            s->format->piece(s->state, piece, length, s->first, &s->pending, &s->pending_length);
+            s->first = false;
+        } else if (rc == HR_EAGAIN) {
+            if (client_gone(s->fd)) {
+                hr_session_cancel(s->session);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            if (s->format->keep_alive)
+                append(&s->pending, &s->pending_length, s->format->keep_alive, strlen(s->format->keep_alive));
+        } else {
+            hr_generation_stats stats;
+            hr_session_stats(s->session, &stats);
+            s->format->finish(s->state, rc == HR_EOF ? HR_OK : rc, hr_last_error(), &stats, &s->pending,
+                              &s->pending_length);
+            s->finished = true;
+        }
+    }
+}
+
+static void stream_free(void *cls)
+{
+    struct stream *s = cls;
+    untrack(s->srv, s->session);
+    hr_generation_stats stats;
+    hr_session_stats(s->session, &stats);
+    server_observe(s->srv, &stats, s->finished ? HR_OK : HR_ECANCELLED);
+    hr_session_free(s->session);   /* cancels it if the client left early */
+    server_release_model(s->srv, s->entry, s->keep_alive);
+    if (s->format->free_state) s->format->free_state(s->state);
+    free(s->pending);
+    free(s);
+}
+
+enum MHD_Result reply_stream(request *r, hr_session *session, const stream_format *format, void *state,
+                             server_model *entry, double keep_alive)
+{
+    struct stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        hr_session_free(session);
+        if (format->free_state) format->free_state(state);
+        server_release_model(r->srv, entry, keep_alive);
+        return reply_error(r, 500, NULL, "out of memory starting a stream");
+    }
+    s->srv = r->srv;
+    s->entry = entry;
+    s->keep_alive = keep_alive;
+    s->session = session;
+    s->format = format;
+    s->state = state;
+    s->fd = connection_fd(r->connection);
+    s->first = true;
+    track(r->srv, session);
+    struct MHD_Response *response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+    if (!response) {
+        stream_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, format->content_type);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(response, "X-Accel-Buffering", "no");   /* nginx: pass it on as it comes */
+    return queue(r, 200, response);
+}
+
+int read_whole_session(request *r, hr_session *session, char **text, hr_generation_stats *stats)
+{
+    int fd = connection_fd(r->connection);
+    size_t length = 0;
+    track(r->srv, session);
+    *text = calloc(1, 1);
+    char piece[4096];
+    size_t piece_length;
+    int rc;
+    for (;;) {
+        rc = hr_session_read(session, piece, sizeof piece, &piece_length, 0.25);
+        if (rc == HR_OK) append(text, &length, piece, piece_length);
+        else if (rc == HR_EAGAIN) {
+            if (client_gone(fd)) {
+                hr_session_cancel(session);
+                rc = HR_ECANCELLED;
+                break;
+            }
+        } else break;
+    }
+    untrack(r->srv, session);
+    hr_session_stats(session, stats);
+    server_observe(r->srv, stats, rc == HR_EOF ? HR_OK : rc);
+    return rc == HR_EOF ? HR_OK : rc;
+}
+
+/* ---- request fields ---------------------------------------------------------------------------- */
+
+static bool field_fail(field_check *c, const char *key, const char *format, ...) __attribute__((format(printf, 3, 4)));
+
+static bool field_fail(field_check *c, const char *key, const char *format, ...)
+{
+    char message[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    c->reply = reply_error(c->r, 400, key, "%s", message);
+    c->failed = true;
+    return false;
+}
+
+bool field_string(field_check *c, const cJSON *object, const char *key, bool required, const char **out)
+{
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) {
+        if (required) return field_fail(c, key, "'%s' is required", key);
+        return true;
+    }
+    if (!cJSON_IsString(value)) return field_fail(c, key, "'%s' must be a string", key);
+    *out = value->valuestring;
+    return true;
+}
+
+bool field_number(field_check *c, const cJSON *object, const char *key, double min, double max, float *out)
+{
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (!cJSON_IsNumber(value) || !isfinite(value->valuedouble))
+        return field_fail(c, key, "'%s' must be a number", key);
+    if (value->valuedouble < min || value->valuedouble > max)
+        return field_fail(c, key, "'%s' must be between %g and %g, not %g", key, min, max, value->valuedouble);
+    *out = (float)value->valuedouble;
+    return true;
+}
+
+bool field_int(field_check *c, const cJSON *object, const char *key, long min, long max, int32_t *out)
+{
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (!cJSON_IsNumber(value) || value->valuedouble != floor(value->valuedouble))
+        return field_fail(c, key, "'%s' must be a whole number", key);
+    if (value->valuedouble < (double)min || value->valuedouble > (double)max)
+        return field_fail(c, key, "'%s' must be between %ld and %ld, not %.0f", key, min, max, value->valuedouble);
+    *out = (int32_t)value->valuedouble;
+    return true;
+}
+
+bool field_u64(field_check *c, const cJSON *object, const char *key, uint64_t *out)
+{
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (!cJSON_IsNumber(value) || value->valuedouble < 0 || value->valuedouble > 9007199254740992.0 ||
+        value->valuedouble != floor(value->valuedouble))
+        return field_fail(c, key, "'%s' must be a non-negative whole number", key);
+    *out = (uint64_t)value->valuedouble;
+    return true;
+}
+
+bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out)
+{
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (!cJSON_IsBool(value)) return field_fail(c, key, "'%s' must be true or false", key);
+    *out = cJSON_IsTrue(value);
+    return true;
+}
+
+bool parse_duration(const cJSON *value, double *seconds)
+{
+    if (cJSON_IsNumber(value)) {
+        if (!isfinite(value->valuedouble)) return false;
+        *seconds = value->valuedouble;
+        return true;
+    }
+    if (!cJSON_IsString(value)) return false;
+    const char *text = value->valuestring;
+    char *end = NULL;
+    double amount = strtod(text, &end);
+    if (end == text || !isfinite(amount)) return false;
+    double unit = 1;
+    if (strcmp(end, "ms") == 0) unit = 0.001;
+    else if (strcmp(end, "s") == 0 || *end == '\0') unit = 1;
+    else if (strcmp(end, "m") == 0) unit = 60;
+    else if (strcmp(end, "h") == 0) unit = 3600;
+    else return false;
+    *seconds = amount * unit;
+    return true;
+}
+
+/* ---- the MHD access handler ------------------------------------------------------------------- */
+
+struct pending_request {
+    char *body;
+    size_t length;
+    bool too_large;
+};
+
+static bool authorized(server *srv, struct MHD_Connection *connection)
+{
+    if (!srv->config.api_key[0]) return true;
+    const char *header = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!header || strncmp(header, "Bearer ", 7) != 0) return false;
+    /* constant-time comparison: the key's length is not secret, its bytes are */
+    const char *given = header + 7;
+    size_t expected = strlen(srv->config.api_key);
+    if (strlen(given) != expected) return false;
+    unsigned char difference = 0;
+    for (size_t i = 0; i < expected; i++) difference |= (unsigned char)(given[i] ^ srv->config.api_key[i]);
+    return difference == 0;
+}
+
+static enum api_style style_of(const char *path)
+{
+    if (strncmp(path, "/v1/", 4) == 0) return STYLE_OPENAI;
+    if (strncmp(path, "/api/", 5) == 0) return STYLE_OLLAMA;
+    return STYLE_PLAIN;
+}
+
+static enum MHD_Result dispatch(request *r)
+{
+    enum MHD_Result reply = MHD_NO;
+    if (api_openai(r, &reply) || api_ollama(r, &reply) || api_admin(r, &reply)) return reply;
+    return reply_error(r, 404, NULL, "no such endpoint: %s %s", r->method, r->path);
+}
+
+enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+                            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    server *srv = cls;
+    struct pending_request *pending = *con_cls;
+    if (!pending) {   /* the first call: headers only */
+        pending = calloc(1, sizeof *pending);
+        if (!pending) return MHD_NO;
+        *con_cls = pending;
+        atomic_fetch_add(&srv->requests, 1);
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {   /* a part of the body */
+        if (!pending->too_large && pending->length + *upload_data_size <= srv->config.max_body_bytes) {
+            char *grown = realloc(pending->body, pending->length + *upload_data_size + 1);
+            if (grown) {
+                memcpy(grown + pending->length, upload_data, *upload_data_size);
+                pending->body = grown;
+                pending->length += *upload_data_size;
+                pending->body[pending->length] = '\0';
+            } else {
+                pending->too_large = true;
+            }
+        } else {
+            pending->too_large = true;   /* keep reading to the end, keep nothing */
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    request r = {
+        .srv = srv, .connection = connection, .method = method, .path = url,
+        .body = pending->body ? pending->body : "", .body_length = pending->length,
+        .json = NULL, .style = style_of(url),
+    };
+    bool open_path = strcmp(url, "/health") == 0 || strcmp(url, "/") == 0 || strncmp(url, "/dashboard", 10) == 0;
+    if (!open_path && !authorized(srv, connection))
+        return reply_error(&r, 401, NULL, "a valid API key is required: send 'Authorization: Bearer <key>'");
+    if (pending->too_large)
+        return reply_error(&r, 413, NULL, "the request body is larger than the limit of %zu bytes",
+                           srv->config.max_body_bytes);
+    if (strcmp(method, "POST") == 0) {
+        if (!hr_utf8_valid(r.body, r.body_length))
+            return reply_error(&r, 400, NULL, "the request body is not valid UTF-8");
+        if (r.body_length > 0) {
+            r.json = cJSON_ParseWithLength(r.body, r.body_length);
+            if (!r.json) {
+                const char *where = cJSON_GetErrorPtr();
+                long offset = where && where >= r.body && where <= r.body + r.body_length ? (long)(where - r.body) : -1;
+                return reply_error(&r, 400, NULL, "the request body is not valid JSON (near byte %ld)", offset);
+            }
+            if (!cJSON_IsObject(r.json)) {
+                cJSON_Delete(r.json);
+                return reply_error(&r, 400, NULL, "the request body must be a JSON object");
+            }
+        }
+    }
+    enum MHD_Result result = dispatch(&r);
+    cJSON_Delete(r.json);
+    return result;
+}
+
+void http_request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                            enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)connection;
+    (void)toe;
+    struct pending_request *pending = *con_cls;
+    if (!pending) return;
+    free(pending->body);
+    free(pending);
+    *con_cls = NULL;
+}

@@ -1,0 +1,345 @@
+/*
+ * main.c: headroomd: configuration (defaults < config file < HEADROOM_* environment < flags),
+ * the catalogue of models, the HTTP daemon, housekeeping (keep-alive expiry), and an orderly
+ * shutdown on SIGINT or SIGTERM. Everything about models and memory is libheadroom's.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: headroomd [options]\n"
+            "\n"
+            "Serves GGUF models over OpenAI- and Ollama-compatible HTTP APIs, with memory managed\n"
+            "by libheadroom. docs/configuration.md describes every option.\n"
+            "\n"
+            "  --host ADDRESS        address to bind (default 127.0.0.1)\n"
+            "  --port N              port (default 11435; 0 picks a free one)\n"
+            "  --model PATH          a model to serve (repeatable)\n"
+            "  --models-dir DIR      serve every .gguf file in DIR\n"
+            "  --keep-alive D        unload a model D after its last use: 5m, 1h, 30s, 0, -1 = never (default 10m)\n"
+            "  --api-key KEY         require 'Authorization: Bearer KEY' (required off loopback)\n"
+            "  --ctx N               context window per model (default: the model's, at most 4096)\n"
+            "  --threads N           decode threads (default: one per CPU)\n"
+            "  --queue N             pieces buffered per stream (default 64)\n"
+            "  --max-body BYTES      largest request body (default 1048576)\n"
+            "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
+            "  --config FILE         read 'key = value' lines with these option names\n"
+            "  -h, --help            this help\n");
+}
+
+static bool parse_keep_alive(const char *text, double *seconds)
+{
+    if (strcmp(text, "never") == 0) {
+        *seconds = -1;
+        return true;
+    }
+    cJSON value = { .type = cJSON_String, .valuestring = (char *)text };
+    return parse_duration(&value, seconds);
+}
+
+static bool parse_long(const char *name, const char *text, long min, long max, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || end == text || *end || value < min || value > max) {
+        fprintf(stderr, "headroomd: %s must be a whole number from %ld to %ld, not '%s'\n", name, min, max, text);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+/* One option by name, from a flag, the environment or the config file. */
+static bool set_option(server_config *c, const char *name, const char *value)
+{
+    long number;
+    if (strcmp(name, "host") == 0) snprintf(c->host, sizeof c->host, "%s", value);
+    else if (strcmp(name, "port") == 0) {
+        if (!parse_long("--port", value, 0, 65535, &number)) return false;
+        c->port = (int)number;
+    } else if (strcmp(name, "model") == 0) {
+        if (c->n_model_paths >= MAX_MODELS) {
+            fprintf(stderr, "headroomd: at most %d --model options\n", MAX_MODELS);
+            return false;
+        }
+        snprintf(c->model_paths[c->n_model_paths++], sizeof c->model_paths[0], "%s", value);
+    } else if (strcmp(name, "models-dir") == 0) snprintf(c->models_dir, sizeof c->models_dir, "%s", value);
+    else if (strcmp(name, "keep-alive") == 0) {
+        if (!parse_keep_alive(value, &c->keep_alive)) {
+            fprintf(stderr, "headroomd: --keep-alive takes a duration such as 5m, 1h, 30s, 0 or -1, not '%s'\n", value);
+            return false;
+        }
+    } else if (strcmp(name, "api-key") == 0) snprintf(c->api_key, sizeof c->api_key, "%s", value);
+    else if (strcmp(name, "ctx") == 0) {
+        if (!parse_long("--ctx", value, 0, 1 << 20, &number)) return false;
+        c->ctx_size = (int32_t)number;
+    } else if (strcmp(name, "threads") == 0) {
+        if (!parse_long("--threads", value, 0, 512, &number)) return false;
+        c->threads = (int32_t)number;
+    } else if (strcmp(name, "queue") == 0) {
+        if (!parse_long("--queue", value, 1, 65536, &number)) return false;
+        c->queue_capacity = (int32_t)number;
+    } else if (strcmp(name, "max-body") == 0) {
+        if (!parse_long("--max-body", value, 1024, 1L << 30, &number)) return false;
+        c->max_body_bytes = (size_t)number;
+    } else if (strcmp(name, "max-tokens-limit") == 0) {
+        if (!parse_long("--max-tokens-limit", value, 1, 1 << 20, &number)) return false;
+        c->max_tokens_limit = (int32_t)number;
+    } else {
+        fprintf(stderr, "headroomd: unknown option '%s'\n", name);
+        return false;
+    }
+    return true;
+}
+
+static char *trim(char *text)
+{
+    while (isspace((unsigned char)*text)) text++;
+    char *end = text + strlen(text);
+    while (end > text && isspace((unsigned char)end[-1])) *--end = '\0';
+    return text;
+}
+
+static bool read_config_file(server_config *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "headroomd: cannot read the config file %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    char line[4608];
+    int number = 0;
+    bool ok = true;
+    while (ok && fgets(line, sizeof line, f)) {
+        number++;
+        char *text = trim(line);
+        if (!*text || *text == '#') continue;
+        char *equals = strchr(text, '=');
+        if (!equals) {
+            fprintf(stderr, "headroomd: %s:%d: expected 'key = value'\n", path, number);
+            ok = false;
+            break;
+        }
+        *equals = '\0';
+        if (!set_option(c, trim(text), trim(equals + 1))) {
+            fprintf(stderr, "headroomd: (in %s, line %d)\n", path, number);
+            ok = false;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+static bool read_environment(server_config *c)
+{
+    static const struct { const char *variable, *option; } names[] = {
+        { "HEADROOM_HOST", "host" }, { "HEADROOM_PORT", "port" }, { "HEADROOM_MODEL", "model" },
+        { "HEADROOM_MODELS_DIR", "models-dir" }, { "HEADROOM_KEEP_ALIVE", "keep-alive" },
+        { "HEADROOM_API_KEY", "api-key" }, { "HEADROOM_CTX", "ctx" }, { "HEADROOM_THREADS", "threads" },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *value = getenv(names[i].variable);
+        if (value && *value && !set_option(c, names[i].option, value)) {
+            fprintf(stderr, "headroomd: (from %s)\n", names[i].variable);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool add_model(server *srv, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "headroomd: model %s: %s\n", path, stat(path, &st) != 0 ? strerror(errno) : "not a regular file");
+        return false;
+    }
+    if (srv->n_models >= MAX_MODELS) {
+        fprintf(stderr, "headroomd: at most %d models\n", MAX_MODELS);
+        return false;
+    }
+    server_model *m = &srv->models[srv->n_models];
+    const char *base = strrchr(path, '/');
+    snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : path);
+    size_t length = strlen(m->name);
+    if (length > 5 && strcmp(m->name + length - 5, ".gguf") == 0) m->name[length - 5] = '\0';
+    if (server_find_model(srv, m->name)) {
+        fprintf(stderr, "headroomd: two models are called '%s' (%s); rename one\n", m->name, path);
+        return false;
+    }
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->file_bytes = (uint64_t)st.st_size;
+    pthread_mutex_init(&m->lock, NULL);
+    srv->n_models++;
+    return true;
+}
+
+static bool scan_models_dir(server *srv, const char *directory)
+{
+    DIR *dir = opendir(directory);
+    if (!dir) {
+        fprintf(stderr, "headroomd: cannot read the models directory %s: %s\n", directory, strerror(errno));
+        return false;
+    }
+    struct dirent *entry;
+    bool ok = true;
+    while (ok && (entry = readdir(dir))) {
+        size_t length = strlen(entry->d_name);
+        if (length <= 5 || strcmp(entry->d_name + length - 5, ".gguf") != 0) continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", directory, entry->d_name);
+        ok = add_model(srv, path);
+    }
+    closedir(dir);
+    return ok;
+}
+
+static bool is_loopback(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
+           strncmp(host, "127.", 4) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    static server srv;
+    pthread_mutex_init(&srv.sessions_lock, NULL);
+    pthread_mutex_init(&srv.stats_lock, NULL);
+    server_config *c = &srv.config;
+    snprintf(c->host, sizeof c->host, "127.0.0.1");
+    c->port = 11435;
+    c->keep_alive = 600;
+    c->queue_capacity = 64;
+    c->max_body_bytes = 1 << 20;
+    c->max_tokens_limit = 8192;
+
+    static const struct option options[] = {
+        { "host", required_argument, NULL, 0 }, { "port", required_argument, NULL, 0 },
+        { "model", required_argument, NULL, 0 }, { "models-dir", required_argument, NULL, 0 },
+        { "keep-alive", required_argument, NULL, 0 }, { "api-key", required_argument, NULL, 0 },
+        { "ctx", required_argument, NULL, 0 }, { "threads", required_argument, NULL, 0 },
+        { "queue", required_argument, NULL, 0 }, { "max-body", required_argument, NULL, 0 },
+        { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
+        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+    };
+    /* The config file first (flags override it), so find --config before the rest. */
+    const char *config_file = getenv("HEADROOM_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config_file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0) config_file = argv[i] + 9;
+    }
+    if (config_file && !read_config_file(c, config_file)) return 2;
+    if (!read_environment(c)) return 2;
+    int index = 0, option;
+    while ((option = getopt_long(argc, argv, "h", options, &index)) != -1) {
+        if (option == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (option != 0) {
+            usage(stderr);
+            return 2;
+        }
+        if (strcmp(options[index].name, "config") == 0) continue;
+        if (!set_option(c, options[index].name, optarg)) return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "headroomd: unexpected argument '%s' (models are given with --model PATH)\n", argv[optind]);
+        return 2;
+    }
+    if (!is_loopback(c->host) && !c->api_key[0]) {
+        fprintf(stderr, "headroomd: binding %s would expose the API beyond this machine; set --api-key "
+                        "(or HEADROOM_API_KEY), or bind 127.0.0.1\n", c->host);
+        return 2;
+    }
+    for (int i = 0; i < c->n_model_paths; i++)
+        if (!add_model(&srv, c->model_paths[i])) return 1;
+    if (c->models_dir[0] && !scan_models_dir(&srv, c->models_dir)) return 1;
+    if (srv.n_models == 0) {
+        fprintf(stderr, "headroomd: no models: give --model PATH or --models-dir DIR\n");
+        return 2;
+    }
+
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+    struct addrinfo *address = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", c->port);
+    int gai = getaddrinfo(c->host, port, &hints, &address);
+    if (gai != 0) {
+        fprintf(stderr, "headroomd: cannot use the address %s: %s\n", c->host, gai_strerror(gai));
+        return 2;
+    }
+
+    hr_context_params params = hr_context_default_params();
+    if (hr_context_create(&params, &srv.ctx) != HR_OK) {
+        fprintf(stderr, "headroomd: %s\n", hr_last_error());
+        freeaddrinfo(address);
+        return 1;
+    }
+    srv.started_at = wall_seconds();
+    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (address->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, http_handle, &srv,
+                                  MHD_OPTION_SOCK_ADDR, address->ai_addr,
+                                  MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, &srv,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+                                  MHD_OPTION_END);
+    freeaddrinfo(address);
+    if (!srv.daemon) {
+        fprintf(stderr, "headroomd: cannot listen on %s:%d: %s\n", c->host, c->port,
+                errno ? strerror(errno) : "the address is in use or not available");
+        hr_context_free(srv.ctx);
+        return 1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv.daemon, MHD_DAEMON_INFO_BIND_PORT);
+    int bound = info ? info->port : c->port;
+    const char *open_bracket = strchr(c->host, ':') ? "[" : "", *close_bracket = strchr(c->host, ':') ? "]" : "";
+    printf("headroomd: listening on http://%s%s%s:%d (%d model%s)\n", open_bracket, c->host, close_bracket, bound,
+           srv.n_models, srv.n_models == 1 ? "" : "s");
+    fflush(stdout);
+
+    struct sigaction action = { .sa_handler = on_stop };
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    while (!stop_requested) {
+        usleep(250000);
+        server_expire_models(&srv);
+    }
+
+    fprintf(stderr, "headroomd: stopping\n");
+    server_cancel_all_sessions(&srv);
+    MHD_stop_daemon(srv.daemon);
+    for (int i = 0; i < srv.n_models; i++) {
+        hr_model_free(srv.models[i].model);
+        pthread_mutex_destroy(&srv.models[i].lock);
+    }
+    hr_context_free(srv.ctx);
+    return 0;
+}

@@ -1,0 +1,177 @@
+/*
+ * server.h: what the rooms of headroomd share: its configuration, the catalogue of models it
+ * may serve, the request an API handler receives, and the replies (JSON, errors, streams) it
+ * can queue. HTTP is libmicrohttpd's, JSON is cJSON's; models and memory are libheadroom's.
+ */
+#ifndef HEADROOMD_SERVER_H
+#define HEADROOMD_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "headroom.h"
+
+#define MAX_MODELS 64
+
+typedef struct server_config {
+    char host[256];               /* --host, HEADROOM_HOST (default 127.0.0.1) */
+    int port;                     /* --port, HEADROOM_PORT (default 11435) */
+    char api_key[256];            /* --api-key, HEADROOM_API_KEY: required unless bound to loopback */
+    char models_dir[4096];        /* --models-dir, HEADROOM_MODELS_DIR: every *.gguf in it */
+    char model_paths[MAX_MODELS][4096]; /* --model PATH, repeatable; HEADROOM_MODEL (one) */
+    int n_model_paths;
+    double keep_alive;            /* --keep-alive, HEADROOM_KEEP_ALIVE: seconds, < 0 never (default 600) */
+    int32_t ctx_size;             /* --ctx: context window per model (0: the model's, at most 4096) */
+    int32_t threads;              /* --threads (0: one per CPU) */
+    int32_t queue_capacity;       /* --queue: pieces buffered per stream (default 64) */
+    size_t max_body_bytes;        /* --max-body: largest request body (default 1 MiB) */
+    int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
+    char config_file[4096];       /* --config, HEADROOM_CONFIG */
+} server_config;
+
+/* One model headroomd may serve: found at start-up, loaded on first use. */
+typedef struct server_model {
+    char name[256];               /* what clients call it: the file name without ".gguf" */
+    char path[4096];
+    uint64_t file_bytes;
+    pthread_mutex_t lock;         /* guards model, loaded_at, last_used, expires_at, active */
+    hr_model *model;              /* NULL while not loaded */
+    double loaded_at;             /* wall-clock seconds */
+    double last_used;
+    double expires_at;            /* when keep-alive would unload it; 0 = never */
+    int active;                   /* requests using it now */
+} server_model;
+
+typedef struct server {
+    server_config config;
+    hr_context *ctx;
+    server_model models[MAX_MODELS];
+    int n_models;
+    struct MHD_Daemon *daemon;
+    double started_at;
+    atomic_ulong requests;        /* every request, for /metrics */
+    atomic_ulong client_errors;   /* 4xx replies */
+    atomic_ulong server_errors;   /* 5xx replies */
+    pthread_mutex_t sessions_lock; /* guards sessions: every session a request is reading */
+    struct tracked_session *sessions;
+    pthread_mutex_t stats_lock;    /* guards the generation counters and histograms below */
+    unsigned long generations, cancelled_generations, failed_generations;
+    unsigned long prompt_tokens, generated_tokens;
+    struct histogram { unsigned long counts[13]; double sum; unsigned long count; } ttft, duration;
+} server;
+
+/* The upper bounds (seconds) of the histogram buckets; the last bucket is +Inf. */
+extern const double histogram_bounds[12];
+
+/* Counts a finished generation for /metrics. */
+void server_observe(server *srv, const hr_generation_stats *stats, int result);
+
+/* Which error shape a client expects. */
+enum api_style { STYLE_OPENAI, STYLE_OLLAMA, STYLE_PLAIN };
+
+/* A request as a handler sees it: the body is complete, valid UTF-8 and parsed when it is JSON. */
+typedef struct request {
+    server *srv;
+    struct MHD_Connection *connection;
+    const char *method;
+    const char *path;
+    const char *body;
+    size_t body_length;
+    cJSON *json;                  /* the parsed body (POST with a JSON body), owned by http.c */
+    enum api_style style;
+} request;
+
+/* ---- replies (http.c); each queues the response and returns what MHD expects ---------------- */
+
+enum MHD_Result reply_json(request *r, unsigned int status, cJSON *body);   /* takes `body` */
+enum MHD_Result reply_text(request *r, unsigned int status, const char *content_type, const char *text);
+/* An error in the request's style: OpenAI {"error":{"message","type","param","code"}},
+ * Ollama {"error":"message"}. `param` may be NULL. */
+enum MHD_Result reply_error(request *r, unsigned int status, const char *param, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The reply for a library failure: the status that fits the code, the library's sentence. */
+enum MHD_Result reply_library_error(request *r, int code);
+
+/* A streamed reply: pieces of `session` formatted by `format` as they arrive. The stream owns
+ * the session, `state` and the use of `entry` from here on (released with `keep_alive` when the
+ * stream ends); a client that disconnects cancels the session. */
+typedef struct stream_format {
+    const char *content_type;
+    /* Appends the bytes for one piece to `out`. */
+    void (*piece)(void *state, const char *piece, size_t length, cJSON_bool first, char **out, size_t *out_length);
+    /* Appends the closing bytes: `result` HR_OK (stats are final) or an error with `message`. */
+    void (*finish)(void *state, int result, const char *message, const hr_generation_stats *stats,
+                   char **out, size_t *out_length);
+    /* Bytes that keep an idle connection provably alive (an SSE comment); NULL: none. */
+    const char *keep_alive;
+    void (*free_state)(void *state);
+} stream_format;
+
+enum MHD_Result reply_stream(request *r, hr_session *session, const stream_format *format, void *state,
+                             server_model *entry, double keep_alive);
+
+/* Cancels every session being read, so that streams end and the daemon can stop. */
+void server_cancel_all_sessions(server *srv);
+
+/* The MHD callbacks (http.c), installed by main.c. */
+enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+                            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
+void http_request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                            enum MHD_RequestTerminationCode toe);
+
+/* Reads a whole session into a malloc'd string (for non-streaming replies), watching for the
+ * client hanging up. Returns HR_OK, HR_ECANCELLED when the client left, or the error. */
+int read_whole_session(request *r, hr_session *session, char **text, hr_generation_stats *stats);
+
+/* The client's socket, and whether the client has hung up (it closed its end). */
+int connection_fd(struct MHD_Connection *connection);
+bool client_gone(int fd);
+
+/* Appends bytes to a growing buffer (out, out_length); used by the formatters. */
+void append(char **out, size_t *out_length, const char *text, size_t length);
+void append_json_line(char **out, size_t *out_length, const char *prefix, cJSON *object,
+                      const char *suffix);   /* takes `object` */
+
+/* ---- request fields (http.c): each returns false after replying 400 with the reason -------- */
+
+typedef struct field_check {
+    request *r;
+    enum MHD_Result reply;        /* what to return when a check failed */
+    bool failed;
+} field_check;
+
+bool field_string(field_check *c, const cJSON *object, const char *key, bool required, const char **out);
+bool field_int(field_check *c, const cJSON *object, const char *key, long min, long max, int32_t *out);
+bool field_number(field_check *c, const cJSON *object, const char *key, double min, double max, float *out);
+bool field_u64(field_check *c, const cJSON *object, const char *key, uint64_t *out);
+bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out);
+
+/* ---- models (models.c) ------------------------------------------------------------------------ */
+
+/* Finds the catalogue entry named `name` (exact, or with ".gguf" or ":latest" stripped). */
+server_model *server_find_model(server *srv, const char *name);
+/* Loads the model if needed and marks it in use; NULL with a reply queued on failure. */
+hr_model *server_use_model(request *r, server_model *m, enum MHD_Result *reply);
+/* Marks a use finished; `keep_alive` seconds (< 0: never unload; NAN: the server's default). */
+void server_release_model(server *srv, server_model *m, double keep_alive);
+int server_unload_model(server *srv, server_model *m);
+/* Unloads models whose keep-alive expired; called by the housekeeping thread. */
+void server_expire_models(server *srv);
+
+/* ---- the APIs (api_*.c): each returns true when it handled the path ------------------------- */
+
+bool api_openai(request *r, enum MHD_Result *reply);
+bool api_ollama(request *r, enum MHD_Result *reply);
+bool api_admin(request *r, enum MHD_Result *reply);
+
+double wall_seconds(void);
+/* Parses a keep-alive the way Ollama does: a number of seconds, or "5m", "1h", "30s", "-1". */
+bool parse_duration(const cJSON *value, double *seconds);
+
+#endif
