@@ -350,8 +350,9 @@ HR_API int hr_session_read(hr_session *session, char *buffer, size_t capacity, s
  * before hr_session_free(). */
 HR_API void hr_session_cancel(hr_session *session);
 
-/* The statistics of the generation: zero until it ends, final once a read returned HR_EOF or
- * an error. */
+/* The statistics of the generation, final once a read returned HR_EOF or an error. While it
+ * runs, only generated_tokens is filled in: the pieces queued so far (a token that ends inside
+ * a character is counted with the piece that completes it). */
 HR_API int hr_session_stats(hr_session *session, hr_generation_stats *out);
 
 /* Cancels the session if it still runs and releases it; the worker lets go of its part when it

@@ -40,6 +40,7 @@ struct hr_session {
     int result;                 /* the generation's return code, once finished */
     char error[512];            /* its sentence */
     hr_generation_stats stats;
+    int pieces_pushed;          /* while running: pieces handed to the queue so far */
     int references;             /* the caller's and the worker's */
 };
 
@@ -87,6 +88,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
     }
     s->ring[(s->head + s->count) % s->capacity] = (struct piece){ copy, length, 0 };
     s->count++;
+    s->pieces_pushed++;
     pthread_cond_signal(&s->readable);
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -303,6 +305,8 @@ HR_API int hr_session_stats(hr_session *s, hr_generation_stats *out)
     if (!s || !out) return hr_fail(HR_EINVAL, "hr_session_stats: session and out are required");
     pthread_mutex_lock(&s->lock);
     *out = s->stats;
+    /* while it runs, what the reader can see: the pieces queued so far */
+    if (!s->finished) out->generated_tokens = s->pieces_pushed;
     pthread_mutex_unlock(&s->lock);
     return HR_OK;
 }

@@ -118,6 +118,12 @@ static enum MHD_Result generations(request *r)
     return result;
 }
 
+/* The generations running now, for watching backpressure and cancellation from outside. */
+static enum MHD_Result active(request *r)
+{
+    return reply_json(r, 200, server_active_sessions(r->srv));
+}
+
 /* ---- /metrics --------------------------------------------------------------------------------- */
 
 static void metric(char **out, size_t *length, const char *format, ...) __attribute__((format(printf, 3, 4)));
@@ -372,6 +378,7 @@ bool api_admin(request *r, enum MHD_Result *reply)
     else if (strcmp(r->path, "/metrics") == 0 && get) *reply = prometheus(r);
     else if (strcmp(r->path, "/api/memory") == 0 && get) *reply = memory(r);
     else if (strcmp(r->path, "/api/generations") == 0 && get) *reply = generations(r);
+    else if (strcmp(r->path, "/api/active") == 0 && get) *reply = active(r);
     else if (strcmp(r->path, "/api/events") == 0 && get) *reply = events(r);
     else if (strcmp(r->path, "/api/load") == 0 && post) *reply = load_or_unload(r, true);
     else if (strcmp(r->path, "/api/unload") == 0 && post) *reply = load_or_unload(r, false);

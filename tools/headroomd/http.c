@@ -180,6 +180,21 @@ static void untrack(server *srv, hr_session *session)
     pthread_mutex_unlock(&srv->sessions_lock);
 }
 
+cJSON *server_active_sessions(server *srv)
+{
+    cJSON *list = cJSON_CreateArray();
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct tracked_session *t = srv->sessions; t; t = t->next) {
+        hr_generation_stats stats;
+        hr_session_stats(t->session, &stats);
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddNumberToObject(item, "generated_tokens", stats.generated_tokens);
+        cJSON_AddItemToArray(list, item);
+    }
+    pthread_mutex_unlock(&srv->sessions_lock);
+    return list;
+}
+
 void server_cancel_all_sessions(server *srv)
 {
     pthread_mutex_lock(&srv->sessions_lock);

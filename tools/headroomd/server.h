@@ -116,6 +116,9 @@ typedef struct stream_format {
 enum MHD_Result reply_stream(request *r, hr_session *session, const stream_format *format, void *state,
                              server_model *entry, double keep_alive);
 
+/* The sessions requests are reading now, with the pieces generated so far: [{generated_tokens}]. */
+cJSON *server_active_sessions(server *srv);
+
 /* Cancels every session being read, so that streams end and the daemon can stop. */
 void server_cancel_all_sessions(server *srv);
 
