@@ -1,7 +1,8 @@
 # headroom's front door. `make run` and `make test` work on a fresh machine: each bootstraps
 # (Debian packages, the llama.cpp engine, cached in ~/.cache/headroom) before it builds.
 #
-#   make run         build, generate the demo model if absent, stream a generation from it
+#   make run         build, make the demo model if absent, stream a generation from it with the
+#                    CLI, then serve it with headroomd on PORT (default 11435) until Ctrl-C
 #   make test        build (warnings are errors) and run every test under ctest
 #   make test-asan   the same with AddressSanitizer + UBSan, in build-asan/
 #   make bench       decode speed of `headroom run` against llama-bench on the 1b model
@@ -13,6 +14,7 @@ PREFIX     ?= /usr/local
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 DEMO_MODEL := $(BUILD)/models/demo.gguf
 PROMPT     ?= Once upon a time
+PORT       ?= 11435
 
 .PHONY: all bootstrap configure build run test test-asan bench install clean
 
@@ -43,6 +45,12 @@ $(DEMO_MODEL): build
 
 run: build $(DEMO_MODEL)
 	$(BUILD)/tools/headroom/headroom run $(DEMO_MODEL) "$(PROMPT)" --max-tokens 64
+	@echo
+	@echo "Starting headroomd on the demo model (Ctrl-C stops it)."
+	@echo "  dashboard:  http://127.0.0.1:$(PORT)/"
+	@echo "  try:        curl -N http://127.0.0.1:$(PORT)/v1/completions -d '{\"model\":\"demo\",\"prompt\":\"Once upon a time\",\"max_tokens\":32,\"stream\":true}'"
+	@echo "              curl http://127.0.0.1:$(PORT)/api/memory"
+	$(BUILD)/tools/headroomd/headroomd --model $(DEMO_MODEL) --port $(PORT)
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j 2

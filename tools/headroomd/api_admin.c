@@ -374,6 +374,8 @@ bool api_admin(request *r, enum MHD_Result *reply)
 {
     bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
     if (strcmp(r->path, "/health") == 0 && get) *reply = reply_text(r, 200, "application/json", "{\"status\":\"ok\"}");
+    else if ((strcmp(r->path, "/") == 0 || strcmp(r->path, "/dashboard") == 0) && get)
+        *reply = reply_text(r, 200, "text/html; charset=utf-8", (const char *)dashboard_page);
     else if (strcmp(r->path, "/ready") == 0 && get) *reply = ready(r);
     else if (strcmp(r->path, "/metrics") == 0 && get) *reply = prometheus(r);
     else if (strcmp(r->path, "/api/memory") == 0 && get) *reply = memory(r);

@@ -166,6 +166,8 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
 
 static enum MHD_Result generate(request *r, bool chat)
 {
+    enum MHD_Result refused;
+    if (refuse_under_pressure(r, &refused)) return refused;
     if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
     field_check c = { .r = r };
     const char *model_name = NULL, *prompt_text = NULL, *system = NULL;

@@ -177,6 +177,8 @@ done:
 
 static enum MHD_Result generate(request *r, bool chat)
 {
+    enum MHD_Result refused;
+    if (refuse_under_pressure(r, &refused)) return refused;
     field_check c = { .r = r };
     if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
     const char *model_name = NULL, *prompt_text = NULL;

@@ -102,6 +102,37 @@ enum MHD_Result reply_library_error(request *r, int code)
     return reply_error(r, status, NULL, "%s", hr_last_error()[0] ? hr_last_error() : hr_strerror(code));
 }
 
+bool refuse_under_pressure(request *r, enum MHD_Result *reply)
+{
+    hr_pressure p;
+    if (hr_pressure_check(r->srv->ctx, &p) != HR_OK || p.level != HR_PRESSURE_CRITICAL) return false;
+    cJSON *body = cJSON_CreateObject();
+    char message[700];
+    snprintf(message, sizeof message, "memory pressure is critical on this server (%s); retry later or elsewhere",
+             p.reason);
+    if (r->style == STYLE_OLLAMA) {
+        cJSON_AddStringToObject(body, "error", message);
+    } else {
+        cJSON *error = cJSON_AddObjectToObject(body, "error");
+        cJSON_AddStringToObject(error, "message", message);
+        cJSON_AddStringToObject(error, "type", "server_overloaded");
+        cJSON_AddNullToObject(error, "param");
+        cJSON_AddStringToObject(error, "code", "memory_pressure");
+    }
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    struct MHD_Response *response = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!response) {
+        free(text);
+        *reply = MHD_NO;
+        return true;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "10");
+    *reply = queue(r, 503, response);
+    return true;
+}
+
 void append(char **out, size_t *out_length, const char *text, size_t length)
 {
     char *grown = realloc(*out, *out_length + length + 1);
@@ -515,7 +546,8 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const 
         .body = pending->body ? pending->body : "", .body_length = pending->length,
         .json = NULL, .style = style_of(url),
     };
-    bool open_path = strcmp(url, "/health") == 0 || strcmp(url, "/") == 0 || strncmp(url, "/dashboard", 10) == 0;
+    /* Health is for load balancers and the page holds no data; everything else needs the key. */
+    bool open_path = strcmp(url, "/health") == 0 || strcmp(url, "/") == 0 || strcmp(url, "/dashboard") == 0;
     if (!open_path && !authorized(srv, connection))
         return reply_error(&r, 401, NULL, "a valid API key is required: send 'Authorization: Bearer <key>'");
     if (pending->too_large)

@@ -155,6 +155,10 @@ bool field_number(field_check *c, const cJSON *object, const char *key, double m
 bool field_u64(field_check *c, const cJSON *object, const char *key, uint64_t *out);
 bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out);
 
+/* Refuses new work while memory pressure is critical: 503 with Retry-After and the reason, so a
+ * load balancer sends the request to another node. Returns true after replying. */
+bool refuse_under_pressure(request *r, enum MHD_Result *reply);
+
 /* ---- models (models.c) ------------------------------------------------------------------------ */
 
 /* Finds the catalogue entry named `name` (exact, or with ".gguf" or ":latest" stripped). */
@@ -172,6 +176,10 @@ void server_expire_models(server *srv);
 bool api_openai(request *r, enum MHD_Result *reply);
 bool api_ollama(request *r, enum MHD_Result *reply);
 bool api_admin(request *r, enum MHD_Result *reply);
+
+/* The dashboard page (tools/headroomd/dashboard/index.html, compiled in). */
+extern const unsigned char dashboard_page[];
+extern const size_t dashboard_page_length;
 
 double wall_seconds(void);
 /* Parses a keep-alive the way Ollama does: a number of seconds, or "5m", "1h", "30s", "-1". */
