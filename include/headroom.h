@@ -98,7 +98,9 @@ typedef struct hr_context_params {
     bool monitor;                 /* run the pressure monitor thread (default true) */
     hr_pressure_thresholds thresholds;
     double sample_interval_min;   /* seconds between samples while memory moves (default 0.02) */
-    double sample_interval_max;   /* ... and when all is quiet (default 0.25) */
+    double sample_interval_max;   /* ... and when all is quiet; 0 (default): 1 s where the kernel
+                                     wakes the monitor on pressure (v1 pressure_level events, a
+                                     1 s PSI trigger), else 0.25 s */
     int32_t metrics_capacity;     /* generations kept in the metrics ring (default 100) */
 } hr_context_params;
 

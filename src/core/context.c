@@ -44,7 +44,7 @@ HR_API hr_context_params hr_context_default_params(void)
             .hold_seconds = t.hold_seconds,
         },
         .sample_interval_min = 0.02,
-        .sample_interval_max = 0.25,
+        .sample_interval_max = 0,   /* automatic: see headroom.h */
         .metrics_capacity = 100,
     };
     return params;

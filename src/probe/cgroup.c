@@ -289,10 +289,14 @@ static int read_keys_file(const char *directory, const char *name, hr_key_u64 *k
     return hr_fs_read_lines(NULL, path, visit_key_line, &scan);
 }
 
-static void read_v2_level(const char *directory, hr_cgroup_level *level, hr_probe_failure *failure)
+/* `own`: the process's own cgroup, read whole. An ancestor without a limit binds nothing and
+ * cannot hit a limit of its own, so only its limit is read: that halves the files a sample
+ * opens on a typical host, where every ancestor is unlimited. */
+static void read_v2_level(const char *directory, bool own, hr_cgroup_level *level, hr_probe_failure *failure)
 {
     hr_probe_failure_note(failure, read_number_file(directory, "/memory.max", true, &level->max));
     hr_probe_failure_note(failure, read_number_file(directory, "/memory.high", true, &level->high));
+    if (!own && level->max == HR_UNLIMITED && level->high == HR_UNLIMITED) return;
     hr_probe_failure_note(failure, read_number_file(directory, "/memory.current", false, &level->current));
     hr_probe_failure_note(failure, read_number_file(directory, "/memory.swap.current", false,
                                                     &level->swap_current));
@@ -308,11 +312,12 @@ static void read_v2_level(const char *directory, hr_cgroup_level *level, hr_prob
     level->events_present = rc == HR_OK && (events[0].found || events[1].found);
 }
 
-static void read_v1_level(const char *directory, hr_cgroup_level *level, hr_probe_failure *failure)
+static void read_v1_level(const char *directory, bool own, hr_cgroup_level *level, hr_probe_failure *failure)
 {
     uint64_t limit = HR_UNLIMITED;
     hr_probe_failure_note(failure, read_number_file(directory, "/memory.limit_in_bytes", false, &limit));
     level->max = limit >= V1_UNLIMITED_FROM ? HR_UNLIMITED : limit;
+    if (!own && level->max == HR_UNLIMITED) return;
     hr_probe_failure_note(failure, read_number_file(directory, "/memory.usage_in_bytes", false,
                                                     &level->current));
     /* total_*: this level and its descendants, as usage_in_bytes counts them; total_swap is only
@@ -357,10 +362,11 @@ int hr_cgroup_read_levels(const hr_cgroup_location *location, hr_cgroup_level *l
         level->max = HR_UNLIMITED;
         level->high = HR_UNLIMITED;
         copy_string(level->path, sizeof level->path, path, strlen(path));
+        bool own = *n_levels == 0;
         if (location->version == 2)
-            read_v2_level(directory, level, &failure);
+            read_v2_level(directory, own, level, &failure);
         else
-            read_v1_level(directory, level, &failure);
+            read_v1_level(directory, own, level, &failure);
         (*n_levels)++;
 
         size_t length = strlen(directory);

@@ -132,7 +132,9 @@ typedef struct hr_cgroup_location {
  * container's namespace) is taken as the mount's root. */
 int hr_cgroup_locate(const hr_fsroot *root, hr_cgroup_location *out);
 
-/* Reads the memory files of every level from the own cgroup up to the mount's root, own first,
+/* Reads the memory files of every level from the own cgroup up to the mount's root, own first.
+ * Levels above the own one that have no limit are read for their limit only (usage, page cache
+ * and events stay zero): they bind nothing, and skipping them halves a sample's cost. Levels,
  * into levels[0..max_levels). Levels whose files are absent (the root cgroup has no memory.max)
  * are still listed, with HR_UNLIMITED limits and zero usage, so the hierarchy is visible; beyond
  * max_levels the upper levels are left out. *n_levels is always set. Returns HR_OK, or the first
@@ -212,5 +214,18 @@ int hr_darwin_read_self(hr_process_memory *out);
  * exists but is broken, with a sentence naming the file: even then `out` holds every other
  * source, so a caller may log the sentence and use the sample. */
 int hr_probe_sample(const hr_fsroot *root, double timestamp, hr_sample *out);
+
+/* What a caller that samples again and again keeps between samples: the cgroup location, found
+ * again every HR_PROBE_RELOCATE_SECONDS (a process may be moved) or when reading it fails,
+ * instead of parsing /proc/self/cgroup and mountinfo on every tick. Zero-initialise it. */
+#define HR_PROBE_RELOCATE_SECONDS 2.0
+typedef struct hr_probe_state {
+    hr_cgroup_location location;
+    int located;              /* 0 not yet, 1 found, -1 none (HR_ENOENT) */
+    double located_at;        /* the timestamp of the sample that located it */
+} hr_probe_state;
+
+/* hr_probe_sample with the location kept in `state`. */
+int hr_probe_sample_with(const hr_fsroot *root, hr_probe_state *state, double timestamp, hr_sample *out);
 
 #endif /* HR_PROBE_PROBE_H */

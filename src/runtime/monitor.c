@@ -39,6 +39,7 @@ struct source {
 struct hr_monitor {
     hr_thresholds thresholds;          /* immutable after start */
     double interval_min, interval_max;
+    bool interval_max_auto;             /* decided by open_sources from what the kernel offers */
     hr_event_bus *events;
     char detection[256];
     struct source sources[MAX_SOURCES]; /* owned by the thread once it runs */
@@ -147,6 +148,10 @@ static void open_sources(hr_monitor *m)
     if (window)
         used += (size_t)snprintf(detection + used, sizeof detection - used, "PSI trigger (%s); ", window);
 
+    /* A 1 s PSI trigger or v1 pressure_level events wake the monitor when memory starts to
+     * stall, so quiet sampling can be slow; a 2 s trigger fires late or (measured here) not at
+     * all, so it does not count. */
+    bool prompt_wakeups = window && strcmp(window, "1 s window") == 0;
     hr_cgroup_location *location = malloc(sizeof *location);
     if (location && hr_cgroup_locate(NULL, location) == HR_OK) {
         if (location->unified_directory[0]) {
@@ -168,6 +173,7 @@ static void open_sources(hr_monitor *m)
                     opened++;
                 }
             }
+            if (opened > 0) prompt_wakeups = true;
             if (opened > 0 && used < sizeof detection)
                 used += (size_t)snprintf(detection + used, sizeof detection - used,
                                          "cgroup v1 memory.pressure_level events; ");
@@ -175,6 +181,8 @@ static void open_sources(hr_monitor *m)
     }
     free(location);
     hr_clear_error();   /* absent sources are normal; their sentences are not the caller's */
+    if (m->interval_max_auto) m->interval_max = prompt_wakeups ? 1.0 : 0.25;
+    if (m->interval_max < m->interval_min) m->interval_max = m->interval_min;
     if (used < sizeof detection)
         snprintf(detection + used, sizeof detection - used, "sampling every %.0f ms (moving) to %.0f ms (quiet)",
                  m->interval_min * 1000, m->interval_max * 1000);
@@ -233,6 +241,12 @@ static void *monitor_main(void *arg)
         return NULL;
     }
     hr_classifier_state state = { 0 };
+    hr_probe_state *probe = calloc(1, sizeof *probe);   /* the cgroup location, kept between ticks */
+    if (!probe) {
+        free(ring);
+        hr_log(HR_LOG_ERROR, "pressure monitor: out of memory; pressure is not monitored");
+        return NULL;
+    }
     int newest = -1, count = 0;
     double interval = m->interval_min;
     struct pollfd fds[MAX_SOURCES + 1];
@@ -240,7 +254,7 @@ static void *monitor_main(void *arg)
 
     for (;;) {
         int slot = (newest + 1) % RING;
-        int rc = hr_probe_sample(NULL, hr_now_seconds(), &ring[slot]);
+        int rc = hr_probe_sample_with(NULL, probe, hr_now_seconds(), &ring[slot]);
         if (rc != HR_OK && !broken_logged++)
             hr_log(HR_LOG_WARN, "pressure monitor: %s (the other sources are still used)", hr_last_error());
         const hr_sample *previous = count > 0 ? &ring[newest] : NULL;
@@ -303,6 +317,7 @@ static void *monitor_main(void *arg)
             }
         }
     }
+    free(probe);
     free(ring);
     return NULL;
 }
@@ -310,15 +325,16 @@ static void *monitor_main(void *arg)
 int hr_monitor_start(const hr_monitor_params *params, hr_monitor **out)
 {
     *out = NULL;
-    if (!(params->interval_min > 0) || !(params->interval_max >= params->interval_min) ||
-        params->interval_max > 60)
-        return hr_fail(HR_EINVAL, "sample intervals must satisfy 0 < min <= max <= 60 s (got %g and %g)",
-                       params->interval_min, params->interval_max);
+    if (!(params->interval_min > 0) || params->interval_max > 60 ||
+        !(params->interval_max == 0 || params->interval_max >= params->interval_min))
+        return hr_fail(HR_EINVAL, "sample intervals must satisfy 0 < min <= max <= 60 s, or max 0 for "
+                       "automatic (got %g and %g)", params->interval_min, params->interval_max);
     hr_monitor *m = calloc(1, sizeof *m);
     if (!m) return hr_fail(HR_ENOMEM, "out of memory starting the pressure monitor");
     m->thresholds = params->thresholds;
     m->interval_min = params->interval_min;
     m->interval_max = params->interval_max;
+    m->interval_max_auto = params->interval_max == 0;
     m->events = params->events;
     m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->wake_fd < 0) {
