@@ -6,11 +6,15 @@
  * NOT YET VERIFIED ON A MAC: written from Apple's documented interfaces (mach/host_info.h,
  * mach/task_info.h, sysctl(3)) on a Linux machine where it cannot be compiled.
  */
+#include <dispatch/dispatch.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <mach/mach.h>
 #include <mach/mach_error.h>
 #include <string.h>
 #include <sys/sysctl.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "probe/probe.h"
@@ -72,5 +76,35 @@ int hr_darwin_read_self(hr_process_memory *out)
     out->rss = info.resident_size;
     out->peak_rss = info.resident_size_max;
     out->present = true;
+    return HR_OK;
+}
+
+/* The pipe the dispatch source's handler writes to: the monitor polls the other end, so macOS's
+ * own notification wakes it the way an eventfd does on Linux. */
+static int pressure_pipe[2] = { -1, -1 };
+
+int hr_darwin_pressure_source_open(int *fd_out)
+{
+    if (!fd_out) return hr_fail(HR_EINVAL, "hr_darwin_pressure_source_open: fd_out is NULL");
+    if (pressure_pipe[0] < 0) {
+        if (pipe(pressure_pipe) != 0)
+            return hr_fail(HR_EIO, "cannot create a pipe for the memory-pressure source: %s", strerror(errno));
+        for (int i = 0; i < 2; i++) {
+            fcntl(pressure_pipe[i], F_SETFL, fcntl(pressure_pipe[i], F_GETFL) | O_NONBLOCK);
+            fcntl(pressure_pipe[i], F_SETFD, FD_CLOEXEC);
+        }
+        dispatch_source_t source = dispatch_source_create(
+            DISPATCH_SOURCE_TYPE_MEMORYPRESSURE, 0,
+            DISPATCH_MEMORYPRESSURE_WARN | DISPATCH_MEMORYPRESSURE_CRITICAL,
+            dispatch_get_global_queue(QOS_CLASS_UTILITY, 0));
+        if (!source) return hr_fail(HR_ENOTSUP, "this macOS offers no memory-pressure dispatch source");
+        dispatch_source_set_event_handler(source, ^{
+            char byte = 1;
+            (void)write(pressure_pipe[1], &byte, 1);   /* a full pipe already says "look" */
+        });
+        dispatch_resume(source);
+    }
+    *fd_out = dup(pressure_pipe[0]);
+    if (*fd_out < 0) return hr_fail(HR_EIO, "cannot duplicate the memory-pressure pipe: %s", strerror(errno));
     return HR_OK;
 }

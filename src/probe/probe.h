@@ -201,6 +201,11 @@ int hr_nvml_read_library(const char *library, hr_sample *out);
 /* Fills the raw macOS counters (page counts, hw.memsize, the pressure level); no arithmetic. */
 int hr_darwin_read(hr_darwin_memory *out);
 
+/* A dispatch memory-pressure source (warn and critical) whose handler writes a byte to a pipe
+ * each time the system's level rises; *fd_out is the pipe's non-blocking read end, to poll.
+ * The source lives for the rest of the process (closing the fd only stops the bytes). */
+int hr_darwin_pressure_source_open(int *fd_out);
+
 /* Fills the process's resident size and its peak from task_info; major_faults stays 0 (Mach
  * counts every fault, not page-ins). */
 int hr_darwin_read_self(hr_process_memory *out);

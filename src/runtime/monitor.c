@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "core/context.h"
@@ -31,8 +31,8 @@ static const double RATE_WINDOW = 0.2;
 
 struct source {
     int fd;
-    short events;           /* POLLPRI for PSI triggers, POLLIN for eventfds */
-    bool is_eventfd;
+    short events;           /* POLLPRI for PSI triggers, POLLIN for eventfds and pipes */
+    bool readable;          /* has bytes to drain when it fires (an eventfd or a pipe) */
     char name[96];
 };
 
@@ -44,7 +44,7 @@ struct hr_monitor {
     char detection[256];
     struct source sources[MAX_SOURCES]; /* owned by the thread once it runs */
     int n_sources;
-    int wake_fd;                        /* eventfd: written to stop the thread */
+    int wake[2];                        /* a pipe: a byte written to wake[1] stops the thread */
     pthread_t thread;
 
     pthread_mutex_t lock;               /* guards everything below */
@@ -102,7 +102,7 @@ void hr_pressure_fill(const hr_sample *sample, const hr_pressure_signals *signal
 
 /* ---- event sources -------------------------------------------------------------------------- */
 
-static void add_source(hr_monitor *m, int fd, short events, bool is_eventfd, const char *name)
+static void add_source(hr_monitor *m, int fd, short events, bool readable, const char *name)
 {
     if (m->n_sources >= MAX_SOURCES) {
         close(fd);
@@ -111,7 +111,7 @@ static void add_source(hr_monitor *m, int fd, short events, bool is_eventfd, con
     struct source *s = &m->sources[m->n_sources++];
     s->fd = fd;
     s->events = events;
-    s->is_eventfd = is_eventfd;
+    s->readable = readable;
     snprintf(s->name, sizeof s->name, "%s", name);
 }
 
@@ -180,6 +180,15 @@ static void open_sources(hr_monitor *m)
         }
     }
     free(location);
+#if defined(__APPLE__)
+    int darwin_fd = -1;
+    if (hr_darwin_pressure_source_open(&darwin_fd) == HR_OK) {
+        add_source(m, darwin_fd, POLLIN, true, "macOS memory-pressure source");
+        prompt_wakeups = true;
+        if (used < sizeof detection)
+            used += (size_t)snprintf(detection + used, sizeof detection - used, "macOS dispatch memory-pressure source; ");
+    }
+#endif
     hr_clear_error();   /* absent sources are normal; their sentences are not the caller's */
     if (m->interval_max_auto) m->interval_max = prompt_wakeups ? 1.0 : 0.25;
     if (m->interval_max < m->interval_min) m->interval_max = m->interval_min;
@@ -225,9 +234,10 @@ static bool moving(const hr_pressure_signals *signals, const hr_classification *
 
 static void drain(struct source *s)
 {
-    if (!s->is_eventfd) return;   /* a PSI trigger has nothing to read */
-    uint64_t count;
-    while (read(s->fd, &count, sizeof count) == (ssize_t)sizeof count) {
+    if (!s->readable) return;   /* a PSI trigger has nothing to read */
+    /* an eventfd gives its 8-byte count, a pipe its bytes: read until it would block */
+    char bytes[64];
+    while (read(s->fd, bytes, sizeof bytes) > 0) {
     }
 }
 
@@ -292,7 +302,7 @@ static void *monitor_main(void *arg)
         interval = fast ? m->interval_min : fmin(interval * 2, m->interval_max);
 
         int n = 0;
-        fds[n++] = (struct pollfd){ .fd = m->wake_fd, .events = POLLIN };
+        fds[n++] = (struct pollfd){ .fd = m->wake[0], .events = POLLIN };
         for (int i = 0; i < m->n_sources; i++)
             fds[n++] = (struct pollfd){ .fd = m->sources[i].fd, .events = m->sources[i].events };
         int ready = poll(fds, (nfds_t)n, (int)(interval * 1000 + 0.5));
@@ -336,19 +346,21 @@ int hr_monitor_start(const hr_monitor_params *params, hr_monitor **out)
     m->interval_max = params->interval_max;
     m->interval_max_auto = params->interval_max == 0;
     m->events = params->events;
-    m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (m->wake_fd < 0) {
+    /* a pipe, not an eventfd: the same code wakes the thread on Linux and on macOS */
+    if (pipe(m->wake) != 0) {
         int error = errno;
         free(m);
-        return hr_fail(HR_EIO, "cannot create an eventfd for the pressure monitor: %s", strerror(error));
+        return hr_fail(HR_EIO, "cannot create a pipe for the pressure monitor: %s", strerror(error));
     }
+    for (int i = 0; i < 2; i++) fcntl(m->wake[i], F_SETFD, FD_CLOEXEC);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->updated, NULL);
     open_sources(m);
     int rc = pthread_create(&m->thread, NULL, monitor_main, m);
     if (rc != 0) {
         for (int i = 0; i < m->n_sources; i++) close(m->sources[i].fd);
-        close(m->wake_fd);
+        close(m->wake[0]);
+        close(m->wake[1]);
         pthread_mutex_destroy(&m->lock);
         pthread_cond_destroy(&m->updated);
         free(m);
@@ -362,12 +374,13 @@ int hr_monitor_start(const hr_monitor_params *params, hr_monitor **out)
 void hr_monitor_stop(hr_monitor *m)
 {
     if (!m) return;
-    uint64_t one = 1;
-    if (write(m->wake_fd, &one, sizeof one) != (ssize_t)sizeof one)
+    char one = 1;
+    if (write(m->wake[1], &one, 1) != 1)
         hr_log(HR_LOG_ERROR, "pressure monitor: cannot wake the thread to stop it: %s", strerror(errno));
     pthread_join(m->thread, NULL);
     for (int i = 0; i < m->n_sources; i++) close(m->sources[i].fd);
-    close(m->wake_fd);
+    close(m->wake[0]);
+    close(m->wake[1]);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->updated);
     free(m);
