@@ -329,6 +329,9 @@ typedef struct hr_session_params {
     hr_generate_params generate;
     int32_t queue_capacity;   /* pieces held for the reader at most (default 64) */
     const char *client;       /* who asked, for the metrics record (may be NULL; copied) */
+    double reader_timeout;    /* seconds a reader may take nothing while other sessions wait for
+                                 the model; then this one ends with HR_EBUSY. 0 (default): wait
+                                 for ever. A session alone on its model is never ended by it. */
 } hr_session_params;
 
 HR_API hr_session_params hr_session_default_params(void);

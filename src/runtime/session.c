@@ -41,6 +41,8 @@ struct hr_session {
     char error[512];            /* its sentence */
     hr_generation_stats stats;
     int pieces_pushed;          /* while running: pieces handed to the queue so far */
+    double reader_timeout;      /* seconds a full queue may wait while other sessions queue */
+    bool timed_out;             /* it gave way: its reader took nothing for reader_timeout */
     int references;             /* the caller's and the worker's */
 };
 
@@ -69,6 +71,8 @@ static void release(hr_session *s)
     free(s);
 }
 
+static struct timespec deadline_after(double seconds);
+
 /* ---- the worker ----------------------------------------------------------------------------- */
 
 /* The piece callback of a session's generation: waits for room, or stops when cancelled. */
@@ -80,8 +84,31 @@ static int push_piece(const char *text, size_t length, void *user_data)
     memcpy(copy, text, length);
     copy[length] = '\0';
     pthread_mutex_lock(&s->lock);
-    while (s->count == s->capacity && !s->cancelled) pthread_cond_wait(&s->writable, &s->lock);
-    if (s->cancelled) {
+    double waiting_since = 0;
+    while (s->count == s->capacity && !s->cancelled) {
+        if (s->reader_timeout <= 0) {
+            pthread_cond_wait(&s->writable, &s->lock);
+            continue;
+        }
+        /* A reader that takes nothing holds the model; after reader_timeout it gives way, but
+         * only to sessions that are waiting: alone on the model it may pause as long as it likes. */
+        struct timespec deadline = deadline_after(0.25);
+        pthread_cond_timedwait(&s->writable, &s->lock, &deadline);
+        if (s->count < s->capacity || s->cancelled) break;
+        double now = hr_now_seconds();
+        if (waiting_since == 0) waiting_since = now;
+        if (now - waiting_since < s->reader_timeout) continue;
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_lock(&s->model->queue_lock);
+        bool others_wait = s->model->queue_head != NULL;
+        pthread_mutex_unlock(&s->model->queue_lock);
+        pthread_mutex_lock(&s->lock);
+        if (others_wait) {
+            s->timed_out = true;
+            break;
+        }
+    }
+    if (s->cancelled || s->timed_out) {
         pthread_mutex_unlock(&s->lock);
         free(copy);
         return 1;
@@ -119,8 +146,13 @@ static void run_session(hr_model *model, hr_session *s)
     int rc = hr_generate_for(model, s->prompt, &s->params, push_piece, s, &stats, s->client);
     pthread_mutex_lock(&s->lock);
     s->stats = stats;
+    bool timed_out = s->timed_out;
     pthread_mutex_unlock(&s->lock);
-    finish(s, rc, rc == HR_OK ? "" : hr_last_error());
+    if (timed_out)
+        finish(s, HR_EBUSY, "the reader took nothing for the reader timeout while other requests waited; "
+                             "the generation was stopped to let them run");
+    else
+        finish(s, rc, rc == HR_OK ? "" : hr_last_error());
 }
 
 static void *worker_main(void *arg)
@@ -169,6 +201,9 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     *out = NULL;
     if (!model || !prompt) return hr_fail(HR_EINVAL, "hr_session_start: model and prompt are required");
     hr_session_params p = params ? *params : hr_session_default_params();
+    if (!(p.reader_timeout >= 0) || p.reader_timeout > 86400)
+        return hr_fail(HR_EINVAL, "reader timeout %g s is out of range: use 0 (wait for ever) to 86400",
+                       p.reader_timeout);
     if (p.queue_capacity <= 0 || p.queue_capacity > MAX_QUEUE_CAPACITY)
         return hr_fail(HR_EINVAL, "queue capacity %d is out of range: use 1 to %d", p.queue_capacity,
                        MAX_QUEUE_CAPACITY);
@@ -189,6 +224,7 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     s->model = model;
     s->params = p.generate;
     s->capacity = p.queue_capacity;
+    s->reader_timeout = p.reader_timeout;
     snprintf(s->client, sizeof s->client, "%s", p.client ? p.client : "");
     s->references = 2;   /* the caller's and the worker's */
     pthread_mutex_init(&s->lock, NULL);

@@ -212,6 +212,36 @@ static void unloading_ends_sessions_in_flight(void **state)
     hr_session_free(queued);
 }
 
+static void a_stuck_reader_gives_way_to_waiting_sessions(void **state)
+{
+    struct fixture *f = *state;
+    hr_session_params stuck_params = hr_session_default_params(), other = hr_session_default_params();
+    stuck_params.generate.max_tokens = 400;
+    stuck_params.queue_capacity = 2;
+    stuck_params.reader_timeout = 0.5;
+    other.generate.max_tokens = 4;
+    hr_session *stuck = NULL, *waiting = NULL;
+    assert_int_equal(hr_session_start(f->model, "Stuck", &stuck_params, &stuck), HR_OK);
+    usleep(1000000);   /* alone on the model: a full queue for 1 s ends nothing */
+    hr_generation_stats stats;
+    hr_session_stats(stuck, &stats);
+    assert_true(stats.generated_tokens <= 3);
+    assert_int_equal(hr_metrics_records(f->ctx, (hr_generation_record[1]){ 0 }, 1), 0);
+
+    assert_int_equal(hr_session_start(f->model, "Waiting", &other, &waiting), HR_OK);
+    char text[4096];
+    assert_int_equal(read_all(waiting, text, sizeof text, NULL), HR_EOF);   /* it got the model */
+    int rc;
+    char buffer[64];
+    size_t length;
+    while ((rc = hr_session_read(stuck, buffer, sizeof buffer, &length, 1.0)) == HR_OK) {
+    }
+    assert_int_equal(rc, HR_EBUSY);
+    assert_non_null(strstr(hr_last_error(), "other requests waited"));
+    hr_session_free(stuck);
+    hr_session_free(waiting);
+}
+
 static void bad_session_parameters(void **state)
 {
     struct fixture *f = *state;
@@ -222,6 +252,9 @@ static void bad_session_parameters(void **state)
     assert_null(s);
     params = hr_session_default_params();
     params.generate.max_tokens = -1;
+    assert_int_equal(hr_session_start(f->model, "x", &params, &s), HR_EINVAL);
+    params = hr_session_default_params();
+    params.reader_timeout = -1;
     assert_int_equal(hr_session_start(f->model, "x", &params, &s), HR_EINVAL);
     assert_int_equal(hr_session_start(f->model, NULL, NULL, &s), HR_EINVAL);
     char buffer[1];
@@ -264,6 +297,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(freeing_an_unread_session_cancels_it, setup, teardown),
         cmocka_unit_test_setup_teardown(queued_sessions_run_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(unloading_ends_sessions_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_stuck_reader_gives_way_to_waiting_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_session_parameters, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_json_lists_the_ring, setup, teardown),
     };

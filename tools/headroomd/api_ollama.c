@@ -175,6 +175,7 @@ static enum MHD_Result generate(request *r, bool chat)
     double keep_alive = NAN;
     hr_session_params params = hr_session_default_params();
     params.queue_capacity = r->srv->config.queue_capacity;
+    params.reader_timeout = r->srv->config.reader_timeout;
     params.client = chat ? "ollama-chat" : "ollama";
     field_string(&c, r->json, "model", true, &model_name);
     if (!chat) field_string(&c, r->json, "prompt", false, &prompt_text);

@@ -185,6 +185,7 @@ static enum MHD_Result generate(request *r, bool chat)
     hr_session_params params = hr_session_default_params();
     params.generate.max_tokens = chat ? 512 : 16;   /* OpenAI's completion default is 16 */
     params.queue_capacity = r->srv->config.queue_capacity;
+    params.reader_timeout = r->srv->config.reader_timeout;
     params.client = chat ? "openai-chat" : "openai";
     bool stream = false, include_usage = false;
     int32_t n = 1;

@@ -44,6 +44,8 @@ static void usage(FILE *out)
             "  --ctx N               context window per model (default: the model's, at most 4096)\n"
             "  --threads N           decode threads (default: one per CPU)\n"
             "  --queue N             pieces buffered per stream (default 64)\n"
+            "  --reader-timeout D    a client that reads nothing for D while others wait for its model\n"
+            "                        loses its turn (default 30s; 0 = never)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
             "  --config FILE         read 'key = value' lines with these option names\n"
@@ -103,6 +105,11 @@ static bool set_option(server_config *c, const char *name, const char *value)
     } else if (strcmp(name, "queue") == 0) {
         if (!parse_long("--queue", value, 1, 65536, &number)) return false;
         c->queue_capacity = (int32_t)number;
+    } else if (strcmp(name, "reader-timeout") == 0) {
+        if (!parse_keep_alive(value, &c->reader_timeout) || c->reader_timeout < 0 || c->reader_timeout > 86400) {
+            fprintf(stderr, "headroomd: --reader-timeout takes a duration from 0 to 24h such as 30s or 2m, not '%s'\n", value);
+            return false;
+        }
     } else if (strcmp(name, "max-body") == 0) {
         if (!parse_long("--max-body", value, 1024, 1L << 30, &number)) return false;
         c->max_body_bytes = (size_t)number;
@@ -234,6 +241,7 @@ int main(int argc, char **argv)
     c->port = 11435;
     c->keep_alive = 600;
     c->queue_capacity = 64;
+    c->reader_timeout = 30;
     c->max_body_bytes = 1 << 20;
     c->max_tokens_limit = 8192;
 
@@ -242,7 +250,8 @@ int main(int argc, char **argv)
         { "model", required_argument, NULL, 0 }, { "models-dir", required_argument, NULL, 0 },
         { "keep-alive", required_argument, NULL, 0 }, { "api-key", required_argument, NULL, 0 },
         { "ctx", required_argument, NULL, 0 }, { "threads", required_argument, NULL, 0 },
-        { "queue", required_argument, NULL, 0 }, { "max-body", required_argument, NULL, 0 },
+        { "queue", required_argument, NULL, 0 }, { "reader-timeout", required_argument, NULL, 0 },
+        { "max-body", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
