@@ -355,7 +355,8 @@ HR_API int hr_session_read(hr_session *session, char *buffer, size_t capacity, s
  * before hr_session_free(). */
 HR_API void hr_session_cancel(hr_session *session);
 
-/* The statistics of the generation, final once a read returned HR_EOF or an error. While it
+/* The statistics of the generation, final once a read returned HR_EOF or an error (this call
+ * leaves that error's sentence in hr_last_error() untouched). While it
  * runs, only generated_tokens is filled in: the pieces queued so far (a token that ends inside
  * a character is counted with the piece that completes it). */
 HR_API int hr_session_stats(hr_session *session, hr_generation_stats *out);

@@ -97,10 +97,12 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
         free(model);
         return rc;
     }
-    hr_engine_model_info info;
-    model->engine->get_info(model->engine_model, &info);
+    /* the file name without ".gguf": what headroomd and people call the model (general.name
+     * stays in hr_model_info.name) */
     const char *base = strrchr(path, '/');
-    snprintf(model->name, sizeof model->name, "%s", info.name[0] ? info.name : base ? base + 1 : path);
+    snprintf(model->name, sizeof model->name, "%s", base ? base + 1 : path);
+    size_t name_length = strlen(model->name);
+    if (name_length > 5 && strcmp(model->name + name_length - 5, ".gguf") == 0) model->name[name_length - 5] = '\0';
     hr_log(HR_LOG_INFO, "loaded %s in %.2f s", path, hr_now_seconds() - started);
     *out = model;
     return HR_OK;

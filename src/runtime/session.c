@@ -337,7 +337,8 @@ HR_API void hr_session_cancel(hr_session *s)
 
 HR_API int hr_session_stats(hr_session *s, hr_generation_stats *out)
 {
-    hr_clear_error();
+    /* no hr_clear_error(): callers ask for the stats right after a read failed, and still want
+     * that failure's sentence */
     if (!s || !out) return hr_fail(HR_EINVAL, "hr_session_stats: session and out are required");
     pthread_mutex_lock(&s->lock);
     *out = s->stats;

@@ -372,7 +372,11 @@ static enum MHD_Result load_or_unload(request *r, bool load)
 
 bool api_admin(request *r, enum MHD_Result *reply)
 {
-    bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+    /* HEAD is GET without the body (libmicrohttpd drops it): probes may use either */
+    bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    bool post = strcmp(r->method, "POST") == 0;
+    static const char *const get_paths[] = { "/health", "/ready", "/metrics", "/api/memory", "/api/generations",
+                                             "/api/active", "/api/events", "/", "/dashboard" };
     if (strcmp(r->path, "/health") == 0 && get) *reply = reply_text(r, 200, "application/json", "{\"status\":\"ok\"}");
     else if ((strcmp(r->path, "/") == 0 || strcmp(r->path, "/dashboard") == 0) && get)
         *reply = reply_text(r, 200, "text/html; charset=utf-8", (const char *)dashboard_page);
@@ -384,6 +388,15 @@ bool api_admin(request *r, enum MHD_Result *reply)
     else if (strcmp(r->path, "/api/events") == 0 && get) *reply = events(r);
     else if (strcmp(r->path, "/api/load") == 0 && post) *reply = load_or_unload(r, true);
     else if (strcmp(r->path, "/api/unload") == 0 && post) *reply = load_or_unload(r, false);
-    else return false;
+    else if (strcmp(r->path, "/api/load") == 0 || strcmp(r->path, "/api/unload") == 0)
+        *reply = reply_method_not_allowed(r, "POST");
+    else {
+        for (size_t i = 0; i < sizeof get_paths / sizeof get_paths[0]; i++)
+            if (strcmp(r->path, get_paths[i]) == 0) {
+                *reply = reply_method_not_allowed(r, "GET, HEAD");
+                return true;
+            }
+        return false;
+    }
     return true;
 }

@@ -193,6 +193,10 @@ static enum MHD_Result generate(request *r, bool chat)
     if (!model) return reply;
 
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
+    if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
+        server_release_model(r->srv, entry, keep_alive);
+        return reply_error(r, 400, "messages", "'messages' must be an array");
+    }
     bool nothing_to_do = chat ? (!messages || cJSON_GetArraySize(messages) == 0) : (!prompt_text || !prompt_text[0]);
     if (nothing_to_do) {
         /* Ollama's way to load (or, with keep_alive 0, unload) a model: an empty request */
@@ -324,9 +328,11 @@ bool api_ollama(request *r, enum MHD_Result *reply)
         cJSON *body = cJSON_CreateObject();
         cJSON_AddStringToObject(body, "version", hr_version());
         *reply = reply_json(r, 200, body);
-    } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0 ||
-               strcmp(r->path, "/api/tags") == 0 || strcmp(r->path, "/api/ps") == 0)
-        *reply = reply_error(r, 405, NULL, "%s is not allowed on %s", r->method, r->path);
+    } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0)
+        *reply = reply_method_not_allowed(r, "POST");
+    else if (strcmp(r->path, "/api/tags") == 0 || strcmp(r->path, "/api/ps") == 0 ||
+             strcmp(r->path, "/api/version") == 0)
+        *reply = reply_method_not_allowed(r, "GET");
     else return false;
     return true;
 }

@@ -97,7 +97,8 @@ static void sse_finish(void *state, int result, const char *message, const hr_ge
         cJSON_AddStringToObject(error, "type", "server_error");
         append_json_line(out, out_length, "data: ", body, "\n\n");
     }
-    append(out, out_length, "data: [DONE]\n\n", 15);
+    static const char done[] = "data: [DONE]\n\n";
+    append(out, out_length, done, sizeof done - 1);
 }
 
 static const stream_format sse_format = {
@@ -204,7 +205,8 @@ static enum MHD_Result generate(request *r, bool chat)
     if (cJSON_IsObject(options)) field_bool(&c, options, "include_usage", &include_usage);
     if (c.failed) return c.reply;
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(r->json, "stop");
-    if (stop && !cJSON_IsNull(stop)) return reply_error(r, 400, "stop", "'stop' sequences are not supported yet");
+    if (stop && !cJSON_IsNull(stop) && !(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) == 0))
+        return reply_error(r, 400, "stop", "'stop' sequences are not supported yet");
 
     server_model *entry = server_find_model(r->srv, model_name);
     if (!entry)
@@ -294,9 +296,9 @@ bool api_openai(request *r, enum MHD_Result *reply)
     if (strcmp(r->path, "/v1/models") == 0 && get) *reply = list_models(r);
     else if (strcmp(r->path, "/v1/completions") == 0 && post) *reply = generate(r, false);
     else if (strcmp(r->path, "/v1/chat/completions") == 0 && post) *reply = generate(r, true);
-    else if (strcmp(r->path, "/v1/models") == 0 || strcmp(r->path, "/v1/completions") == 0 ||
-             strcmp(r->path, "/v1/chat/completions") == 0)
-        *reply = reply_error(r, 405, NULL, "%s is not allowed on %s", r->method, r->path);
+    else if (strcmp(r->path, "/v1/models") == 0) *reply = reply_method_not_allowed(r, "GET");
+    else if (strcmp(r->path, "/v1/completions") == 0 || strcmp(r->path, "/v1/chat/completions") == 0)
+        *reply = reply_method_not_allowed(r, "POST");
     else return false;
     return true;
 }

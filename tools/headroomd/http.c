@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +88,32 @@ enum MHD_Result reply_error(request *r, unsigned int status, const char *param, 
         cJSON_AddNullToObject(error, "code");
     }
     return reply_json(r, status, body);
+}
+
+enum MHD_Result reply_method_not_allowed(request *r, const char *allow)
+{
+    cJSON *body = cJSON_CreateObject();
+    char message[256];
+    snprintf(message, sizeof message, "%s is not allowed on %s; use %s", r->method, r->path, allow);
+    if (r->style == STYLE_OLLAMA) {
+        cJSON_AddStringToObject(body, "error", message);
+    } else {
+        cJSON *error = cJSON_AddObjectToObject(body, "error");
+        cJSON_AddStringToObject(error, "message", message);
+        cJSON_AddStringToObject(error, "type", "invalid_request_error");
+        cJSON_AddNullToObject(error, "param");
+        cJSON_AddNullToObject(error, "code");
+    }
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    struct MHD_Response *response = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, allow);
+    return queue(r, 405, response);
 }
 
 enum MHD_Result reply_library_error(request *r, int code)
@@ -358,16 +385,24 @@ int read_whole_session(request *r, hr_session *session, char **text, hr_generati
     char piece[4096];
     size_t piece_length;
     int rc;
+    struct timespec last_check;
+    clock_gettime(CLOCK_MONOTONIC, &last_check);
     for (;;) {
         rc = hr_session_read(session, piece, sizeof piece, &piece_length, 0.25);
         if (rc == HR_OK) append(text, &length, piece, piece_length);
-        else if (rc == HR_EAGAIN) {
+        else if (rc != HR_EAGAIN) break;
+        /* nothing is written until the end, so look for a hang-up every 0.25 s, pieces or not */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double since = (double)(now.tv_sec - last_check.tv_sec) + (double)(now.tv_nsec - last_check.tv_nsec) * 1e-9;
+        if (rc == HR_EAGAIN || since >= 0.25) {
+            last_check = now;
             if (client_gone(fd)) {
                 hr_session_cancel(session);
                 rc = HR_ECANCELLED;
                 break;
             }
-        } else break;
+        }
     }
     untrack(r->srv, session);
     hr_session_stats(session, stats);
@@ -486,7 +521,7 @@ static bool authorized(server *srv, struct MHD_Connection *connection)
 {
     if (!srv->config.api_key[0]) return true;
     const char *header = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!header || strncmp(header, "Bearer ", 7) != 0) return false;
+    if (!header || strncasecmp(header, "Bearer ", 7) != 0) return false;   /* the scheme is case-insensitive */
     /* constant-time comparison: the key's length is not secret, its bytes are */
     const char *given = header + 7;
     size_t expected = strlen(srv->config.api_key);

@@ -170,6 +170,8 @@ static bool read_environment(server_config *c)
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *value = getenv(names[i].variable);
+        /* the environment's model replaces the config file's list, as a flag replaces both */
+        if (value && *value && strcmp(names[i].option, "model") == 0) c->n_model_paths = 0;
         if (value && *value && !set_option(c, names[i].option, value)) {
             fprintf(stderr, "headroomd: (from %s)\n", names[i].variable);
             return false;
@@ -264,6 +266,7 @@ int main(int argc, char **argv)
     if (config_file && !read_config_file(c, config_file)) return 2;
     if (!read_environment(c)) return 2;
     int index = 0, option;
+    bool models_from_flags = false;
     while ((option = getopt_long(argc, argv, "h", options, &index)) != -1) {
         if (option == 'h') {
             usage(stdout);
@@ -274,6 +277,10 @@ int main(int argc, char **argv)
             return 2;
         }
         if (strcmp(options[index].name, "config") == 0) continue;
+        if (strcmp(options[index].name, "model") == 0 && !models_from_flags) {
+            c->n_model_paths = 0;   /* --model flags replace the environment's and the file's models */
+            models_from_flags = true;
+        }
         if (!set_option(c, options[index].name, optarg)) return 2;
     }
     if (optind < argc) {

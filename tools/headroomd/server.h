@@ -96,6 +96,8 @@ enum MHD_Result reply_text(request *r, unsigned int status, const char *content_
  * Ollama {"error":"message"}. `param` may be NULL. */
 enum MHD_Result reply_error(request *r, unsigned int status, const char *param, const char *format, ...)
     __attribute__((format(printf, 4, 5)));
+/* 405 with the Allow header listing the methods the path takes. */
+enum MHD_Result reply_method_not_allowed(request *r, const char *allow);
 /* The reply for a library failure: the status that fits the code, the library's sentence. */
 enum MHD_Result reply_library_error(request *r, int code);
 

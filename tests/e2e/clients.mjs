@@ -1,0 +1,253 @@
+// clients.mjs: headroomd through the official JavaScript clients, as applications use it: the
+// openai package (completions and chat, whole and streamed, errors as the SDK's classes, a
+// stream the client aborts) and the ollama package (generate, chat, list, ps, keep_alive, abort).
+// usage: node clients.mjs BASE_URL API_KEY
+// Run by test_clients.sh from the build folder that holds node_modules; prints one "ok - ..." or
+// "not ok - ..." line per check (the script counts them) and exits 1 when one failed.
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { Ollama } from "ollama";
+
+const [base, apiKey] = process.argv.slice(2);
+const auth = { Authorization: `Bearer ${apiKey}` };
+let failures = 0;
+
+async function check(name, body) {
+    try {
+        await body();
+        console.log(`ok - ${name}`);
+    } catch (error) {
+        failures++;
+        console.log(`not ok - ${name}`);
+        console.log(String(error?.stack ?? error).split("\n").slice(0, 6).map((line) => `  ${line}`).join("\n"));
+    }
+}
+
+async function server(path) {
+    const response = await fetch(base + path, { headers: auth });
+    assert.equal(response.status, 200, `GET ${path}`);
+    return response.json();
+}
+
+// A client that goes away must not leave the model generating: /api/active empties and the
+// newest record says cancelled.
+async function assertStopped(client, maxTokens) {
+    const deadline = Date.now() + 5000;
+    while ((await server("/api/active")).length > 0) {
+        assert.ok(Date.now() < deadline, "still generating 5 s after the client aborted");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    let record;
+    for (let i = 0; i < 60; i++) {   // the worker writes the record as it lets go of the session
+        record = (await server("/api/generations")).at(-1);
+        if (record?.client === client && record.cancelled) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(record.client, client);
+    assert.equal(record.cancelled, true, "the record says cancelled");
+    assert.ok(record.generated_tokens < maxTokens, `${record.generated_tokens} tokens, fewer than ${maxTokens}`);
+}
+
+function assertUsage(usage, finishReason, maxTokens) {
+    assert.ok(Number.isInteger(usage.prompt_tokens) && usage.prompt_tokens > 0, "prompt_tokens");
+    assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens, "total = prompt + completion");
+    if (finishReason === "length") assert.equal(usage.completion_tokens, maxTokens, "completion = max_tokens at length");
+    else assert.ok(usage.completion_tokens <= maxTokens);
+}
+
+// ---- openai ----------------------------------------------------------------------------------
+const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: 30000 });
+const prompt = "Once upon a time";
+const messages = [{ role: "system", content: "Be brief." }, { role: "user", content: "Say hello" }];
+let completionText = "", chatText = "";
+
+await check("openai: models.list() has tiny", async () => {
+    const ids = [];
+    for await (const model of openai.models.list()) ids.push(model.id);
+    assert.deepEqual(ids, ["tiny"]);
+});
+
+await check("openai: completions.create: text, finish_reason, usage", async () => {
+    const r = await openai.completions.create({ model: "tiny", prompt, max_tokens: 8, temperature: 0 });
+    assert.equal(r.object, "text_completion");
+    assert.equal(r.model, "tiny");
+    assert.equal(r.choices.length, 1);
+    assert.ok(typeof r.choices[0].text === "string" && r.choices[0].text.length > 0);
+    assert.ok(["stop", "length"].includes(r.choices[0].finish_reason));
+    assertUsage(r.usage, r.choices[0].finish_reason, 8);
+    completionText = r.choices[0].text;
+});
+
+await check("openai: completions.create streamed, include_usage: the same text and a usage chunk", async () => {
+    const stream = await openai.completions.create({
+        model: "tiny", prompt, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true },
+    });
+    let text = "", finish = null, usage = null, chunks = 0;
+    for await (const chunk of stream) {
+        chunks++;
+        if (chunk.choices.length > 0) {
+            text += chunk.choices[0].text;
+            finish = chunk.choices[0].finish_reason ?? finish;
+        }
+        if (chunk.usage) usage = chunk.usage;
+    }
+    assert.ok(chunks >= 3, `${chunks} chunks`);
+    assert.equal(text, completionText);
+    assert.ok(["stop", "length"].includes(finish));
+    assert.ok(usage, "a usage chunk");
+    assertUsage(usage, finish, 8);
+});
+
+await check("openai: chat.completions.create: an assistant message, usage", async () => {
+    const r = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 8, temperature: 0 });
+    assert.equal(r.object, "chat.completion");
+    assert.equal(r.choices[0].message.role, "assistant");
+    assert.ok(typeof r.choices[0].message.content === "string" && r.choices[0].message.content.length > 0);
+    assertUsage(r.usage, r.choices[0].finish_reason, 8);
+    chatText = r.choices[0].message.content;
+});
+
+await check("openai: chat.completions.create streamed: role, deltas adding up to the same reply, usage", async () => {
+    const stream = await openai.chat.completions.create({
+        model: "tiny", messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true },
+    });
+    let text = "", role = null, finish = null, usage = null;
+    for await (const chunk of stream) {
+        if (chunk.choices.length > 0) {
+            role ??= chunk.choices[0].delta.role ?? null;
+            text += chunk.choices[0].delta.content ?? "";
+            finish = chunk.choices[0].finish_reason ?? finish;
+        }
+        if (chunk.usage) usage = chunk.usage;
+    }
+    assert.equal(role, "assistant");
+    assert.equal(text, chatText);
+    assertUsage(usage, finish, 8);
+});
+
+await check("openai: an unknown model is a NotFoundError (404) that says so", async () => {
+    await assert.rejects(openai.completions.create({ model: "nope", prompt, max_tokens: 4 }), (error) => {
+        assert.ok(error instanceof OpenAI.NotFoundError, error.constructor.name);
+        assert.equal(error.status, 404);
+        assert.match(error.message, /model 'nope' not found/);
+        return true;
+    });
+});
+
+await check("openai: max_tokens 100000 is a BadRequestError (400) naming the parameter", async () => {
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages, max_tokens: 100000 }), (error) => {
+        assert.ok(error instanceof OpenAI.BadRequestError, error.constructor.name);
+        assert.equal(error.status, 400);
+        assert.equal(error.param, "max_tokens");
+        assert.match(error.message, /'max_tokens' must be between 1 and 8192/);
+        return true;
+    });
+});
+
+await check("openai: a wrong API key is an AuthenticationError (401)", async () => {
+    const wrong = new OpenAI({ baseURL: `${base}/v1`, apiKey: "wrong", maxRetries: 0 });
+    await assert.rejects(wrong.models.list(), (error) => error instanceof OpenAI.AuthenticationError && error.status === 401);
+});
+
+await check("openai: a stream the client aborts after its first chunk stops the generation", async () => {
+    const stream = await openai.completions.create({ model: "tiny", prompt: "Tell me everything", max_tokens: 3000, stream: true });
+    for await (const chunk of stream) {
+        assert.equal(typeof chunk.choices[0].text, "string");
+        stream.controller.abort();
+        break;
+    }
+    await assertStopped("openai", 3000);
+});
+
+// ---- ollama ----------------------------------------------------------------------------------
+const ollama = new Ollama({ host: base, headers: auth });
+
+await check("ollama: list() has tiny with its size", async () => {
+    const { models } = await ollama.list();
+    assert.equal(models.length, 1);
+    assert.equal(models[0].name, "tiny");
+    assert.ok(models[0].size > 0);
+});
+
+await check("ollama: generate(): the whole response with counters; same text as openai at temperature 0", async () => {
+    const r = await ollama.generate({ model: "tiny", prompt, options: { num_predict: 8, temperature: 0 } });
+    assert.equal(r.done, true);
+    assert.equal(r.model, "tiny");
+    assert.equal(r.response, completionText);
+    assert.ok(r.prompt_eval_count > 0);
+    if (r.done_reason === "length") assert.equal(r.eval_count, 8);
+    assert.ok(r.total_duration > 0);
+});
+
+await check("ollama: generate({stream: true}): parts adding up, a final done part", async () => {
+    const stream = await ollama.generate({ model: "tiny", prompt, options: { num_predict: 8, temperature: 0 }, stream: true });
+    let text = "", last = null;
+    for await (const part of stream) {
+        text += part.response;
+        last = part;
+    }
+    assert.equal(text, completionText);
+    assert.equal(last.done, true);
+    assert.ok(last.eval_count > 0 && last.prompt_eval_count > 0);
+});
+
+await check("ollama: chat(): an assistant message; same reply as openai's chat", async () => {
+    const r = await ollama.chat({ model: "tiny", messages, options: { num_predict: 8, temperature: 0 } });
+    assert.equal(r.message.role, "assistant");
+    assert.equal(r.message.content, chatText);
+    assert.ok(r.eval_count > 0);
+});
+
+await check("ollama: chat({stream: true}): message parts adding up", async () => {
+    const stream = await ollama.chat({ model: "tiny", messages, options: { num_predict: 8, temperature: 0 }, stream: true });
+    let text = "", last = null;
+    for await (const part of stream) {
+        text += part.message.content;
+        last = part;
+    }
+    assert.equal(text, chatText);
+    assert.equal(last.done, true);
+});
+
+await check("ollama: ps(): tiny with size, size_vram and a future expires_at", async () => {
+    const { models } = await ollama.ps();
+    assert.equal(models.length, 1);
+    assert.equal(models[0].name, "tiny");
+    assert.ok(models[0].size > 0);
+    assert.ok(Number.isFinite(models[0].size_vram) && models[0].size_vram >= 0);
+    assert.ok(new Date(models[0].expires_at).getTime() > Date.now());
+});
+
+await check("ollama: an unknown model is a ResponseError with status 404", async () => {
+    await assert.rejects(ollama.generate({ model: "nope", prompt }), (error) => {
+        assert.equal(error.name, "ResponseError");
+        assert.equal(error.status_code, 404);
+        assert.match(error.error, /model 'nope' not found/);
+        return true;
+    });
+});
+
+await check("ollama: a wrong API key is a ResponseError with status 401", async () => {
+    const wrong = new Ollama({ host: base, headers: { Authorization: "Bearer wrong" } });
+    await assert.rejects(wrong.list(), (error) => error.name === "ResponseError" && error.status_code === 401);
+});
+
+await check("ollama: abort() after the first part stops the generation", async () => {
+    const stream = await ollama.generate({ model: "tiny", prompt: "Tell me everything", options: { num_predict: 3000 }, stream: true });
+    await assert.rejects(async () => {
+        for await (const part of stream) {
+            assert.equal(part.done, false);
+            ollama.abort();
+        }
+    }, (error) => error.name === "AbortError");
+    await assertStopped("ollama", 3000);
+});
+
+await check("ollama: generate() with keep_alive 0 and no prompt unloads the model (ps() empty)", async () => {
+    const r = await ollama.generate({ model: "tiny", prompt: "", keep_alive: 0 });
+    assert.equal(r.done_reason, "unload");
+    assert.deepEqual((await ollama.ps()).models, []);
+});
+
+console.log("# clients.mjs: every check ran");
+process.exit(failures === 0 ? 0 : 1);
