@@ -69,3 +69,6 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+bench-server: build
+	bench/server_vs_llama_server.sh $(BUILD)
