@@ -6,6 +6,7 @@
 #   make test        build (warnings are errors) and run every test under ctest
 #   make test-asan   the same with AddressSanitizer + UBSan, in build-asan/
 #   make bench       decode speed of `headroom run` against llama-bench on the 1b model
+#   make bench-server  headroomd against llama-server: decode, first token, 50 slow readers
 #   make install     install into PREFIX (default /usr/local)
 
 BUILD      ?= build
@@ -16,7 +17,7 @@ DEMO_MODEL := $(BUILD)/models/demo.gguf
 PROMPT     ?= Once upon a time
 PORT       ?= 11435
 
-.PHONY: all bootstrap configure build run test test-asan bench install clean
+.PHONY: all bootstrap configure build run test test-asan bench bench-server install clean
 
 all: build
 
