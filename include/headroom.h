@@ -172,6 +172,13 @@ typedef struct hr_pressure {
  * without it, a sample taken now, compared with the previous call's. Any thread. */
 HR_API int hr_pressure_check(hr_context *ctx, hr_pressure *out);
 
+/* The same as JSON objects, one vocabulary for every tool: hr_pressure's fields (level as its
+ * name; swap_used_bytes as "swap_used", as the Python SDK request named it) and
+ * hr_memory_status's (with "gpus" as an array). Return strings the caller frees with hr_free(),
+ * or NULL when out of memory. Any thread. */
+HR_API char *hr_pressure_json(const hr_pressure *pressure);
+HR_API char *hr_memory_status_json(const hr_memory_status *memory);
+
 /* ---- events ------------------------------------------------------------------------------- */
 
 enum hr_event_type {

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/context.h"
 #include "core/error.h"
 #include "probe/probe.h"
@@ -98,6 +100,62 @@ HR_API int hr_pressure_check(hr_context *ctx, hr_pressure *out)
     if (!ctx || !out) return hr_fail(HR_EINVAL, "hr_pressure_check: context and out are required");
     if (ctx->monitor) return hr_monitor_pressure(ctx->monitor, 1.0, out);
     return check_without_monitor(ctx, out);
+}
+
+HR_API char *hr_pressure_json(const hr_pressure *p)
+{
+    if (!p) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "level", hr_pressure_level_name(p->level));
+    cJSON_AddStringToObject(o, "reason", p->reason);
+    cJSON_AddNumberToObject(o, "free_percent", p->free_percent);
+    cJSON_AddNumberToObject(o, "effective_available_bytes", (double)p->effective_available_bytes);
+    cJSON_AddNumberToObject(o, "effective_total_bytes", (double)p->effective_total_bytes);
+    cJSON_AddStringToObject(o, "binding_scope", p->binding_scope);
+    cJSON_AddNumberToObject(o, "swap_used", (double)p->swap_used_bytes);
+    cJSON_AddNumberToObject(o, "page_ins", (double)p->page_ins);
+    cJSON_AddNumberToObject(o, "page_outs", (double)p->page_outs);
+    cJSON_AddNumberToObject(o, "page_ins_per_second", p->page_ins_per_second);
+    cJSON_AddNumberToObject(o, "page_outs_per_second", p->page_outs_per_second);
+    cJSON_AddNumberToObject(o, "stall_some_percent", p->stall_some_percent);
+    cJSON_AddNumberToObject(o, "stall_full_percent", p->stall_full_percent);
+    cJSON_AddNumberToObject(o, "stall_some_avg10", p->stall_some_avg10);
+    cJSON_AddStringToObject(o, "detection", p->detection);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+HR_API char *hr_memory_status_json(const hr_memory_status *m)
+{
+    if (!m) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "host_total_bytes", (double)m->host_total_bytes);
+    cJSON_AddNumberToObject(o, "host_available_bytes", (double)m->host_available_bytes);
+    cJSON_AddNumberToObject(o, "swap_total_bytes", (double)m->swap_total_bytes);
+    cJSON_AddNumberToObject(o, "swap_used_bytes", (double)m->swap_used_bytes);
+    cJSON_AddNumberToObject(o, "effective_total_bytes", (double)m->effective_total_bytes);
+    cJSON_AddNumberToObject(o, "effective_available_bytes", (double)m->effective_available_bytes);
+    cJSON_AddStringToObject(o, "binding_scope", m->binding_scope);
+    cJSON_AddNumberToObject(o, "process_rss_bytes", (double)m->process_rss_bytes);
+    cJSON_AddNumberToObject(o, "process_peak_rss_bytes", (double)m->process_peak_rss_bytes);
+    cJSON_AddNumberToObject(o, "process_file_rss_bytes", (double)m->process_file_rss_bytes);
+    cJSON_AddNumberToObject(o, "process_major_faults", (double)m->process_major_faults);
+    cJSON_AddBoolToObject(o, "gpu_telemetry", m->gpu_telemetry);
+    cJSON *gpus = cJSON_AddArrayToObject(o, "gpus");
+    for (int i = 0; i < m->n_gpus && i < 8; i++) {
+        cJSON *gpu = cJSON_CreateObject();
+        cJSON_AddStringToObject(gpu, "name", m->gpus[i].name);
+        cJSON_AddNumberToObject(gpu, "total_bytes", (double)m->gpus[i].total_bytes);
+        cJSON_AddNumberToObject(gpu, "used_bytes", (double)m->gpus[i].used_bytes);
+        cJSON_AddNumberToObject(gpu, "free_bytes", (double)m->gpus[i].free_bytes);
+        cJSON_AddItemToArray(gpus, gpu);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
 }
 
 HR_API int hr_subscribe(hr_context *ctx, hr_event_fn fn, void *user_data, int *id_out)

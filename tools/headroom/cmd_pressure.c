@@ -52,52 +52,18 @@ static const char *human(uint64_t bytes, char *buffer, size_t size)
     return buffer;
 }
 
-static cJSON *to_json(const hr_pressure *p, const hr_memory_status *m)
-{
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "level", hr_pressure_level_name(p->level));
-    cJSON_AddStringToObject(root, "reason", p->reason);
-    cJSON_AddNumberToObject(root, "free_percent", p->free_percent);
-    cJSON_AddNumberToObject(root, "effective_available_bytes", (double)p->effective_available_bytes);
-    cJSON_AddNumberToObject(root, "effective_total_bytes", (double)p->effective_total_bytes);
-    cJSON_AddStringToObject(root, "binding_scope", p->binding_scope);
-    cJSON_AddNumberToObject(root, "swap_used", (double)p->swap_used_bytes);
-    cJSON_AddNumberToObject(root, "page_ins", (double)p->page_ins);
-    cJSON_AddNumberToObject(root, "page_outs", (double)p->page_outs);
-    cJSON_AddNumberToObject(root, "page_ins_per_second", p->page_ins_per_second);
-    cJSON_AddNumberToObject(root, "page_outs_per_second", p->page_outs_per_second);
-    cJSON_AddNumberToObject(root, "stall_some_percent", p->stall_some_percent);
-    cJSON_AddNumberToObject(root, "stall_full_percent", p->stall_full_percent);
-    cJSON_AddNumberToObject(root, "stall_some_avg10", p->stall_some_avg10);
-    cJSON_AddStringToObject(root, "detection", p->detection);
-    cJSON *memory = cJSON_AddObjectToObject(root, "memory");
-    cJSON_AddNumberToObject(memory, "host_total_bytes", (double)m->host_total_bytes);
-    cJSON_AddNumberToObject(memory, "host_available_bytes", (double)m->host_available_bytes);
-    cJSON_AddNumberToObject(memory, "swap_total_bytes", (double)m->swap_total_bytes);
-    cJSON_AddNumberToObject(memory, "swap_used_bytes", (double)m->swap_used_bytes);
-    cJSON_AddNumberToObject(memory, "process_rss_bytes", (double)m->process_rss_bytes);
-    cJSON_AddNumberToObject(memory, "process_peak_rss_bytes", (double)m->process_peak_rss_bytes);
-    cJSON_AddNumberToObject(memory, "process_major_faults", (double)m->process_major_faults);
-    cJSON_AddBoolToObject(memory, "gpu_telemetry", m->gpu_telemetry);
-    cJSON *gpus = cJSON_AddArrayToObject(memory, "gpus");
-    for (int i = 0; i < m->n_gpus; i++) {
-        cJSON *gpu = cJSON_CreateObject();
-        cJSON_AddStringToObject(gpu, "name", m->gpus[i].name);
-        cJSON_AddNumberToObject(gpu, "total_bytes", (double)m->gpus[i].total_bytes);
-        cJSON_AddNumberToObject(gpu, "used_bytes", (double)m->gpus[i].used_bytes);
-        cJSON_AddNumberToObject(gpu, "free_bytes", (double)m->gpus[i].free_bytes);
-        cJSON_AddItemToArray(gpus, gpu);
-    }
-    return root;
-}
-
+/* The library's JSON for both, the watermark nested under "memory". */
 static void print_json(const hr_pressure *p, const hr_memory_status *m)
 {
-    cJSON *root = to_json(p, m);
-    char *text = cJSON_PrintUnformatted(root);
+    char *pressure = hr_pressure_json(p), *memory = hr_memory_status_json(m);
+    cJSON *root = pressure ? cJSON_Parse(pressure) : NULL;
+    if (root && memory) cJSON_AddItemToObject(root, "memory", cJSON_Parse(memory));
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
     if (text) puts(text);
     free(text);
     cJSON_Delete(root);
+    hr_free(pressure);
+    hr_free(memory);
 }
 
 static void print_report(const hr_pressure *p, const hr_memory_status *m)

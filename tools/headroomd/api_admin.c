@@ -12,24 +12,13 @@
 
 #include "server.h"
 
+/* The library's JSON, as a cJSON object to nest; NULL when out of memory. */
 static cJSON *pressure_json(const hr_pressure *p)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "level", hr_pressure_level_name(p->level));
-    cJSON_AddStringToObject(o, "reason", p->reason);
-    cJSON_AddNumberToObject(o, "free_percent", p->free_percent);
-    cJSON_AddNumberToObject(o, "effective_available_bytes", (double)p->effective_available_bytes);
-    cJSON_AddNumberToObject(o, "effective_total_bytes", (double)p->effective_total_bytes);
-    cJSON_AddStringToObject(o, "binding_scope", p->binding_scope);
-    cJSON_AddNumberToObject(o, "swap_used", (double)p->swap_used_bytes);
-    cJSON_AddNumberToObject(o, "page_ins", (double)p->page_ins);
-    cJSON_AddNumberToObject(o, "page_outs", (double)p->page_outs);
-    cJSON_AddNumberToObject(o, "page_ins_per_second", p->page_ins_per_second);
-    cJSON_AddNumberToObject(o, "page_outs_per_second", p->page_outs_per_second);
-    cJSON_AddNumberToObject(o, "stall_some_percent", p->stall_some_percent);
-    cJSON_AddNumberToObject(o, "stall_full_percent", p->stall_full_percent);
-    cJSON_AddStringToObject(o, "detection", p->detection);
-    return o;
+    char *text = hr_pressure_json(p);
+    cJSON *object = text ? cJSON_Parse(text) : NULL;
+    hr_free(text);
+    return object;
 }
 
 static enum MHD_Result ready(request *r)
@@ -67,27 +56,10 @@ static enum MHD_Result memory(request *r)
     hr_memory_status m;
     int rc = hr_memory_sample(r->srv->ctx, &m);
     if (rc != HR_OK) return reply_library_error(r, rc);
-    cJSON *body = cJSON_CreateObject();
-    cJSON_AddNumberToObject(body, "host_total_bytes", (double)m.host_total_bytes);
-    cJSON_AddNumberToObject(body, "host_available_bytes", (double)m.host_available_bytes);
-    cJSON_AddNumberToObject(body, "swap_total_bytes", (double)m.swap_total_bytes);
-    cJSON_AddNumberToObject(body, "swap_used_bytes", (double)m.swap_used_bytes);
-    cJSON_AddNumberToObject(body, "effective_total_bytes", (double)m.effective_total_bytes);
-    cJSON_AddNumberToObject(body, "effective_available_bytes", (double)m.effective_available_bytes);
-    cJSON_AddStringToObject(body, "binding_scope", m.binding_scope);
-    cJSON_AddNumberToObject(body, "process_rss_bytes", (double)m.process_rss_bytes);
-    cJSON_AddNumberToObject(body, "process_peak_rss_bytes", (double)m.process_peak_rss_bytes);
-    cJSON_AddNumberToObject(body, "process_file_rss_bytes", (double)m.process_file_rss_bytes);
-    cJSON_AddNumberToObject(body, "process_major_faults", (double)m.process_major_faults);
-    cJSON_AddBoolToObject(body, "gpu_telemetry", m.gpu_telemetry);
-    cJSON *gpus = cJSON_AddArrayToObject(body, "gpus");
-    for (int i = 0; i < m.n_gpus; i++) {
-        cJSON *gpu = cJSON_CreateObject();
-        cJSON_AddStringToObject(gpu, "name", m.gpus[i].name);
-        cJSON_AddNumberToObject(gpu, "total_bytes", (double)m.gpus[i].total_bytes);
-        cJSON_AddNumberToObject(gpu, "free_bytes", (double)m.gpus[i].free_bytes);
-        cJSON_AddItemToArray(gpus, gpu);
-    }
+    char *text = hr_memory_status_json(&m);
+    cJSON *body = text ? cJSON_Parse(text) : NULL;
+    hr_free(text);
+    if (!body) return reply_error(r, 500, NULL, "out of memory");
     cJSON *models = cJSON_AddArrayToObject(body, "models");
     for (int i = 0; i < r->srv->n_models; i++) {
         server_model *entry = &r->srv->models[i];
