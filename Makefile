@@ -5,19 +5,21 @@
 #                    CLI, then serve it with headroomd on PORT (default 11435) until Ctrl-C
 #   make test        build (warnings are errors) and run every test under ctest
 #   make test-asan   the same with AddressSanitizer + UBSan, in build-asan/
+#   make test-tsan   ThreadSanitizer over the threaded tests, in build-tsan/ (not in CI)
 #   make bench       decode speed of `headroom run` against llama-bench on the 1b model
 #   make bench-server  headroomd against llama-server: decode, first token, 50 slow readers
 #   make install     install into PREFIX (default /usr/local)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 PREFIX     ?= /usr/local
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 DEMO_MODEL := $(BUILD)/models/demo.gguf
 PROMPT     ?= Once upon a time
 PORT       ?= 11435
 
-.PHONY: all bootstrap configure build run test test-asan bench bench-server install clean
+.PHONY: all bootstrap configure build run test test-asan test-tsan bench bench-server install clean
 
 all: build
 
@@ -62,6 +64,15 @@ test-asan: bootstrap
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	    ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
 
+# ThreadSanitizer over the tests that exercise headroom's threads. Not in CI: llama.cpp and ggml
+# are not instrumented, so their compute threads are suppressed (tests/tsan.supp), and the two
+# cgroup tests are left out (TSan's shadow memory is charged to their 256 MiB cgroup).
+test-tsan: bootstrap
+	@$(call configure_into,$(TSAN_BUILD),-DHEADROOM_SANITIZE_THREAD=ON -DCMAKE_BUILD_TYPE=Debug -DHEADROOM_BUILD_BENCH=OFF)
+	@cmake --build $(TSAN_BUILD) -j $$(nproc)
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	    ctest --test-dir $(TSAN_BUILD) --output-on-failure -E 'pressure_live|scaleout|install'
+
 bench: build
 	bench/decode_speed.sh $(BUILD)
 
@@ -69,7 +80,7 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
 
 bench-server: build
 	bench/server_vs_llama_server.sh $(BUILD)
