@@ -15,17 +15,10 @@ headroom=$build/tools/headroom/headroom
 mkmodel=$build/tools/mkmodel/headroom-mkmodel
 [[ -x $headroom && -x $mkmodel ]] || { echo "bench: build first (make build)" >&2; exit 1; }
 
-engine_dir=$(dirname "$(scripts/bootstrap --tools)")   # builds llama-bench once, then reuses it
-llama_bench=$engine_dir/tools/llama-bench
-[[ -x $llama_bench ]] || { echo "bench: llama-bench not found in $engine_dir/tools" >&2; exit 1; }
-
-models=${XDG_CACHE_HOME:-$HOME/.cache}/headroom/models
-mkdir -p "$models"
-model=$models/$preset-$type-seed42.gguf
-if [[ ! -f $model ]]; then
-    echo "bench: generating $model (once)" >&2
-    "$mkmodel" --preset "$preset" --type "$type" --seed 42 -o "$model"
-fi
+source bench/common.sh
+llama_bench=$(engine_tool llama-bench)
+engine_dir=$(dirname "$(dirname "$llama_bench")")
+model=$(cached_model "$mkmodel" "$preset" "$type")
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 json_field() { sed -n "s/.*\"$1\": *\([0-9.e+-]*\).*/\1/p" | head -n 1; }

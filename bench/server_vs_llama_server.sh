@@ -42,17 +42,10 @@ for tool in node perl curl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
 done
 
-engine_dir=$(dirname "$(scripts/bootstrap --tools)")   # builds llama-server once, then reuses it
-llama_server=$engine_dir/tools/llama-server
-[[ -x $llama_server ]] || { echo "bench: llama-server not found in $engine_dir/tools" >&2; exit 1; }
-
-models=${XDG_CACHE_HOME:-$HOME/.cache}/headroom/models
-mkdir -p "$models"
-model=$models/$preset-$type-seed42.gguf
-if [[ ! -f $model ]]; then
-    echo "bench: generating $model (once)" >&2
-    "$mkmodel" --preset "$preset" --type "$type" --seed 42 -o "$model"
-fi
+source bench/common.sh
+llama_server=$(engine_tool llama-server)
+engine_dir=$(dirname "$(dirname "$llama_server")")
+model=$(cached_model "$mkmodel" "$preset" "$type")
 model_name=$(basename "$model" .gguf)
 
 work=$(mktemp -d /tmp/headroom-bench-server.XXXXXX)
