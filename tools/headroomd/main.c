@@ -11,6 +11,7 @@
 #include <math.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,20 @@ static void on_stop(int signal_number)
 {
     (void)signal_number;
     stop_requested = 1;
+}
+
+/* libmicrohttpd's own messages, marked as the server's. A client that hangs up mid-stream is
+ * normal here (it cancels its generation), so those lines are dropped. */
+static void http_log(void *cls, const char *format, va_list args)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, format, args);
+    if (strstr(line, "application error generating response") || strstr(line, "no longer available for sending"))
+        return;
+    size_t length = strlen(line);
+    while (length > 0 && line[length - 1] == '\n') line[--length] = '\0';
+    fprintf(stderr, "headroomd: http: %s\n", line);
 }
 
 static void usage(FILE *out)
@@ -320,6 +335,7 @@ int main(int argc, char **argv)
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (address->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, http_handle, &srv,
+                                  MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,   /* first, as MHD asks */
                                   MHD_OPTION_SOCK_ADDR, address->ai_addr,
                                   MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, &srv,
                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
