@@ -40,15 +40,7 @@ static enum MHD_Result ready(request *r)
     snprintf(reason, sizeof reason, critical ? "memory pressure is critical: %s" : "%s", p.reason);
     cJSON_AddStringToObject(body, "reason", reason);
     if (!critical) return reply_json(r, 200, body);
-    char *text = cJSON_PrintUnformatted(body);
-    cJSON_Delete(body);
-    struct MHD_Response *response = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "10");
-    atomic_fetch_add(&r->srv->server_errors, 1);
-    enum MHD_Result result = MHD_queue_response(r->connection, 503, response);
-    MHD_destroy_response(response);
-    return result;
+    return reply_json_with_header(r, 503, body, MHD_HTTP_HEADER_RETRY_AFTER, "10");
 }
 
 static enum MHD_Result memory(request *r)

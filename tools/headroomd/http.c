@@ -46,7 +46,8 @@ enum MHD_Result reply_text(request *r, unsigned int status, const char *content_
     return queue(r, status, response);
 }
 
-enum MHD_Result reply_json(request *r, unsigned int status, cJSON *body)
+enum MHD_Result reply_json_with_header(request *r, unsigned int status, cJSON *body, const char *header,
+                                       const char *value)
 {
     char *text = body ? cJSON_PrintUnformatted(body) : NULL;
     cJSON_Delete(body);
@@ -57,7 +58,33 @@ enum MHD_Result reply_json(request *r, unsigned int status, cJSON *body)
         return MHD_NO;
     }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (header) MHD_add_response_header(response, header, value);
     return queue(r, status, response);
+}
+
+enum MHD_Result reply_json(request *r, unsigned int status, cJSON *body)
+{
+    return reply_json_with_header(r, status, body, NULL, NULL);
+}
+
+/* An error body in the request's style: Ollama's {"error": message} or OpenAI's
+ * {"error": {message, type, param, code}} (param and code may be NULL). */
+static cJSON *error_body(const request *r, const char *message, const char *type, const char *param,
+                         const char *code)
+{
+    cJSON *body = cJSON_CreateObject();
+    if (r->style == STYLE_OLLAMA) {
+        cJSON_AddStringToObject(body, "error", message);
+        return body;
+    }
+    cJSON *error = cJSON_AddObjectToObject(body, "error");
+    cJSON_AddStringToObject(error, "message", message);
+    cJSON_AddStringToObject(error, "type", type);
+    if (param) cJSON_AddStringToObject(error, "param", param);
+    else cJSON_AddNullToObject(error, "param");
+    if (code) cJSON_AddStringToObject(error, "code", code);
+    else cJSON_AddNullToObject(error, "code");
+    return body;
 }
 
 static const char *openai_error_type(unsigned int status)
@@ -76,44 +103,15 @@ enum MHD_Result reply_error(request *r, unsigned int status, const char *param, 
     va_start(args, format);
     vsnprintf(message, sizeof message, format, args);
     va_end(args);
-    cJSON *body = cJSON_CreateObject();
-    if (r->style == STYLE_OLLAMA) {
-        cJSON_AddStringToObject(body, "error", message);
-    } else {
-        cJSON *error = cJSON_AddObjectToObject(body, "error");
-        cJSON_AddStringToObject(error, "message", message);
-        cJSON_AddStringToObject(error, "type", openai_error_type(status));
-        if (param) cJSON_AddStringToObject(error, "param", param);
-        else cJSON_AddNullToObject(error, "param");
-        cJSON_AddNullToObject(error, "code");
-    }
-    return reply_json(r, status, body);
+    return reply_json(r, status, error_body(r, message, openai_error_type(status), param, NULL));
 }
 
 enum MHD_Result reply_method_not_allowed(request *r, const char *allow)
 {
-    cJSON *body = cJSON_CreateObject();
     char message[256];
     snprintf(message, sizeof message, "%s is not allowed on %s; use %s", r->method, r->path, allow);
-    if (r->style == STYLE_OLLAMA) {
-        cJSON_AddStringToObject(body, "error", message);
-    } else {
-        cJSON *error = cJSON_AddObjectToObject(body, "error");
-        cJSON_AddStringToObject(error, "message", message);
-        cJSON_AddStringToObject(error, "type", "invalid_request_error");
-        cJSON_AddNullToObject(error, "param");
-        cJSON_AddNullToObject(error, "code");
-    }
-    char *text = cJSON_PrintUnformatted(body);
-    cJSON_Delete(body);
-    struct MHD_Response *response = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
-    if (!response) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, allow);
-    return queue(r, 405, response);
+    return reply_json_with_header(r, 405, error_body(r, message, "invalid_request_error", NULL, NULL),
+                                  MHD_HTTP_HEADER_ALLOW, allow);
 }
 
 enum MHD_Result reply_library_error(request *r, int code)
@@ -133,30 +131,11 @@ bool refuse_under_pressure(request *r, enum MHD_Result *reply)
 {
     hr_pressure p;
     if (hr_pressure_check(r->srv->ctx, &p) != HR_OK || p.level != HR_PRESSURE_CRITICAL) return false;
-    cJSON *body = cJSON_CreateObject();
     char message[700];
     snprintf(message, sizeof message, "memory pressure is critical on this server (%s); retry later or elsewhere",
              p.reason);
-    if (r->style == STYLE_OLLAMA) {
-        cJSON_AddStringToObject(body, "error", message);
-    } else {
-        cJSON *error = cJSON_AddObjectToObject(body, "error");
-        cJSON_AddStringToObject(error, "message", message);
-        cJSON_AddStringToObject(error, "type", "server_overloaded");
-        cJSON_AddNullToObject(error, "param");
-        cJSON_AddStringToObject(error, "code", "memory_pressure");
-    }
-    char *text = cJSON_PrintUnformatted(body);
-    cJSON_Delete(body);
-    struct MHD_Response *response = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
-    if (!response) {
-        free(text);
-        *reply = MHD_NO;
-        return true;
-    }
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "10");
-    *reply = queue(r, 503, response);
+    *reply = reply_json_with_header(r, 503, error_body(r, message, "server_overloaded", NULL, "memory_pressure"),
+                                    MHD_HTTP_HEADER_RETRY_AFTER, "10");
     return true;
 }
 

@@ -91,6 +91,9 @@ typedef struct request {
 /* ---- replies (http.c); each queues the response and returns what MHD expects ---------------- */
 
 enum MHD_Result reply_json(request *r, unsigned int status, cJSON *body);   /* takes `body` */
+/* The same with one more header (`header` NULL: none). */
+enum MHD_Result reply_json_with_header(request *r, unsigned int status, cJSON *body, const char *header,
+                                       const char *value);
 enum MHD_Result reply_text(request *r, unsigned int status, const char *content_type, const char *text);
 /* An error in the request's style: OpenAI {"error":{"message","type","param","code"}},
  * Ollama {"error":"message"}. `param` may be NULL. */
