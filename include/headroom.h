@@ -45,6 +45,8 @@ enum hr_error {
     HR_EBUSY = -11,     /* the object is in use by another operation */
     HR_EAGAIN = -12,    /* nothing yet: the call timed out; try again */
     HR_EOF = -13,       /* not a failure: the stream has ended (as libuv's UV_EOF) */
+    HR_EMEMORY = -14,   /* refused for want of memory: a load that would not fit, or memory
+                           pressure is critical; the sentence says what binds and what to do */
 };
 
 /* The symbolic name of an error code ("HR_EFORMAT"); a static string, never NULL.
@@ -102,6 +104,16 @@ typedef struct hr_context_params {
                                      wakes the monitor on pressure (v1 pressure_level events, a
                                      1 s PSI trigger), else 0.25 s */
     int32_t metrics_capacity;     /* generations kept in the metrics ring (default 100) */
+
+    /* The model registry's lifecycle (docs/lifecycle.md). */
+    double keep_alive;            /* seconds an idle registry model stays loaded (default 600);
+                                     0: unload when its last user releases it; negative: never */
+    bool pressure_actions;        /* under warn free caches and unload idle models, least recently
+                                     used first; under critical also cancel low-priority work and
+                                     refuse loads (default true; needs the monitor) */
+    int32_t critical_cancel_priority; /* under critical, running work whose priority is at most
+                                         this may be cancelled, lowest first (default 0, the
+                                         sessions' default priority); INT32_MIN: never cancel */
 } hr_context_params;
 
 HR_API hr_context_params hr_context_default_params(void);
@@ -183,17 +195,26 @@ HR_API char *hr_memory_status_json(const hr_memory_status *memory);
 
 enum hr_event_type {
     HR_EVENT_PRESSURE = 1,   /* the pressure level changed */
+    HR_EVENT_MODEL = 2,      /* a registry model was loaded or unloaded, or its load refused */
+    HR_EVENT_ACTION = 3,     /* the lifecycle acted on its own: caches freed, an idle model
+                                unloaded, work cancelled; with the reason and the bytes freed */
 };
 
 typedef struct hr_event {
     enum hr_event_type type;
     double timestamp;                    /* monotonic seconds */
     enum hr_pressure_level level;        /* HR_EVENT_PRESSURE: the new level ... */
-    enum hr_pressure_level previous_level; /* ... and the one before */
+    enum hr_pressure_level previous_level; /* ... and the one before; other events: the level now */
     const char *reason;                  /* valid only during the call */
+    const char *model;                   /* HR_EVENT_MODEL, HR_EVENT_ACTION: the registry name, or NULL */
+    const char *action;                  /* "loaded", "unloaded", "load_refused", "load_failed",
+                                            "caches_freed", "cancelled": valid during the call */
+    int64_t bytes_freed;                 /* process RSS before minus after the action (may be
+                                            negative when something else grew meanwhile) */
 } hr_event;
 
-/* Called on the library's monitor thread ("hr-monitor"); must return quickly and may call any
+/* Called on the library's threads ("hr-monitor" for pressure, "hr-lifecycle" for its actions) or
+ * on the thread of the registry call that caused the event; must return quickly and may call any
  * headroom function except hr_context_free on its own context. */
 typedef void (*hr_event_fn)(const hr_event *event, void *user_data);
 
@@ -339,6 +360,9 @@ typedef struct hr_session_params {
     double reader_timeout;    /* seconds a reader may take nothing while other sessions wait for
                                  the model; then this one ends with HR_EBUSY. 0 (default): wait
                                  for ever. A session alone on its model is never ended by it. */
+    int32_t priority;         /* under critical pressure the lowest-priority running work is
+                                 cancelled first (hr_context_params.critical_cancel_priority);
+                                 default 0 */
 } hr_session_params;
 
 HR_API hr_session_params hr_session_default_params(void);
@@ -371,6 +395,87 @@ HR_API int hr_session_stats(hr_session *session, hr_generation_stats *out);
 /* Cancels the session if it still runs and releases it; the worker lets go of its part when it
  * has stopped. Returns at once. NULL is ignored. */
 HR_API void hr_session_free(hr_session *session);
+
+/* ---- the model registry: several models, loaded on use, unloaded when idle or pressed ------ */
+
+/* The registry of a context holds the models an application may use, by name. A model is loaded
+ * when first acquired (preflight, then the engine), stays loaded while in use and for its
+ * keep-alive after, and is unloaded when that expires, when the pressure policy needs its memory
+ * (idle models, least recently used first; pinned ones never), or on request. The lifecycle
+ * thread ("hr-lifecycle") carries out expiries and pressure actions. docs/lifecycle.md. */
+
+enum hr_model_state {
+    HR_MODEL_UNLOADED = 0,
+    HR_MODEL_LOADING,
+    HR_MODEL_READY,       /* loaded, nobody uses it: keep-alive running */
+    HR_MODEL_BUSY,        /* acquired by at least one user */
+    HR_MODEL_UNLOADING,   /* waiting for its users to release it, then unloaded */
+};
+
+/* A static name: "unloaded", "loading", "ready", "busy", "unloading". */
+HR_API const char *hr_model_state_name(enum hr_model_state state);
+
+/* Parses a keep-alive in Ollama's convention into seconds: a number of seconds ("300"), a
+ * duration ("30s", "5m", "1h", "1h30m"), "never" or any negative value (-1: never unload),
+ * "0" (unload after this use). HR_EINVAL with a sentence otherwise. Any thread. */
+HR_API int hr_keep_alive_parse(const char *text, double *seconds);
+
+/* Adds a model file to the registry under `name` (copied; unique), unloaded, with the load
+ * parameters its loads use (NULL: defaults; progress_fn is not used). Cheap: the file is checked
+ * when it is loaded. Any thread. */
+HR_API int hr_registry_add(hr_context *ctx, const char *name, const char *path,
+                           const hr_model_params *params);
+
+/* Makes `name` ready and marks it in use: loads it if needed (a second caller waits for the
+ * first's load), after a preflight; refuses with HR_EMEMORY when it would not fit or pressure
+ * is critical, with guidance in the sentence. On success *out is valid until the matching
+ * hr_registry_release(). HR_ENOENT for a name not in the registry. Any thread. */
+HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out);
+
+/* Ends one use of a model from hr_registry_acquire(); `keep_alive` in seconds sets its deadline
+ * from now (NAN: the model's own, else the context's; 0: unload now if no one else uses it;
+ * negative: never). Any thread. */
+HR_API void hr_registry_release(hr_context *ctx, hr_model *model, double keep_alive);
+
+/* Loads `name` without using it: its keep-alive starts at once. Any thread. */
+HR_API int hr_registry_load(hr_context *ctx, const char *name);
+
+/* Unloads `name` and cancels its keep-alive. A model in use gives HR_EBUSY unless `cancel`:
+ * then its generations are cancelled cleanly and it is unloaded when its users release it (the
+ * call returns at once; the state is HR_MODEL_UNLOADING until then). Any thread. */
+HR_API int hr_registry_unload(hr_context *ctx, const char *name, bool cancel);
+
+/* Pins `name` (never unloaded by keep-alive or pressure; still by hr_registry_unload) or
+ * unpins it. Any thread. */
+HR_API int hr_registry_pin(hr_context *ctx, const char *name, bool pinned);
+
+/* Sets the keep-alive of `name` in seconds (NAN: back to the context's) and re-arms an idle
+ * model's deadline from its last use. Any thread. */
+HR_API int hr_registry_set_keep_alive(hr_context *ctx, const char *name, double keep_alive);
+
+typedef struct hr_registry_entry {
+    char name[128];
+    char path[1024];
+    enum hr_model_state state;
+    bool pinned;
+    int32_t users;             /* acquisitions not yet released */
+    double keep_alive;         /* seconds; negative: never */
+    double loaded_at;          /* wall-clock seconds since the Unix epoch; 0 when unloaded */
+    double last_used_at;       /* wall clock; 0 never used */
+    double expires_at;         /* wall clock of the keep-alive deadline; 0: none */
+    uint64_t weight_bytes;     /* when loaded */
+    int32_t n_ctx;             /* the context window, when loaded */
+    uint64_t rss_bytes;        /* process RSS the load added, measured; 0 when unloaded */
+    int32_t loads;             /* times loaded since added */
+    char last_unload_reason[160];
+} hr_registry_entry;
+
+/* A snapshot of the registry, least recently used first (the order the pressure policy unloads
+ * in). *entries is freed with hr_free(). Any thread. */
+HR_API int hr_registry_list(hr_context *ctx, hr_registry_entry **entries, size_t *count);
+
+/* The same as a JSON array (state as its name); hr_free() it; NULL when out of memory. */
+HR_API char *hr_registry_json(hr_context *ctx);
 
 /* ---- metrics: the last N generations, kept in memory, never sent anywhere ------------------- */
 

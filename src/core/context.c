@@ -4,12 +4,14 @@
  */
 #include "core/context.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "runtime/monitor.h"
+#include "runtime/registry.h"
 
 HR_API const char *hr_version(void)
 {
@@ -46,6 +48,9 @@ HR_API hr_context_params hr_context_default_params(void)
         .sample_interval_min = 0.02,
         .sample_interval_max = 0,   /* automatic: see headroom.h */
         .metrics_capacity = 100,
+        .keep_alive = 600,
+        .pressure_actions = true,
+        .critical_cancel_priority = 0,
     };
     return params;
 }
@@ -59,6 +64,8 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
     if (checked.metrics_capacity < 0 || checked.metrics_capacity > 1000000)
         return hr_fail(HR_EINVAL, "metrics_capacity %d is out of range: use 0 to 1000000",
                        checked.metrics_capacity);
+    if (isnan(checked.keep_alive))
+        return hr_fail(HR_EINVAL, "keep_alive is not a number: use seconds, 0, or a negative value for never");
     hr_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return hr_fail(HR_ENOMEM, "out of memory creating a context");
     ctx->params = checked;
@@ -88,6 +95,11 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
             return rc;
         }
     }
+    int rc = hr_registry_create(ctx, &ctx->registry);
+    if (rc != HR_OK) {
+        hr_context_free(ctx);
+        return rc;
+    }
     *out = ctx;
     return HR_OK;
 }
@@ -100,6 +112,7 @@ void hr_context_use_engine(hr_context *ctx, const hr_engine_ops *engine)
 HR_API void hr_context_free(hr_context *ctx)
 {
     if (!ctx) return;
+    hr_registry_destroy(ctx->registry);   /* first: its thread reads the monitor */
     hr_monitor_stop(ctx->monitor);
     if (ctx->params.log_fn) hr_log_clear_sink(ctx->params.log_fn, ctx->params.log_user_data);
     hr_events_destroy(&ctx->events);

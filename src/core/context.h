@@ -14,12 +14,14 @@
 #include "policy/pressure.h"
 
 struct hr_monitor;
+struct hr_registry;
 
 struct hr_context {
     hr_context_params params;      /* immutable after create */
     const hr_engine_ops *engine;   /* immutable after create (tests may swap it before loading) */
     hr_event_bus events;           /* has its own locks */
     struct hr_monitor *monitor;    /* NULL when params.monitor is false */
+    struct hr_registry *registry;  /* the models by name (runtime/registry.c); has its own lock */
 
     pthread_mutex_t metrics_lock;  /* guards the metrics ring: */
     hr_generation_record *metrics; /* metrics_capacity records, the oldest at metrics_head */

@@ -45,6 +45,7 @@ HR_API const char *hr_strerror(int code)
     case HR_EBUSY: return "HR_EBUSY";
     case HR_EAGAIN: return "HR_EAGAIN";
     case HR_EOF: return "HR_EOF";
+    case HR_EMEMORY: return "HR_EMEMORY";
     }
     return "HR_E(unknown)";
 }

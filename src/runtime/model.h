@@ -25,6 +25,7 @@ struct hr_model {
     pthread_cond_t queue_changed;  /* a session arrived, or stopping was set */
     struct hr_session *queue_head; /* sessions waiting, oldest first */
     struct hr_session *queue_tail;
+    struct hr_session *current;    /* the session the worker runs now, or NULL */
     bool worker_started;
     bool stopping;                 /* hr_model_free: the worker ends after cancelling everything */
     pthread_t worker;
@@ -36,6 +37,13 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
 
 /* Stops the worker (cancelling queued and running sessions) and joins it; hr_model_free's part. */
 void hr_model_stop_worker(hr_model *model);
+
+/* Whether a generation runs or waits on the model, and the lowest priority among them. */
+bool hr_model_work(hr_model *model, int32_t *lowest_priority);
+
+/* Stops every generation running or queued on the model; their readers get HR_ECANCELLED with
+ * `reason` as the sentence. The model stays loaded. */
+void hr_model_cancel_work(hr_model *model, const char *reason);
 
 /* Records a finished generation in the context's metrics ring (metrics.c). */
 void hr_metrics_record(hr_model *model, const char *client, double started_at_wall,

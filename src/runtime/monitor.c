@@ -53,6 +53,7 @@ struct hr_monitor {
     hr_sample current;
     hr_pressure_signals signals;
     hr_classification classification;
+    hr_level fresh_level;               /* the same signals classified without the hold */
 };
 
 hr_thresholds hr_thresholds_from_public(const hr_pressure_thresholds *p)
@@ -276,11 +277,17 @@ static void *monitor_main(void *arg)
         hr_level before = state.level;
         hr_pressure_signals_compute(reference_sample(ring, count, newest), &ring[newest], &signals);
         hr_classify(&signals, &m->thresholds, &state, ring[newest].timestamp, &classification);
+        /* Without the hold: what memory looks like now, so the lifecycle stops unloading as soon
+         * as an unload has brought it back, while the held level still says warn. */
+        hr_classifier_state scratch = { 0 };
+        hr_classification fresh;
+        hr_classify(&signals, &m->thresholds, &scratch, ring[newest].timestamp, &fresh);
 
         pthread_mutex_lock(&m->lock);
         m->current = ring[newest];
         m->signals = signals;
         m->classification = classification;
+        m->fresh_level = fresh.level;
         if (count >= 2) m->ready = true;
         pthread_cond_broadcast(&m->updated);
         pthread_mutex_unlock(&m->lock);
@@ -416,6 +423,16 @@ bool hr_monitor_level(hr_monitor *m, hr_level *out)
     pthread_mutex_lock(&m->lock);
     bool ready = m->ready;
     *out = m->classification.level;
+    pthread_mutex_unlock(&m->lock);
+    return ready;
+}
+
+bool hr_monitor_levels(hr_monitor *m, hr_level *held, hr_level *fresh)
+{
+    pthread_mutex_lock(&m->lock);
+    bool ready = m->ready;
+    *held = m->classification.level;
+    *fresh = m->fresh_level;
     pthread_mutex_unlock(&m->lock);
     return ready;
 }

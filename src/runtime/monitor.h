@@ -32,6 +32,10 @@ int hr_monitor_pressure(hr_monitor *monitor, double wait_seconds, hr_pressure *o
 /* The latest level without waiting; false before the first reading. */
 bool hr_monitor_level(hr_monitor *monitor, hr_level *out);
 
+/* The latest level with the classifier's hold, and the same signals classified afresh (a fall
+ * shows at once); false before the first reading. */
+bool hr_monitor_levels(hr_monitor *monitor, hr_level *held, hr_level *fresh);
+
 /* Fills an hr_pressure from a sample, its signals and a classification (shared with the path
  * that runs without a monitor). */
 void hr_pressure_fill(const hr_sample *sample, const hr_pressure_signals *signals,

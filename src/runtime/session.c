@@ -44,6 +44,8 @@ struct hr_session {
     double reader_timeout;      /* seconds a full queue may wait while other sessions queue */
     bool timed_out;             /* it gave way: its reader took nothing for reader_timeout */
     int references;             /* the caller's and the worker's */
+    int32_t priority;           /* immutable: the lifecycle cancels the lowest first */
+    char stopped_because[200];  /* set when the lifecycle cancels it: the sentence its reader gets */
 };
 
 HR_API hr_session_params hr_session_default_params(void)
@@ -85,7 +87,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
     copy[length] = '\0';
     pthread_mutex_lock(&s->lock);
     double waiting_since = 0;
-    while (s->count == s->capacity && !s->cancelled) {
+    while (s->count == s->capacity && !s->cancelled && !s->stopped_because[0]) {
         if (s->reader_timeout <= 0) {
             pthread_cond_wait(&s->writable, &s->lock);
             continue;
@@ -94,7 +96,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
          * only to sessions that are waiting: alone on the model it may pause as long as it likes. */
         struct timespec deadline = deadline_after(0.25);
         pthread_cond_timedwait(&s->writable, &s->lock, &deadline);
-        if (s->count < s->capacity || s->cancelled) break;
+        if (s->count < s->capacity || s->cancelled || s->stopped_because[0]) break;
         double now = hr_now_seconds();
         if (waiting_since == 0) waiting_since = now;
         if (now - waiting_since < s->reader_timeout) continue;
@@ -108,7 +110,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
             break;
         }
     }
-    if (s->cancelled || s->timed_out) {
+    if (s->cancelled || s->timed_out || s->stopped_because[0]) {
         pthread_mutex_unlock(&s->lock);
         free(copy);
         return 1;
@@ -134,12 +136,14 @@ static void finish(hr_session *s, int result, const char *sentence)
 
 static void run_session(hr_model *model, hr_session *s)
 {
+    char because[sizeof s->stopped_because];
     pthread_mutex_lock(&s->lock);
     bool cancelled = s->cancelled;
-    if (!cancelled) s->running = true;
+    snprintf(because, sizeof because, "%s", s->stopped_because);
+    if (!cancelled && !because[0]) s->running = true;
     pthread_mutex_unlock(&s->lock);
-    if (cancelled) {
-        finish(s, HR_ECANCELLED, "the generation was cancelled before it started");
+    if (cancelled || because[0]) {
+        finish(s, HR_ECANCELLED, because[0] ? because : "the generation was cancelled before it started");
         return;
     }
     hr_generation_stats stats;
@@ -147,8 +151,11 @@ static void run_session(hr_model *model, hr_session *s)
     pthread_mutex_lock(&s->lock);
     s->stats = stats;
     bool timed_out = s->timed_out;
+    snprintf(because, sizeof because, "%s", s->stopped_because);
     pthread_mutex_unlock(&s->lock);
-    if (timed_out)
+    if (because[0] && rc != HR_OK)
+        finish(s, HR_ECANCELLED, because);
+    else if (timed_out)
         finish(s, HR_EBUSY, "the reader took nothing for the reader timeout while other requests waited; "
                              "the generation was stopped to let them run");
     else
@@ -169,9 +176,13 @@ static void *worker_main(void *arg)
         model->queue_head = s->next;
         if (!model->queue_head) model->queue_tail = NULL;
         bool stopping = model->stopping;
+        model->current = s;
         pthread_mutex_unlock(&model->queue_lock);
         if (stopping) finish(s, HR_ECANCELLED, "the model was unloaded before the generation started");
         else run_session(model, s);
+        pthread_mutex_lock(&model->queue_lock);
+        model->current = NULL;
+        pthread_mutex_unlock(&model->queue_lock);
         release(s);
         pthread_mutex_lock(&model->queue_lock);
     }
@@ -189,6 +200,38 @@ void hr_model_stop_worker(hr_model *model)
     if (!started) return;
     atomic_store(&model->cancel_requested, true);   /* the running one stops within a step */
     pthread_join(model->worker, NULL);
+}
+
+bool hr_model_work(hr_model *model, int32_t *lowest_priority)
+{
+    bool working = atomic_load(&model->busy);
+    int32_t lowest = INT32_MAX;
+    pthread_mutex_lock(&model->queue_lock);
+    if (model->current) {
+        working = true;
+        lowest = model->current->priority;
+    }
+    for (hr_session *s = model->queue_head; s; s = s->next) {
+        working = true;
+        if (s->priority < lowest) lowest = s->priority;
+    }
+    pthread_mutex_unlock(&model->queue_lock);
+    *lowest_priority = lowest == INT32_MAX ? 0 : lowest;
+    return working;
+}
+
+void hr_model_cancel_work(hr_model *model, const char *reason)
+{
+    pthread_mutex_lock(&model->queue_lock);
+    hr_session *running = model->current;
+    for (hr_session *s = running ? running : model->queue_head; s; s = s == running ? model->queue_head : s->next) {
+        pthread_mutex_lock(&s->lock);
+        snprintf(s->stopped_because, sizeof s->stopped_because, "%s", reason);
+        pthread_cond_broadcast(&s->writable);   /* a worker waiting for room stops waiting */
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&model->queue_lock);
+    atomic_store(&model->cancel_requested, true);   /* the running step stops inside the engine */
 }
 
 /* ---- the caller's side ---------------------------------------------------------------------- */
@@ -225,6 +268,7 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     s->params = p.generate;
     s->capacity = p.queue_capacity;
     s->reader_timeout = p.reader_timeout;
+    s->priority = p.priority;
     snprintf(s->client, sizeof s->client, "%s", p.client ? p.client : "");
     s->references = 2;   /* the caller's and the worker's */
     pthread_mutex_init(&s->lock, NULL);

@@ -52,22 +52,10 @@ static enum MHD_Result memory(request *r)
     cJSON *body = text ? cJSON_Parse(text) : NULL;
     hr_free(text);
     if (!body) return reply_error(r, 500, NULL, "out of memory");
-    cJSON *models = cJSON_AddArrayToObject(body, "models");
-    for (int i = 0; i < r->srv->n_models; i++) {
-        server_model *entry = &r->srv->models[i];
-        pthread_mutex_lock(&entry->lock);
-        if (entry->model) {
-            hr_model_info info;
-            hr_model_get_info(entry->model, &info);
-            cJSON *model = cJSON_CreateObject();
-            cJSON_AddStringToObject(model, "name", entry->name);
-            cJSON_AddNumberToObject(model, "weight_bytes", (double)info.weight_bytes);
-            cJSON_AddNumberToObject(model, "n_ctx", info.n_ctx);
-            cJSON_AddNumberToObject(model, "active_requests", entry->active);
-            cJSON_AddItemToArray(models, model);
-        }
-        pthread_mutex_unlock(&entry->lock);
-    }
+    char *registry = hr_registry_json(r->srv->ctx);
+    cJSON *models = registry ? cJSON_Parse(registry) : NULL;
+    hr_free(registry);
+    cJSON_AddItemToObject(body, "models", models ? models : cJSON_CreateArray());
     hr_pressure p;
     if (hr_pressure_check(r->srv->ctx, &p) == HR_OK) cJSON_AddItemToObject(body, "pressure", pressure_json(&p));
     return reply_json(r, 200, body);
@@ -137,13 +125,15 @@ static enum MHD_Result prometheus(request *r)
     }
     int loaded = 0;
     metric(&out, &length, "# HELP headroom_model_loaded Whether a model is loaded.\n# TYPE headroom_model_loaded gauge\n");
-    for (int i = 0; i < srv->n_models; i++) {
-        pthread_mutex_lock(&srv->models[i].lock);
-        bool is_loaded = srv->models[i].model != NULL;
-        pthread_mutex_unlock(&srv->models[i].lock);
+    hr_registry_entry *list = NULL;
+    size_t n = 0;
+    if (hr_registry_list(srv->ctx, &list, &n) != HR_OK) n = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool is_loaded = list[i].state == HR_MODEL_READY || list[i].state == HR_MODEL_BUSY;
         loaded += is_loaded;
-        metric(&out, &length, "headroom_model_loaded{model=\"%s\"} %d\n", srv->models[i].name, is_loaded);
+        metric(&out, &length, "headroom_model_loaded{model=\"%s\"} %d\n", list[i].name, is_loaded);
     }
+    hr_free(list);
     metric(&out, &length, "# HELP headroom_models_loaded Models in memory.\n# TYPE headroom_models_loaded gauge\nheadroom_models_loaded %d\n", loaded);
     metric(&out, &length, "# HELP headroom_http_requests_total HTTP requests.\n# TYPE headroom_http_requests_total counter\nheadroom_http_requests_total %lu\n", atomic_load(&srv->requests));
     metric(&out, &length, "# HELP headroom_http_errors_total HTTP replies with an error status.\n# TYPE headroom_http_errors_total counter\nheadroom_http_errors_total{class=\"4xx\"} %lu\nheadroom_http_errors_total{class=\"5xx\"} %lu\n",
@@ -211,13 +201,18 @@ static void enqueue(struct event_stream *e, char *text)
 static void on_event(const hr_event *event, void *user_data)
 {
     struct event_stream *e = user_data;
-    if (event->type != HR_EVENT_PRESSURE) return;
     cJSON *data = cJSON_CreateObject();
     cJSON_AddStringToObject(data, "level", hr_pressure_level_name(event->level));
-    cJSON_AddStringToObject(data, "previous", hr_pressure_level_name(event->previous_level));
-    cJSON_AddStringToObject(data, "reason", event->reason);
+    if (event->type == HR_EVENT_PRESSURE)
+        cJSON_AddStringToObject(data, "previous", hr_pressure_level_name(event->previous_level));
+    if (event->model) cJSON_AddStringToObject(data, "model", event->model);
+    if (event->action) cJSON_AddStringToObject(data, "action", event->action);
+    if (event->type != HR_EVENT_PRESSURE) cJSON_AddNumberToObject(data, "bytes_freed", (double)event->bytes_freed);
+    cJSON_AddStringToObject(data, "reason", event->reason ? event->reason : "");
     cJSON_AddNumberToObject(data, "time", wall_seconds());
-    enqueue(e, event_text("pressure", data));
+    /* SSE event names: "pressure", "model" (loads, unloads, refusals), "action" (the lifecycle's) */
+    const char *name = event->type == HR_EVENT_PRESSURE ? "pressure" : event->type == HR_EVENT_MODEL ? "model" : "action";
+    enqueue(e, event_text(name, data));
 }
 
 static ssize_t events_read(void *cls, uint64_t position, char *buffer, size_t max)
@@ -317,14 +312,15 @@ static enum MHD_Result load_or_unload(request *r, bool load)
     cJSON_AddStringToObject(body, "model", entry->name);
     if (load) {
         enum MHD_Result reply = MHD_NO;
-        if (!server_use_model(r, entry, &reply)) {
+        hr_model *model = server_use_model(r, entry, &reply);
+        if (!model) {
             cJSON_Delete(body);
             return reply;
         }
-        server_release_model(r->srv, entry, keep_alive);
+        server_release_model(r->srv, model, keep_alive);
         cJSON_AddStringToObject(body, "status", "loaded");
     } else {
-        int rc = server_unload_model(r->srv, entry);
+        int rc = hr_registry_unload(r->srv->ctx, entry->name, false);
         if (rc == HR_EBUSY) {
             cJSON_Delete(body);
             return reply_error(r, 409, "model", "model '%s' is generating; cancel its requests or try again", name);

@@ -194,7 +194,7 @@ static enum MHD_Result generate(request *r, bool chat)
 
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
     if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
-        server_release_model(r->srv, entry, keep_alive);
+        server_release_model(r->srv, model, keep_alive);
         return reply_error(r, 400, "messages", "'messages' must be an array");
     }
     bool nothing_to_do = chat ? (!messages || cJSON_GetArraySize(messages) == 0) : (!prompt_text || !prompt_text[0]);
@@ -207,7 +207,7 @@ static enum MHD_Result generate(request *r, bool chat)
         cJSON_AddBoolToObject(line, "done", true);
         bool unload = !isnan(keep_alive) && keep_alive == 0;
         cJSON_AddStringToObject(line, "done_reason", unload ? "unload" : "load");
-        server_release_model(r->srv, entry, keep_alive);
+        server_release_model(r->srv, model, keep_alive);
         return reply_json(r, 200, line);
     }
 
@@ -225,26 +225,26 @@ static enum MHD_Result generate(request *r, bool chat)
         }
     }
     if (!prompt) {
-        server_release_model(r->srv, entry, keep_alive);
+        server_release_model(r->srv, model, keep_alive);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
     hr_session *session = NULL;
     int rc = hr_session_start(model, prompt, &params, &session);
     free(prompt);
     if (rc != HR_OK) {
-        server_release_model(r->srv, entry, keep_alive);
+        server_release_model(r->srv, model, keep_alive);
         return reply_library_error(r, rc);
     }
     struct ollama_stream *state = calloc(1, sizeof *state);
     snprintf(state->model, sizeof state->model, "%s", entry->name);
     state->chat = chat;
-    if (stream) return reply_stream(r, session, &ndjson_format, state, entry, keep_alive);
+    if (stream) return reply_stream(r, session, &ndjson_format, state, model, keep_alive);
 
     char *text = NULL;
     hr_generation_stats stats;
     rc = read_whole_session(r, session, &text, &stats);
     hr_session_free(session);
-    server_release_model(r->srv, entry, keep_alive);
+    server_release_model(r->srv, model, keep_alive);
     if (rc != HR_OK) {
         free(text);
         free(state);
@@ -289,31 +289,28 @@ static enum MHD_Result tags(request *r)
 
 static enum MHD_Result running(request *r)
 {
+    hr_registry_entry *list = NULL;
+    size_t n = 0;
+    if (hr_registry_list(r->srv->ctx, &list, &n) != HR_OK) return reply_library_error(r, HR_ENOMEM);
     cJSON *body = cJSON_CreateObject();
     cJSON *models = cJSON_AddArrayToObject(body, "models");
-    for (int i = 0; i < r->srv->n_models; i++) {
-        server_model *m = &r->srv->models[i];
-        pthread_mutex_lock(&m->lock);
-        if (m->model) {
-            hr_model_info info;
-            hr_model_get_info(m->model, &info);
-            cJSON *model = cJSON_CreateObject();
-            cJSON_AddStringToObject(model, "name", m->name);
-            cJSON_AddStringToObject(model, "model", m->name);
-            cJSON_AddNumberToObject(model, "size", (double)info.weight_bytes);
-            /* the share of the weights on a GPU, by blocks placed there */
-            double on_gpu = info.n_layer > 0 ? (double)info.n_layer_gpu / info.n_layer : 0;
-            cJSON_AddNumberToObject(model, "size_vram", floor((double)info.weight_bytes * on_gpu));
-            char expires[64];
-            /* never expiring, or in use: Ollama reports a far-future time */
-            rfc3339(m->expires_at > 0 ? m->expires_at : 253402300799.0, expires, sizeof expires);
-            cJSON_AddStringToObject(model, "expires_at", expires);
-            cJSON_AddStringToObject(model, "digest", "");
-            cJSON_AddItemToObject(model, "details", details());
-            cJSON_AddItemToArray(models, model);
-        }
-        pthread_mutex_unlock(&m->lock);
+    for (size_t i = n; i-- > 0;) {   /* most recently used first, as Ollama lists them */
+        const hr_registry_entry *e = &list[i];
+        if (e->state != HR_MODEL_READY && e->state != HR_MODEL_BUSY) continue;
+        cJSON *model = cJSON_CreateObject();
+        cJSON_AddStringToObject(model, "name", e->name);
+        cJSON_AddStringToObject(model, "model", e->name);
+        cJSON_AddNumberToObject(model, "size", (double)e->weight_bytes);
+        cJSON_AddNumberToObject(model, "size_vram", 0);   /* CPU engine: no blocks on a GPU */
+        char expires[64];
+        /* never expiring, or in use: Ollama reports a far-future time */
+        rfc3339(e->expires_at > 0 ? e->expires_at : 253402300799.0, expires, sizeof expires);
+        cJSON_AddStringToObject(model, "expires_at", expires);
+        cJSON_AddStringToObject(model, "digest", "");
+        cJSON_AddItemToObject(model, "details", details());
+        cJSON_AddItemToArray(models, model);
     }
+    hr_free(list);
     return reply_json(r, 200, body);
 }
 

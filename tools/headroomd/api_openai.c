@@ -219,14 +219,14 @@ static enum MHD_Result generate(request *r, bool chat)
     char *prompt = chat ? chat_prompt(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"))
                         : strdup(prompt_text);
     if (!prompt) {
-        server_release_model(r->srv, entry, NAN);
+        server_release_model(r->srv, model, NAN);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
     hr_session *session = NULL;
     int rc = hr_session_start(model, prompt, &params, &session);
     free(prompt);
     if (rc != HR_OK) {
-        server_release_model(r->srv, entry, NAN);
+        server_release_model(r->srv, model, NAN);
         return reply_library_error(r, rc);
     }
 
@@ -239,14 +239,14 @@ static enum MHD_Result generate(request *r, bool chat)
 
     if (stream) {
         /* the model stays marked in use until the stream ends */
-        return reply_stream(r, session, &sse_format, state, entry, NAN);
+        return reply_stream(r, session, &sse_format, state, model, NAN);
     }
 
     char *text = NULL;
     hr_generation_stats stats;
     rc = read_whole_session(r, session, &text, &stats);
     hr_session_free(session);
-    server_release_model(r->srv, entry, NAN);
+    server_release_model(r->srv, model, NAN);
     if (rc != HR_OK) {
         free(text);
         free(state);

@@ -122,6 +122,10 @@ enum MHD_Result reply_library_error(request *r, int code)
     case HR_ENOENT: status = 404; break;
     case HR_EBUSY: case HR_EAGAIN: status = 503; break;
     case HR_ENOTSUP: status = 501; break;
+    case HR_EMEMORY:
+        /* not now, for want of memory: the sentence says why; clients may come back */
+        return reply_json_with_header(r, 503, error_body(r, hr_last_error(), "server_overloaded", NULL, "insufficient_memory"),
+                                      MHD_HTTP_HEADER_RETRY_AFTER, "10");
     default: break;
     }
     return reply_error(r, status, NULL, "%s", hr_last_error()[0] ? hr_last_error() : hr_strerror(code));
@@ -243,7 +247,7 @@ void server_cancel_all_sessions(server *srv)
 
 struct stream {
     server *srv;
-    server_model *entry;      /* in use until the stream ends */
+    hr_model *model;          /* in use until the stream ends */
     double keep_alive;
     hr_session *session;
     const stream_format *format;
@@ -319,24 +323,24 @@ static void stream_free(void *cls)
     hr_session_stats(s->session, &stats);
     server_observe(s->srv, &stats, s->finished ? HR_OK : HR_ECANCELLED);
     hr_session_free(s->session);   /* cancels it if the client left early */
-    server_release_model(s->srv, s->entry, s->keep_alive);
+    server_release_model(s->srv, s->model, s->keep_alive);
     if (s->format->free_state) s->format->free_state(s->state);
     free(s->pending);
     free(s);
 }
 
 enum MHD_Result reply_stream(request *r, hr_session *session, const stream_format *format, void *state,
-                             server_model *entry, double keep_alive)
+                             hr_model *model, double keep_alive)
 {
     struct stream *s = calloc(1, sizeof *s);
     if (!s) {
         hr_session_free(session);
         if (format->free_state) format->free_state(state);
-        server_release_model(r->srv, entry, keep_alive);
+        server_release_model(r->srv, model, keep_alive);
         return reply_error(r, 500, NULL, "out of memory starting a stream");
     }
     s->srv = r->srv;
-    s->entry = entry;
+    s->model = model;
     s->keep_alive = keep_alive;
     s->session = session;
     s->format = format;
@@ -473,19 +477,7 @@ bool parse_duration(const cJSON *value, double *seconds)
         *seconds = value->valuedouble;
         return true;
     }
-    if (!cJSON_IsString(value)) return false;
-    const char *text = value->valuestring;
-    char *end = NULL;
-    double amount = strtod(text, &end);
-    if (end == text || !isfinite(amount)) return false;
-    double unit = 1;
-    if (strcmp(end, "ms") == 0) unit = 0.001;
-    else if (strcmp(end, "s") == 0 || *end == '\0') unit = 1;
-    else if (strcmp(end, "m") == 0) unit = 60;
-    else if (strcmp(end, "h") == 0) unit = 3600;
-    else return false;
-    *seconds = amount * unit;
-    return true;
+    return cJSON_IsString(value) && hr_keep_alive_parse(value->valuestring, seconds) == HR_OK;
 }
 
 /* ---- the MHD access handler ------------------------------------------------------------------- */

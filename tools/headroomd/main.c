@@ -67,6 +67,14 @@ static void usage(FILE *out)
             "  -h, --help            this help\n");
 }
 
+/* The library's log lines (loads, unloads, pressure actions with reasons and bytes freed). */
+static void library_log(enum hr_log_level level, const char *message, void *user_data)
+{
+    (void)user_data;
+    static const char *names[] = { "debug", "info", "warn", "error" };
+    fprintf(stderr, "headroomd: [%s] %s\n", names[level >= 0 && level <= 3 ? level : 3], message);
+}
+
 static bool parse_keep_alive(const char *text, double *seconds)
 {
     if (strcmp(text, "never") == 0) {
@@ -217,7 +225,6 @@ static bool add_model(server *srv, const char *path)
     }
     snprintf(m->path, sizeof m->path, "%s", path);
     m->file_bytes = (uint64_t)st.st_size;
-    pthread_mutex_init(&m->lock, NULL);
     srv->n_models++;
     return true;
 }
@@ -326,8 +333,16 @@ int main(int argc, char **argv)
     }
 
     hr_context_params params = hr_context_default_params();
+    params.keep_alive = c->keep_alive;
+    params.log_fn = library_log;
+    params.log_level = HR_LOG_INFO;   /* loads, unloads and every pressure action, with its reason */
     if (hr_context_create(&params, &srv.ctx) != HR_OK) {
         fprintf(stderr, "headroomd: %s\n", hr_last_error());
+        freeaddrinfo(address);
+        return 1;
+    }
+    if (!server_register_models(&srv)) {
+        hr_context_free(srv.ctx);
         freeaddrinfo(address);
         return 1;
     }
@@ -360,18 +375,11 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    while (!stop_requested) {
-        usleep(250000);
-        server_expire_models(&srv);
-    }
+    while (!stop_requested) usleep(250000);   /* keep-alive and pressure: the library's hr-lifecycle */
 
     fprintf(stderr, "headroomd: stopping\n");
     server_cancel_all_sessions(&srv);
     MHD_stop_daemon(srv.daemon);
-    for (int i = 0; i < srv.n_models; i++) {
-        hr_model_free(srv.models[i].model);
-        pthread_mutex_destroy(&srv.models[i].lock);
-    }
-    hr_context_free(srv.ctx);
+    hr_context_free(srv.ctx);   /* unloads every model */
     return 0;
 }

@@ -1,9 +1,9 @@
 /*
- * models.c: the catalogue of models headroomd may serve: loaded on first use, marked in use
- * while a request runs, unloaded when their keep-alive expires. Requests never name a path:
- * only the files given by --model and found in --models-dir can be served.
+ * models.c: the catalogue of models headroomd may serve and its bridge to the library's model
+ * registry, which loads them on first use, keeps them for their keep-alive, and unloads them
+ * when it expires or memory pressure needs the room. Requests never name a path: only the
+ * files given by --model and found in --models-dir can be served.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,73 +24,32 @@ server_model *server_find_model(server *srv, const char *name)
     return NULL;
 }
 
+bool server_register_models(server *srv)
+{
+    hr_model_params params = hr_model_default_params();
+    params.n_ctx = srv->config.ctx_size;
+    params.n_threads = srv->config.threads;
+    for (int i = 0; i < srv->n_models; i++) {
+        if (hr_registry_add(srv->ctx, srv->models[i].name, srv->models[i].path, &params) != HR_OK) {
+            fprintf(stderr, "headroomd: %s\n", hr_last_error());
+            return false;
+        }
+    }
+    return true;
+}
+
 hr_model *server_use_model(request *r, server_model *m, enum MHD_Result *reply)
 {
-    server *srv = r->srv;
-    pthread_mutex_lock(&m->lock);   /* a second request for a model being loaded waits here */
-    if (!m->model) {
-        hr_model_params params = hr_model_default_params();
-        params.n_ctx = srv->config.ctx_size;
-        params.n_threads = srv->config.threads;
-        int rc = hr_model_load(srv->ctx, m->path, &params, &m->model);
-        if (rc != HR_OK) {
-            pthread_mutex_unlock(&m->lock);
-            *reply = reply_library_error(r, rc == HR_ENOENT ? HR_EIO : rc);   /* a catalogued file vanished: 500 */
-            return NULL;
-        }
-        m->loaded_at = wall_seconds();
+    hr_model *model = NULL;
+    int rc = hr_registry_acquire(r->srv->ctx, m->name, &model);
+    if (rc != HR_OK) {
+        *reply = reply_library_error(r, rc == HR_ENOENT ? HR_EIO : rc);   /* a catalogued file vanished: 500 */
+        return NULL;
     }
-    m->active++;
-    m->last_used = wall_seconds();
-    m->expires_at = 0;
-    hr_model *model = m->model;
-    pthread_mutex_unlock(&m->lock);
     return model;
 }
 
-void server_release_model(server *srv, server_model *m, double keep_alive)
+void server_release_model(server *srv, hr_model *model, double keep_alive)
 {
-    if (isnan(keep_alive)) keep_alive = srv->config.keep_alive;
-    pthread_mutex_lock(&m->lock);
-    m->active--;
-    m->last_used = wall_seconds();
-    m->expires_at = keep_alive < 0 ? 0 : m->last_used + keep_alive;
-    bool unload_now = keep_alive == 0 && m->active == 0 && m->model;
-    hr_model *model = unload_now ? m->model : NULL;
-    if (unload_now) m->model = NULL;
-    pthread_mutex_unlock(&m->lock);
-    hr_model_free(model);   /* keep_alive 0: unload after this request, as Ollama does */
-}
-
-int server_unload_model(server *srv, server_model *m)
-{
-    (void)srv;
-    pthread_mutex_lock(&m->lock);
-    if (m->active > 0) {
-        pthread_mutex_unlock(&m->lock);
-        return HR_EBUSY;
-    }
-    hr_model *model = m->model;
-    m->model = NULL;
-    m->expires_at = 0;
-    pthread_mutex_unlock(&m->lock);
-    hr_model_free(model);
-    return HR_OK;
-}
-
-void server_expire_models(server *srv)
-{
-    double now = wall_seconds();
-    for (int i = 0; i < srv->n_models; i++) {
-        server_model *m = &srv->models[i];
-        pthread_mutex_lock(&m->lock);
-        bool expired = m->model && m->active == 0 && m->expires_at > 0 && now >= m->expires_at;
-        hr_model *model = expired ? m->model : NULL;
-        if (expired) {
-            m->model = NULL;
-            m->expires_at = 0;
-        }
-        pthread_mutex_unlock(&m->lock);
-        hr_model_free(model);
-    }
+    hr_registry_release(srv->ctx, model, keep_alive);
 }

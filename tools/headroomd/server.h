@@ -40,13 +40,7 @@ typedef struct server_config {
 typedef struct server_model {
     char name[256];               /* what clients call it: the file name without ".gguf" */
     char path[4096];
-    uint64_t file_bytes;
-    pthread_mutex_t lock;         /* guards model, loaded_at, last_used, expires_at, active */
-    hr_model *model;              /* NULL while not loaded */
-    double loaded_at;             /* wall-clock seconds */
-    double last_used;
-    double expires_at;            /* when keep-alive would unload it; 0 = never */
-    int active;                   /* requests using it now */
+    uint64_t file_bytes;          /* loading, keep-alive and unloading: the library's registry */
 } server_model;
 
 typedef struct server {
@@ -120,7 +114,7 @@ typedef struct stream_format {
 } stream_format;
 
 enum MHD_Result reply_stream(request *r, hr_session *session, const stream_format *format, void *state,
-                             server_model *entry, double keep_alive);
+                             hr_model *model, double keep_alive);
 
 /* The sessions requests are reading now, with the pieces generated so far: [{generated_tokens}]. */
 cJSON *server_active_sessions(server *srv);
@@ -169,13 +163,13 @@ bool refuse_under_pressure(request *r, enum MHD_Result *reply);
 
 /* Finds the catalogue entry named `name` (exact, or with ".gguf" or ":latest" stripped). */
 server_model *server_find_model(server *srv, const char *name);
-/* Loads the model if needed and marks it in use; NULL with a reply queued on failure. */
+/* Registers every catalogued model with the library's registry (at start-up). */
+bool server_register_models(server *srv);
+/* Loads the model if needed and marks it in use (hr_registry_acquire); NULL with a reply queued
+ * on failure: 503 + Retry-After when memory refuses it. */
 hr_model *server_use_model(request *r, server_model *m, enum MHD_Result *reply);
 /* Marks a use finished; `keep_alive` seconds (< 0: never unload; NAN: the server's default). */
-void server_release_model(server *srv, server_model *m, double keep_alive);
-int server_unload_model(server *srv, server_model *m);
-/* Unloads models whose keep-alive expired; called by the housekeeping thread. */
-void server_expire_models(server *srv);
+void server_release_model(server *srv, hr_model *model, double keep_alive);
 
 /* ---- the APIs (api_*.c): each returns true when it handled the path ------------------------- */
 

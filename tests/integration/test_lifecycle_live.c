@@ -1,0 +1,261 @@
+/*
+ * test_lifecycle_live.c: the pressure policy against real memory pressure, contained. The test
+ * moves itself into a 448 MiB child memory cgroup, loads a 158 MiB model (anonymous copy, so
+ * the kernel cannot simply drop it), and a hog in the same cgroup grows at 50 MB/s towards an
+ * amount that, with the model still loaded, would not fit: the kernel's OOM killer would have to
+ * act. headroom must act first:
+ *   - an idle model is unloaded at warn, its memory measured coming back, and no OOM kill;
+ *   - a busy model's low-priority generation is cancelled at critical with a sentence that says
+ *     why, the model is unloaded when its user lets go, and a new load is refused while the
+ *     pressure is critical; once it has passed, the model loads again.
+ * Skipped, with the reason, where no child memory cgroup can be made.
+ * usage: test_lifecycle_live MID_MODEL.gguf
+ */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "headroom.h"
+#include "live_cgroup.h"
+
+#define MiB (1024L * 1024L)
+static const long LIMIT_MIB = 448;
+static const char *mid_model;
+
+struct seen {
+    pthread_mutex_t lock;
+    char unload_reason[256];
+    int64_t unload_freed;
+    int caches_freed, cancelled, refused;
+};
+
+static void on_event(const hr_event *event, void *user_data)
+{
+    struct seen *s = user_data;
+    if (event->type == HR_EVENT_PRESSURE) {
+        fprintf(stderr, "  pressure %s -> %s: %s\n", hr_pressure_level_name(event->previous_level),
+                hr_pressure_level_name(event->level), event->reason);
+        return;
+    }
+    fprintf(stderr, "  %s %s: %s (%.1f MiB freed)\n", event->model ? event->model : "headroom", event->action,
+            event->reason, (double)event->bytes_freed / MiB);
+    pthread_mutex_lock(&s->lock);
+    if (strcmp(event->action, "unloaded") == 0) {
+        snprintf(s->unload_reason, sizeof s->unload_reason, "%s", event->reason);
+        s->unload_freed = event->bytes_freed;
+    }
+    s->caches_freed += strcmp(event->action, "caches_freed") == 0;
+    s->cancelled += strcmp(event->action, "cancelled") == 0;
+    s->refused += strcmp(event->action, "load_refused") == 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+struct fixture {
+    hr_context *ctx;
+    struct seen seen;
+    int subscription;
+    struct hog hog;
+};
+
+static int setup(void **state)
+{
+    if (!make_limited_cgroup(LIMIT_MIB)) {
+        fprintf(stderr, "skipped: %s\n", skip_reason);
+        *state = NULL;
+        return 0;
+    }
+    struct fixture *f = calloc(1, sizeof *f);
+    pthread_mutex_init(&f->seen.lock, NULL);
+    if (!hog_start(&f->hog)) return -1;
+    hr_context_params params = hr_context_default_params();
+    params.thresholds.hold_seconds = 1.0;   /* the default 10 s would only make the test slow */
+    if (hr_context_create(&params, &f->ctx) != HR_OK) return -1;
+    if (hr_subscribe(f->ctx, on_event, &f->seen, &f->subscription) != HR_OK) return -1;
+    hr_model_params mp = hr_model_default_params();
+    mp.n_ctx = 256;
+    mp.n_threads = 2;
+    mp.load_mode = HR_LOAD_COPY;
+    if (hr_registry_add(f->ctx, "mid", mid_model, &mp) != HR_OK) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (!f) return 0;
+    hr_unsubscribe(f->ctx, f->subscription);
+    hr_context_free(f->ctx);
+    if (f->hog.pid > 0 && hog_pid > 0) hog_stop(&f->hog);
+    pthread_mutex_destroy(&f->seen.lock);
+    free(f);
+    remove_limited_cgroup();
+    return 0;
+}
+
+static enum hr_model_state state_of(hr_context *ctx)
+{
+    hr_registry_entry *list = NULL;
+    size_t n = 0;
+    assert_int_equal(hr_registry_list(ctx, &list, &n), HR_OK);
+    enum hr_model_state s = list[0].state;
+    hr_free(list);
+    return s;
+}
+
+static int ignore(const char *piece, size_t length, void *user_data)
+{
+    (void)piece, (void)length, (void)user_data;
+    return 0;
+}
+
+static uint64_t process_rss(hr_context *ctx)
+{
+    hr_memory_status m;
+    assert_int_equal(hr_memory_sample(ctx, &m), HR_OK);
+    return m.process_rss_bytes;
+}
+
+/* Grows the hog 1 MiB every 20 ms (50 MB/s, a program filling memory briskly) up to `target`;
+ * returns what it holds at the end, or -1 if it was killed. */
+static long grow_hog(struct hog *hog, long from, long target)
+{
+    long held = from;
+    for (long mib = from + 1; mib <= target; mib++) {
+        held = hog_hold(hog, mib);
+        if (held < 0) return -1;
+        usleep(20000);
+    }
+    return held;
+}
+
+static bool wait_for_level(hr_context *ctx, enum hr_pressure_level level, double seconds)
+{
+    hr_pressure p;
+    for (double waited = 0; waited < seconds; waited += 0.1) {
+        if (hr_pressure_check(ctx, &p) == HR_OK && p.level == level) return true;
+        usleep(100000);
+    }
+    return false;
+}
+
+static void an_idle_model_is_unloaded_before_the_oom_killer_acts(void **state)
+{
+    struct fixture *f = *state;
+    if (!f) skip();
+    hr_model *model = NULL;
+    assert_int_equal(hr_registry_acquire(f->ctx, "mid", &model), HR_OK);
+    hr_generate_params g = hr_generate_default_params();
+    g.max_tokens = 4;
+    assert_int_equal(hr_generate(model, "Once upon a time", &g, ignore, NULL, NULL), HR_OK);
+    hr_model_info info;
+    hr_model_get_info(model, &info);
+    hr_registry_release(f->ctx, model, NAN);   /* idle, with the default 10 minute keep-alive */
+    assert_int_equal(state_of(f->ctx), HR_MODEL_READY);
+
+    long target = LIMIT_MIB - 40;
+    uint64_t rss = process_rss(f->ctx);
+    fprintf(stderr, "  process RSS %.1f MiB with the model; the hog will take %ld of %ld MiB\n",
+            (double)rss / MiB, target, LIMIT_MIB);
+    /* the point of the test: with the model kept, the hog could not have its memory */
+    assert_true((uint64_t)target * MiB + rss > (uint64_t)LIMIT_MIB * MiB);
+
+    long held = grow_hog(&f->hog, 0, target);
+    assert_int_equal(held, target);
+    assert_int_equal(oom_kills(), 0);
+    assert_int_equal(state_of(f->ctx), HR_MODEL_UNLOADED);
+    pthread_mutex_lock(&f->seen.lock);
+    assert_non_null(strstr(f->seen.unload_reason, "memory pressure"));
+    assert_true(f->seen.unload_freed >= (int64_t)(info.weight_bytes / 10 * 9));
+    assert_true(f->seen.caches_freed >= 1);
+    pthread_mutex_unlock(&f->seen.lock);
+}
+
+struct reader {
+    hr_context *ctx;
+    hr_model *model;
+    hr_session *session;
+    int result;
+    char sentence[512];
+};
+
+/* Reads the session to its end as a client would, then lets go of the model. */
+static void *read_then_release(void *arg)
+{
+    struct reader *r = arg;
+    char piece[64];
+    size_t length;
+    while ((r->result = hr_session_read(r->session, piece, sizeof piece, &length, -1)) == HR_OK)
+        usleep(200000);   /* a slow reader: the generation outlasts the hog's growth */
+    snprintf(r->sentence, sizeof r->sentence, "%s", hr_last_error());
+    hr_session_free(r->session);
+    hr_registry_release(r->ctx, r->model, NAN);
+    return NULL;
+}
+
+static void critical_cancels_low_priority_work_and_refuses_loads(void **state)
+{
+    struct fixture *f = *state;
+    if (!f) skip();
+    struct reader r = { .ctx = f->ctx };
+    assert_int_equal(hr_registry_acquire(f->ctx, "mid", &r.model), HR_OK);
+    hr_session_params sp = hr_session_default_params();
+    sp.queue_capacity = 1;
+    sp.generate.max_tokens = 200;
+    sp.priority = 0;
+    assert_int_equal(hr_session_start(r.model, "Once upon a time", &sp, &r.session), HR_OK);
+    pthread_t reader;
+    assert_int_equal(pthread_create(&reader, NULL, read_then_release, &r), 0);
+
+    long target = LIMIT_MIB - 40;
+    long held = grow_hog(&f->hog, 0, target);
+    pthread_join(reader, NULL);
+    assert_int_equal(held, target);
+    assert_int_equal(oom_kills(), 0);
+    assert_int_equal(r.result, HR_ECANCELLED);
+    fprintf(stderr, "  the reader got: %s\n", r.sentence);
+    assert_non_null(strstr(r.sentence, "memory pressure is critical"));
+    assert_int_equal(state_of(f->ctx), HR_MODEL_UNLOADED);
+
+    /* still critical: a load is refused at once, with the reason */
+    assert_int_equal(grow_hog(&f->hog, target, LIMIT_MIB - 12), LIMIT_MIB - 12);
+    assert_true(wait_for_level(f->ctx, HR_PRESSURE_CRITICAL, 10));
+    hr_model *model = NULL;
+    assert_int_equal(hr_registry_acquire(f->ctx, "mid", &model), HR_EMEMORY);
+    assert_non_null(strstr(hr_last_error(), "critical"));
+    assert_int_equal(oom_kills(), 0);
+
+    /* the pressure passes: the model comes back */
+    hog_stop(&f->hog);
+    assert_true(wait_for_level(f->ctx, HR_PRESSURE_NORMAL, 15));
+    assert_int_equal(hr_registry_acquire(f->ctx, "mid", &model), HR_OK);
+    hr_registry_release(f->ctx, model, 0);
+    pthread_mutex_lock(&f->seen.lock);
+    assert_true(f->seen.cancelled >= 1 && f->seen.refused >= 1);
+    pthread_mutex_unlock(&f->seen.lock);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s MID_MODEL.gguf\n", argv[0]);
+        return 2;
+    }
+    mid_model = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(an_idle_model_is_unloaded_before_the_oom_killer_acts, setup, teardown),
+        cmocka_unit_test_setup_teardown(critical_cancels_low_priority_work_and_refuses_loads, setup, teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    live_cgroup_cleanup();
+    return failed;
+}
