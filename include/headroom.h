@@ -114,6 +114,9 @@ typedef struct hr_context_params {
     int32_t critical_cancel_priority; /* under critical, running work whose priority is at most
                                          this may be cancelled, lowest first (default 0, the
                                          sessions' default priority); INT32_MIN: never cancel */
+    bool guard;                   /* the degradation guard: watch decode speed and page-ins per
+                                     token; a registry model that thrashes is cancelled, unloaded
+                                     and kept out until memory allows (default true) */
 } hr_context_params;
 
 HR_API hr_context_params hr_context_default_params(void);
@@ -198,6 +201,8 @@ enum hr_event_type {
     HR_EVENT_MODEL = 2,      /* a registry model was loaded or unloaded, or its load refused */
     HR_EVENT_ACTION = 3,     /* the lifecycle acted on its own: caches freed, an idle model
                                 unloaded, work cancelled; with the reason and the bytes freed */
+    HR_EVENT_DEGRADED = 4,   /* the degradation guard: a model decodes far below its expected
+                                speed ("thrashing": weights evicted and re-read; "slow": CPU contention) */
 };
 
 typedef struct hr_event {
@@ -211,6 +216,9 @@ typedef struct hr_event {
                                             "caches_freed", "cancelled": valid during the call */
     int64_t bytes_freed;                 /* process RSS before minus after the action (may be
                                             negative when something else grew meanwhile) */
+    double tokens_per_second;            /* HR_EVENT_DEGRADED: the window's decode speed ... */
+    double expected_tokens_per_second;   /* ... what the model did when healthy (0: not known yet) */
+    double faults_per_token;             /* ... and its page faults (major + minor) per token */
 } hr_event;
 
 /* Called on the library's threads ("hr-monitor" for pressure, "hr-lifecycle" for its actions) or
@@ -275,6 +283,7 @@ typedef struct hr_model_info {
     int32_t n_layer_gpu;     /* blocks placed on a GPU; 0 on a CPU-only engine */
     int32_t n_threads;       /* decode threads in use */
     enum hr_load_mode load_mode; /* how the weights are held (never HR_LOAD_AUTO here) */
+    double expected_tokens_per_second; /* the best healthy decode speed seen (0: none yet) */
 } hr_model_info;
 
 /* Fills *out with facts about a loaded model. Any thread. */

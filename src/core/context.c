@@ -51,6 +51,7 @@ HR_API hr_context_params hr_context_default_params(void)
         .keep_alive = 600,
         .pressure_actions = true,
         .critical_cancel_priority = 0,
+        .guard = true,
     };
     return params;
 }

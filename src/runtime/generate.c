@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/utf8.h"
+#include "runtime/guard.h"
 #include "runtime/model.h"
 
 enum { MAX_GENERATED_TOKENS = 1 << 20 };
@@ -158,7 +159,12 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
             break;
         }
         last = hr_now_seconds();
-        if (first == 0) first = last;
+        if (first == 0) {
+            first = last;
+            hr_guard_begin(model);
+        } else {
+            hr_guard_token(model);
+        }
         stats->generated_tokens++;
 
         int32_t length = engine->token_to_piece(em, token, small_piece, sizeof small_piece);

@@ -139,6 +139,7 @@ HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)
     out->n_layer_gpu = info.n_layer_gpu;
     out->n_threads = info.n_threads;
     out->load_mode = info.load_mode;
+    out->expected_tokens_per_second = model->guard.expected;
     return HR_OK;
 }
 

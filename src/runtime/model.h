@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "core/context.h"
+#include "policy/guard.h"
 
 struct hr_session;
 
@@ -20,6 +21,11 @@ struct hr_model {
     char name[128];                /* general.name, or the file name: for metrics and logs */
     atomic_bool cancel_requested;  /* set by hr_model_cancel(), read between and inside decode steps */
     atomic_bool busy;              /* a generation is running */
+
+    hr_guard_state guard;          /* the degradation guard's, touched only by the generating thread */
+    double guard_window_start;
+    uint64_t guard_window_faults;
+    int32_t guard_window_tokens;
 
     pthread_mutex_t queue_lock;    /* guards the fields below */
     pthread_cond_t queue_changed;  /* a session arrived, or stopping was set */

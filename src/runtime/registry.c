@@ -39,6 +39,11 @@ enum { MAX_MODELS = 64 };
  * samples every 20 ms while memory moves) to see what the last unload gave back. */
 static const double PRESSURE_INTERVAL = 1.0;
 
+/* A model the guard unloaded stays out at least this long, and until the binding scope has room
+ * for its weights plus this share: loading it into the same shortage would thrash again. */
+static const double GATE_SECONDS = 10.0;
+static const double GATE_ROOM = 1.1;
+
 struct entry {
     char name[128];
     char *path;
@@ -60,6 +65,11 @@ struct entry {
     bool cancelling;            /* its work was cancelled: unload when the last user releases */
     char unload_reason[160];    /* why, for that pending unload */
     char last_unload_reason[160];
+    bool guard_freed;           /* the guard already unloaded other models for this load */
+    double expected_speed;      /* the guard's healthy decode speed, kept across loads */
+    bool gated;                 /* unloaded because it thrashed: kept out until memory allows */
+    double gated_at;            /* monotonic */
+    char gate_reason[320];
 };
 
 struct hr_registry {
@@ -145,6 +155,7 @@ static struct hr_registry *registry_of(hr_context *ctx)
 static int64_t unload_marked(struct hr_registry *r, struct entry *e, const char *reason)
 {
     hr_model *model = e->model;   /* stable: UNLOADING keeps everyone else off it */
+    if (model->guard.expected > e->expected_speed) e->expected_speed = model->guard.expected;
     uint64_t before = process_rss();
     hr_model_free(model);
     malloc_trim(0);   /* hand freed heap back to the kernel, so the measure is what others can use */
@@ -269,6 +280,8 @@ static int load_marked(struct hr_registry *r, struct entry *e, hr_model **out)
     pthread_mutex_lock(&r->lock);
     e->weight_bytes = info.weight_bytes;
     e->n_ctx = info.n_ctx;
+    e->guard_freed = false;
+    (*out)->guard.expected = e->expected_speed;   /* what it did here before */
     e->rss_added = after > before ? after - before : 0;
     e->loads++;
     e->loaded_at_wall = wall_now();
@@ -292,6 +305,76 @@ static int refuse_under_pressure(hr_context *ctx, const char *name)
              name, p.reason, (double)p.effective_available_bytes / 1048576.0, p.binding_scope);
     publish(ctx, HR_EVENT_MODEL, name, "load_refused", sentence, 0);
     return hr_fail(HR_EMEMORY, "%s", sentence);
+}
+
+/* A model the guard unloaded loads again only when the shortage that made it thrash is over. */
+static int refuse_while_gated(struct hr_registry *r, struct entry *e)
+{
+    pthread_mutex_lock(&r->lock);
+    bool gated = e->gated;
+    double since = hr_now_seconds() - e->gated_at;
+    uint64_t needs = (uint64_t)((double)e->weight_bytes * GATE_ROOM);
+    char reason[sizeof e->gate_reason];
+    snprintf(reason, sizeof reason, "%s", e->gate_reason);
+    pthread_mutex_unlock(&r->lock);
+    if (!gated) return HR_OK;
+    hr_memory_status m;
+    bool sampled = hr_memory_sample(r->ctx, &m) == HR_OK;
+    uint64_t available = sampled ? m.effective_available_bytes : 0;
+    if (since >= GATE_SECONDS && sampled && available >= needs) {
+        pthread_mutex_lock(&r->lock);
+        e->gated = false;
+        pthread_mutex_unlock(&r->lock);
+        return HR_OK;
+    }
+    char sentence[1000];
+    snprintf(sentence, sizeof sentence,
+             "not loading %s now: it was unloaded %.0f s ago because it thrashed (%s). It loads again when "
+             "%s has %.0f MiB free for it (%.0f MiB now); retry later, close programs that use memory, or "
+             "configure a fall-back endpoint", e->name, since, reason, sampled ? m.binding_scope : "memory",
+             (double)needs / 1048576.0, (double)available / 1048576.0);
+    publish(r->ctx, HR_EVENT_MODEL, e->name, "load_refused", sentence, 0);
+    return hr_fail(HR_EMEMORY, "%s", sentence);
+}
+
+bool hr_registry_degraded(hr_context *ctx, hr_model *model, const char *reason)
+{
+    struct hr_registry *r = registry_of(ctx);
+    if (!r) return false;
+    pthread_mutex_lock(&r->lock);
+    struct entry *e = find_model(r, model);
+    if (!e || e->cancelling) {
+        pthread_mutex_unlock(&r->lock);
+        return false;
+    }
+    if (!e->guard_freed) {
+        /* first, give it memory: idle models go, least recently used first */
+        e->guard_freed = true;
+        char why[200];
+        snprintf(why, sizeof why, "to give memory to %s, which is thrashing", e->name);
+        pthread_mutex_unlock(&r->lock);
+        if (unload_idle_for(r, e, why) > 0) return true;
+        pthread_mutex_lock(&r->lock);
+        if (e->cancelling || e->model != model) {
+            pthread_mutex_unlock(&r->lock);
+            return false;
+        }
+    }
+    e->cancelling = true;
+    e->state = HR_MODEL_UNLOADING;
+    e->gated = true;
+    e->gated_at = hr_now_seconds();
+    snprintf(e->gate_reason, sizeof e->gate_reason, "%s", reason);
+    snprintf(e->unload_reason, sizeof e->unload_reason, "degraded: thrashing");
+    char sentence[480];
+    snprintf(sentence, sizeof sentence, "cancelled by headroom: %s is %s; it is unloaded to give the memory "
+             "back. Retry later", e->name, reason);
+    hr_model_cancel_work(model, sentence);
+    char name[sizeof e->name];
+    snprintf(name, sizeof name, "%s", e->name);
+    pthread_mutex_unlock(&r->lock);
+    publish(ctx, HR_EVENT_ACTION, name, "cancelled", reason, 0);
+    return false;
 }
 
 /* ---- the lifecycle thread ---------------------------------------------------------------------- */
@@ -543,6 +626,7 @@ HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out
         pthread_mutex_unlock(&r->lock);
         hr_model *model = NULL;
         int rc = refuse_under_pressure(ctx, e->name);
+        if (rc == HR_OK) rc = refuse_while_gated(r, e);
         if (rc == HR_OK) rc = load_marked(r, e, &model);
         pthread_mutex_lock(&r->lock);
         e->model = model;

@@ -5,6 +5,8 @@
 #ifndef HR_RUNTIME_REGISTRY_H
 #define HR_RUNTIME_REGISTRY_H
 
+#include <stdbool.h>
+
 #include "headroom.h"
 
 struct hr_registry;
@@ -14,5 +16,11 @@ int hr_registry_create(hr_context *ctx, struct hr_registry **out);
 
 /* Stops the thread, cancels what runs, unloads every model, frees the registry. */
 void hr_registry_destroy(struct hr_registry *registry);
+
+/* The guard found `model` thrashing. Frees other memory (idle models) first and returns true
+ * when it did, so the model gets another chance; otherwise cancels its work with `reason`,
+ * unloads it when its users let go, and refuses to load it again until memory allows (returns
+ * false). A model not in the registry is only reported. Called on the generating thread. */
+bool hr_registry_degraded(hr_context *ctx, hr_model *model, const char *reason);
 
 #endif

@@ -1,0 +1,154 @@
+/*
+ * test_guard_live.c: the degradation guard against a real thrash, contained. First the 158 MiB
+ * model decodes normally (the guard learns its speed and says nothing). Then the test moves into
+ * a child memory cgroup whose limit is below the model's size, with the weights memory-mapped:
+ * the kernel evicts and re-reads them every token, and llama.cpp alone would go on at a fraction
+ * of its speed without a word (ENGINE.md: 27.4 -> 1.4 tokens/s for the 1b model). headroom must
+ * notice within seconds, say why, cancel the generation, unload the model, and refuse to load it
+ * back into the same shortage. The pressure policy is switched off here so that the guard alone
+ * is tested (with it on, critical pressure may act first; both are right).
+ * usage: test_guard_live MID_MODEL.gguf
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "headroom.h"
+#include "live_cgroup.h"
+
+static const long LIMIT_MIB = 120;
+static const char *mid_model;
+
+struct seen {
+    pthread_mutex_t lock;
+    int thrashing, slow;
+    char reason[400];
+};
+
+static void on_event(const hr_event *event, void *user_data)
+{
+    struct seen *s = user_data;
+    if (event->type != HR_EVENT_DEGRADED) return;
+    fprintf(stderr, "  degraded (%s): %.1f tokens/s, expected %.1f, %.0f faults/token: %s\n", event->action,
+            event->tokens_per_second, event->expected_tokens_per_second, event->faults_per_token, event->reason);
+    pthread_mutex_lock(&s->lock);
+    if (strcmp(event->action, "thrashing") == 0) s->thrashing++;
+    else s->slow++;
+    snprintf(s->reason, sizeof s->reason, "%s", event->reason);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Runs one greedy generation through the registry; returns its result and stats. */
+static int generate(hr_context *ctx, int max_tokens, hr_generation_stats *stats, char *sentence, size_t size)
+{
+    hr_model *model = NULL;
+    int rc = hr_registry_acquire(ctx, "mid", &model);
+    if (rc != HR_OK) {
+        snprintf(sentence, size, "%s", hr_last_error());
+        return rc;
+    }
+    hr_session_params sp = hr_session_default_params();
+    sp.generate.max_tokens = max_tokens;
+    sp.generate.temperature = 0;
+    hr_session *session = NULL;
+    assert_int_equal(hr_session_start(model, "Once upon a time", &sp, &session), HR_OK);
+    char piece[64];
+    size_t length;
+    while ((rc = hr_session_read(session, piece, sizeof piece, &length, -1)) == HR_OK) {
+    }
+    snprintf(sentence, size, "%s", hr_last_error());
+    hr_session_stats(session, stats);
+    hr_session_free(session);
+    hr_registry_release(ctx, model, 0);
+    return rc;
+}
+
+static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **state)
+{
+    (void)state;
+    struct seen seen = { 0 };
+    pthread_mutex_init(&seen.lock, NULL);
+    hr_context_params params = hr_context_default_params();
+    params.pressure_actions = false;
+    hr_context *ctx = NULL;
+    assert_int_equal(hr_context_create(&params, &ctx), HR_OK);
+    int subscription;
+    assert_int_equal(hr_subscribe(ctx, on_event, &seen, &subscription), HR_OK);
+    hr_model_params mp = hr_model_default_params();
+    mp.n_ctx = 256;
+    mp.n_threads = 2;
+    mp.load_mode = HR_LOAD_MMAP;
+    assert_int_equal(hr_registry_add(ctx, "mid", mid_model, &mp), HR_OK);
+
+    /* healthy: plenty of memory, the guard stays quiet */
+    hr_generation_stats healthy;
+    char sentence[600];
+    assert_int_equal(generate(ctx, 48, &healthy, sentence, sizeof sentence), HR_EOF);
+    fprintf(stderr, "  healthy: %.1f tokens/s\n", healthy.tokens_per_second);
+    assert_int_equal(seen.thrashing, 0);
+
+    /* drop the file's pages, so that in the cgroup they are read (and charged) anew */
+    int fd = open(mid_model, O_RDONLY);
+    assert_true(fd >= 0);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    if (!make_limited_cgroup(LIMIT_MIB)) {
+        fprintf(stderr, "skipped: %s\n", skip_reason);
+        hr_unsubscribe(ctx, subscription);
+        hr_context_free(ctx);
+        skip();
+    }
+
+    hr_generation_stats thrashed;
+    int rc = generate(ctx, 200, &thrashed, sentence, sizeof sentence);
+    fprintf(stderr, "  in %ld MiB: %d tokens at %.1f tokens/s, then: %s\n", LIMIT_MIB, thrashed.generated_tokens,
+            thrashed.tokens_per_second, sentence);
+    assert_int_equal(rc, HR_ECANCELLED);
+    assert_non_null(strstr(sentence, "page faults"));
+    assert_true(thrashed.generated_tokens < 200);
+    pthread_mutex_lock(&seen.lock);
+    assert_true(seen.thrashing >= 1);
+    pthread_mutex_unlock(&seen.lock);
+
+    hr_registry_entry *list = NULL;
+    size_t n = 0;
+    assert_int_equal(hr_registry_list(ctx, &list, &n), HR_OK);
+    assert_int_equal(list[0].state, HR_MODEL_UNLOADED);
+    assert_non_null(strstr(list[0].last_unload_reason, "thrash"));
+    hr_free(list);
+
+    /* the shortage is still there: it is not loaded back into it */
+    hr_model *model = NULL;
+    assert_int_equal(hr_registry_acquire(ctx, "mid", &model), HR_EMEMORY);
+    fprintf(stderr, "  load again: %s\n", hr_last_error());
+    assert_non_null(strstr(hr_last_error(), "thrashed"));
+
+    hr_unsubscribe(ctx, subscription);
+    hr_context_free(ctx);
+    remove_limited_cgroup();
+    pthread_mutex_destroy(&seen.lock);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s MID_MODEL.gguf\n", argv[0]);
+        return 2;
+    }
+    mid_model = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    live_cgroup_cleanup();
+    return failed;
+}
