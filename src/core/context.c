@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "runtime/cache.h"
 #include "runtime/monitor.h"
 
 HR_API const char *hr_version(void)
@@ -46,6 +47,8 @@ HR_API hr_context_params hr_context_default_params(void)
         .sample_interval_min = 0.02,
         .sample_interval_max = 0,   /* automatic: see headroom.h */
         .metrics_capacity = 100,
+        .cache_dir = NULL,
+        .cache_budget_bytes = 0,
     };
     return params;
 }
@@ -70,6 +73,10 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
         }
     }
     pthread_mutex_init(&ctx->metrics_lock, NULL);
+    /* decided once, so every call on this context agrees on where its cache is */
+    ctx->cache_root = hr_cache_resolve_root(checked.cache_dir);
+    ctx->params.cache_dir = ctx->cache_root;
+    ctx->cache_budget_bytes = checked.cache_budget_bytes ? checked.cache_budget_bytes : HR_CACHE_DEFAULT_BUDGET;
     ctx->engine = hr_engine_llama();
     hr_events_init(&ctx->events);
     pthread_mutex_init(&ctx->check_lock, NULL);
@@ -106,5 +113,6 @@ HR_API void hr_context_free(hr_context *ctx)
     pthread_mutex_destroy(&ctx->check_lock);
     pthread_mutex_destroy(&ctx->metrics_lock);
     free(ctx->metrics);
+    free(ctx->cache_root);
     free(ctx);
 }
