@@ -117,6 +117,12 @@ typedef struct hr_context_params {
     bool guard;                   /* the degradation guard: watch decode speed and page-ins per
                                      token; a registry model that thrashes is cancelled, unloaded
                                      and kept out until memory allows (default true) */
+
+    const char *cache_dir;        /* headroom's cache directory (copied); NULL (default):
+                                     $HEADROOM_CACHE_DIR, else $XDG_CACHE_HOME/headroom, else
+                                     $HOME/.cache/headroom. KV snapshots live in its kv/ folder. */
+    uint64_t cache_budget_bytes;  /* the most bytes of KV snapshots kept; older ones are evicted
+                                     after each save. 0 (default): 2 GiB */
 } hr_context_params;
 
 HR_API hr_context_params hr_context_default_params(void);
@@ -339,10 +345,16 @@ typedef struct hr_generation_stats {
     double prompt_tokens_per_second;
     double tokens_per_second;     /* decode speed: (generated_tokens - 1) / decode_seconds */
     enum hr_stop_reason stop_reason;
+    int32_t cached_tokens;        /* prompt tokens already in the context window (from the previous
+                                     generation or a restored snapshot), reused, not decoded;
+                                     prompt_tokens_per_second counts only the others */
 } hr_generation_stats;
 
 /* Generates a continuation of `prompt` (UTF-8) on `model`, calling `piece_fn` for each piece.
- * Each call starts from an empty context window. Blocks until done; returns HR_OK, HR_ECANCELLED
+ * The model remembers which tokens its context window holds (the last prompt and the tokens
+ * generated after it); a prompt that begins with them decodes only the rest, so a conversation
+ * that resends its history pays only for the new turn (stats->cached_tokens). The output is the
+ * same as from an empty window. Blocks until done; returns HR_OK, HR_ECANCELLED
  * (stopped by the callback or hr_model_cancel(); the pieces delivered stand), HR_ECONTEXT (the
  * prompt does not fit), or another error. `stats` may be NULL; when given it is filled in on
  * every return. One generation per model at a time (HR_EBUSY otherwise). */
@@ -485,6 +497,84 @@ HR_API int hr_registry_list(hr_context *ctx, hr_registry_entry **entries, size_t
 
 /* The same as a JSON array (state as its name); hr_free() it; NULL when out of memory. */
 HR_API char *hr_registry_json(hr_context *ctx);
+
+/* ---- cache: KV snapshots in headroom's cache directory ------------------------------------- */
+
+/* A snapshot holds a model's context window (its tokens and their KV state) in a file under
+ * <cache_dir>/kv/, so a conversation resumed after the model was unloaded does not pay for its
+ * prompt again. It is restored only into the same model file (resolved path, size, modification
+ * time), context window size and cache types. docs/cache.md describes the files. */
+
+/* Saves the model's live conversation (the tokens in its context window and their KV state)
+ * into the cache directory, then evicts the least recently used snapshots (of any model) until
+ * the cache fits hr_context_params.cache_budget_bytes. HR_OK with *saved=false when there is
+ * nothing to save: an empty window, a window unchanged since it was saved or restored (that
+ * snapshot's last use is refreshed instead), or a snapshot larger than the whole budget (logged).
+ * A full disk is HR_EIO and leaves no file behind. HR_EBUSY while a generation runs on the
+ * model (a generation that starts during a save waits for it); HR_ENOTSUP when the model
+ * file's identity is unknown. Any thread. */
+HR_API int hr_model_snapshot_save(hr_model *model, bool *saved);
+
+/* Restores the newest snapshot made for this model file and window into the model's context
+ * (replacing what the window held), so the next generation whose prompt begins with those
+ * tokens skips them. HR_ENOENT when there is none (the sentence says when snapshots of the same
+ * file exist for another window); HR_EFORMAT when the file cannot be restored (the window is
+ * then empty). Marks the snapshot used, for eviction. HR_EBUSY while a generation runs on the
+ * model. Any thread. */
+HR_API int hr_model_snapshot_restore(hr_model *model);
+
+typedef struct hr_cache_entry {
+    char path[512];          /* the snapshot file */
+    char model[128];         /* the model's name (its file name without .gguf) */
+    uint64_t bytes;          /* the file's size */
+    int32_t tokens;          /* tokens in the saved window */
+    double created_at;       /* wall-clock seconds since the Unix epoch */
+    double last_used_at;     /* saved or last restored, the same clock */
+    int32_t n_ctx;           /* the context window it was saved from */
+} hr_cache_entry;
+
+/* Lists headroom's snapshots, most recently used first. On success *entries is an array of
+ * *count entries the caller frees with hr_free() (NULL when there are none). Files in kv/ that
+ * are not headroom's snapshots are not listed. Any thread. */
+HR_API int hr_cache_list(hr_context *ctx, hr_cache_entry **entries, size_t *count);
+
+typedef struct hr_cache_status {
+    char directory[1024];    /* where snapshots live: <cache_dir>/kv ("" when no directory is known) */
+    uint64_t budget_bytes;   /* the effective budget */
+    uint64_t used_bytes;     /* bytes of snapshots now */
+    size_t snapshots;
+} hr_cache_status;
+
+/* The cache's directory, budget and use. Any thread. */
+HR_API int hr_cache_get_status(hr_context *ctx, hr_cache_status *out);
+
+typedef struct hr_cache_clear_report {
+    size_t removed;          /* snapshots (and leftovers of interrupted saves) removed */
+    uint64_t bytes_removed;
+    size_t failed;           /* headroom's files that could not be removed (each reported) */
+    size_t skipped;          /* entries left alone: not headroom's, symbolic links, saves in progress */
+} hr_cache_clear_report;
+
+/* Called once for each of headroom's files that could not be removed, with its path, the code
+ * (HR_EACCES for a permission problem) and the sentence; `path` and `sentence` are valid only
+ * during the call. Runs on the calling thread. */
+typedef void (*hr_cache_problem_fn)(const char *path, int code, const char *sentence, void *user_data);
+
+/* Removes headroom's own files from <cache_dir>/kv/: files whose names follow headroom's pattern
+ * and whose contents carry its snapshot trailer (or, for a save interrupted over a minute ago,
+ * the engine's state header). It follows no symbolic links: links inside kv/ are left alone, a
+ * kv/ that is itself a link is refused (HR_EACCES). A file that cannot be removed is reported to
+ * `on_problem` (may be NULL) and clearing goes on; the call then returns its code with a sentence
+ * that counts the failures. *report (may be NULL) is filled in on every return. Any thread;
+ * snapshots that a model restores meanwhile may vanish under it (the restore then fails). */
+HR_API int hr_cache_clear(hr_context *ctx, hr_cache_clear_report *report, hr_cache_problem_fn on_problem,
+                          void *user_data);
+
+/* Drops the page cache that headroom's snapshot files hold (posix_fadvise DONTNEED after they
+ * were written or read), measured as their resident pages (mincore) before and after, into
+ * *bytes_released (may be NULL). The pressure policy's first, cheapest step. HR_ENOTSUP where the
+ * platform cannot drop pages. Any thread. */
+HR_API int hr_cache_release_memory(hr_context *ctx, uint64_t *bytes_released);
 
 /* ---- metrics: the last N generations, kept in memory, never sent anywhere ------------------- */
 

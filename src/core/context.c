@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "runtime/cache.h"
 #include "runtime/monitor.h"
 #include "runtime/registry.h"
 
@@ -52,6 +53,8 @@ HR_API hr_context_params hr_context_default_params(void)
         .pressure_actions = true,
         .critical_cancel_priority = 0,
         .guard = true,
+        .cache_dir = NULL,
+        .cache_budget_bytes = 0,
     };
     return params;
 }
@@ -78,6 +81,10 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
         }
     }
     pthread_mutex_init(&ctx->metrics_lock, NULL);
+    /* decided once, so every call on this context agrees on where its cache is */
+    ctx->cache_root = hr_cache_resolve_root(checked.cache_dir);
+    ctx->params.cache_dir = ctx->cache_root;
+    ctx->cache_budget_bytes = checked.cache_budget_bytes ? checked.cache_budget_bytes : HR_CACHE_DEFAULT_BUDGET;
     ctx->engine = hr_engine_llama();
     hr_events_init(&ctx->events);
     pthread_mutex_init(&ctx->check_lock, NULL);
@@ -120,5 +127,6 @@ HR_API void hr_context_free(hr_context *ctx)
     pthread_mutex_destroy(&ctx->check_lock);
     pthread_mutex_destroy(&ctx->metrics_lock);
     free(ctx->metrics);
+    free(ctx->cache_root);
     free(ctx);
 }

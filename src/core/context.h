@@ -31,6 +31,10 @@ struct hr_context {
     bool have_last_sample;
     hr_sample last_sample;
     hr_classifier_state check_state;
+
+    char *cache_root;              /* immutable after create: the resolved cache directory, or NULL
+                                      when none could be found (no HOME); params.cache_dir points here */
+    uint64_t cache_budget_bytes;   /* immutable after create: the effective budget */
 };
 
 /* Replaces the engine models are loaded with: the seam that lets unit tests drive the runtime

@@ -45,6 +45,7 @@ typedef struct hr_engine_model_info {
     int32_t n_layer_gpu;
     int32_t n_threads;
     enum hr_load_mode load_mode;
+    char cache_types[32];    /* the KV cache's element types, "f16/f16": part of a snapshot's identity */
 } hr_engine_model_info;
 
 typedef struct hr_engine_sampling {
@@ -88,6 +89,26 @@ typedef struct hr_engine_ops {
     /* Picks the next token from the logits of the last decode and records it in the sampler. */
     hr_token (*sample)(hr_engine_sampler *sampler, hr_engine_model *model);
     void (*sampler_free)(hr_engine_sampler *sampler);
+
+    /* ---- the context window's state, for prompt-prefix reuse and KV snapshots ------------- */
+
+    /* Keeps the first `count` tokens of the context window and forgets the rest, so a prompt
+     * that shares them decodes only what follows. HR_ENOTSUP where the engine cannot cut a
+     * sequence in the middle (recurrent models): the caller resets instead. */
+    int (*truncate)(hr_engine_model *model, int32_t count);
+    /* Bytes that state_save would write for the current window (an upper bound is fine). */
+    uint64_t (*state_size)(hr_engine_model *model);
+    /* Writes the window's state and its `count` tokens to `path`, in place. On failure (a full
+     * disk is HR_EIO with a sentence that says so) `path` is removed: nothing half-written is
+     * left. Atomic replacement (a temporary name, then rename) is the caller's. */
+    int (*state_save)(hr_engine_model *model, const char *path, const hr_token *tokens, int32_t count);
+    /* Replaces the window with the state saved at `path`; its tokens go to `tokens` (at most
+     * `capacity`), their count to *count. On failure the window is empty. */
+    int (*state_load)(hr_engine_model *model, const char *path, hr_token *tokens, int32_t capacity,
+                      int32_t *count);
+    /* Whether `head` (the first `length` bytes of a file) starts the way state_save's files do:
+     * how a cache recognises its own leftovers of an interrupted save. */
+    bool (*is_state_file)(const unsigned char *head, size_t length);
 } hr_engine_ops;
 
 /* The llama.cpp engine (engine_llama.c). */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <ggml-backend.h>
@@ -34,6 +35,7 @@ struct hr_engine_model {
     enum hr_load_mode load_mode;
     hr_engine_abort_fn abort_fn;
     void *abort_user_data;
+    char cache_types[32];    /* "f16/f16": the KV cache's element types, as created */
 };
 
 struct hr_engine_sampler {
@@ -263,6 +265,8 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
     context_params.abort_callback = relay_abort;
     context_params.abort_callback_data = model;
     context_params.no_perf = true;
+    snprintf(model->cache_types, sizeof model->cache_types, "%s/%s", ggml_type_name(context_params.type_k),
+             ggml_type_name(context_params.type_v));
 
     last_engine_error[0] = '\0';
     model->ctx = llama_init_from_model(model->model, context_params);
@@ -317,6 +321,7 @@ static void llama_get_info(const hr_engine_model *model, hr_engine_model_info *o
     out->n_layer_gpu = gpu_block_count(model, out->n_layer);
     out->n_threads = model->n_threads;
     out->load_mode = model->load_mode;
+    memcpy(out->cache_types, model->cache_types, sizeof out->cache_types);
 }
 
 /* ---- tokens --------------------------------------------------------------------------------- */
@@ -416,6 +421,102 @@ static int llama_decode_tokens(hr_engine_model *model, const hr_token *tokens, i
     return HR_OK;
 }
 
+/* ---- the window's state: truncation, save, load ------------------------------------------- */
+
+static int llama_truncate(hr_engine_model *model, int32_t count)
+{
+    if (count < 0 || count > model->n_past)
+        return hr_fail(HR_EINVAL, "cannot keep %d tokens of a context window that holds %d", count, model->n_past);
+    /* Removes every position from `count` on, including any that an aborted decode left behind
+     * past n_past (llama.cpp keeps the ubatches it finished before the abort). */
+    if (!llama_memory_seq_rm(llama_get_memory(model->ctx), 0, count, -1))
+        return hr_fail(HR_ENOTSUP, "this model's context window cannot be cut after %d tokens "
+                       "(a recurrent model); it is decoded again from the start", count);
+    model->n_past = count;
+    return HR_OK;
+}
+
+static uint64_t llama_state_bytes(hr_engine_model *model)
+{
+    /* llama.cpp's file: magic, version, token count, the tokens, then the sequence's state */
+    return 3 * sizeof(uint32_t) + (uint64_t)model->n_past * sizeof(hr_token) +
+           llama_state_seq_get_size(model->ctx, 0);
+}
+
+/* Whether a failed write ran out of room: the error text llama.cpp passed on (it carries
+ * strerror), or, when stdio's final flush failed silently, a file system with no room left. */
+static bool out_of_room(const char *path, const char *engine_error)
+{
+    if (strstr(engine_error, strerror(ENOSPC)) || strstr(engine_error, strerror(EDQUOT))) return true;
+    char directory[PATH_MAX];
+    snprintf(directory, sizeof directory, "%s", path);
+    char *slash = strrchr(directory, '/');
+    if (slash) *(slash == directory ? slash + 1 : slash) = '\0';
+    else snprintf(directory, sizeof directory, ".");
+    struct statvfs fs;
+    return statvfs(directory, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < 64 * 1024;
+}
+
+static int llama_save_state(hr_engine_model *model, const char *path, const hr_token *tokens, int32_t count)
+{
+    if (count < 0 || count > model->n_past)
+        return hr_fail(HR_EINVAL, "cannot save %d tokens of a context window that holds %d", count, model->n_past);
+    last_engine_error[0] = '\0';
+    size_t written = llama_state_seq_save_file(model->ctx, path, 0, tokens, (size_t)count);
+    flush_log_line();
+    /* llama.cpp closes the file without checking fclose, so a final flush that failed is seen
+     * only in the size: a complete file is exactly as long as llama.cpp says it wrote. */
+    struct stat st;
+    if (written > 0 && stat(path, &st) == 0 && (uint64_t)st.st_size == (uint64_t)written) return HR_OK;
+    bool full = out_of_room(path, last_engine_error);
+    unlink(path);
+    if (full)
+        return hr_fail(HR_EIO, "the disk holding %s is full: the snapshot (%llu bytes) was not saved and "
+                       "nothing of it was left; free space there or choose another cache directory", path,
+                       (unsigned long long)llama_state_bytes(model));
+    return hr_fail(HR_EIO, "could not write the context window's state to %s%s%s; nothing of it was left", path,
+                   last_engine_error[0] ? ": " : "", last_engine_error);
+}
+
+static int llama_load_state(hr_engine_model *model, const char *path, hr_token *tokens, int32_t capacity,
+                            int32_t *count)
+{
+    *count = 0;
+    llama_reset(model);
+    if (access(path, R_OK) != 0) {
+        if (errno == ENOENT) return hr_fail(HR_ENOENT, "snapshot not found: %s", path);
+        return hr_fail(errno == EACCES ? HR_EACCES : HR_EIO, "cannot read snapshot %s: %s", path, strerror(errno));
+    }
+    last_engine_error[0] = '\0';
+    size_t n_tokens = 0;
+    size_t read = llama_state_seq_load_file(model->ctx, path, 0, tokens, capacity > 0 ? (size_t)capacity : 0, &n_tokens);
+    flush_log_line();
+    if (read == 0 || n_tokens > (size_t)capacity) {
+        llama_reset(model);
+        return hr_fail(HR_EFORMAT, "snapshot %s cannot be restored into this context window%s%s", path,
+                       last_engine_error[0] ? ": " : "", last_engine_error);
+    }
+    /* The positions restored must be exactly the tokens listed, or decoding would go on from
+     * the wrong place. */
+    llama_pos last = llama_memory_seq_pos_max(llama_get_memory(model->ctx), 0);
+    if ((size_t)(last + 1) != n_tokens) {
+        llama_reset(model);
+        return hr_fail(HR_EFORMAT, "snapshot %s lists %zu tokens but holds state for %d; it was not restored",
+                       path, n_tokens, (int)(last + 1));
+    }
+    model->n_past = (int32_t)n_tokens;
+    *count = (int32_t)n_tokens;
+    return HR_OK;
+}
+
+static bool llama_is_state_file(const unsigned char *head, size_t length)
+{
+    uint32_t magic;
+    if (length < sizeof magic) return false;
+    memcpy(&magic, head, sizeof magic);
+    return magic == LLAMA_STATE_SEQ_MAGIC;
+}
+
 /* ---- sampling ------------------------------------------------------------------------------- */
 
 static int llama_sampler_new(hr_engine_model *model, const hr_engine_sampling *params,
@@ -469,6 +570,11 @@ static const hr_engine_ops llama_ops = {
     .sampler_create = llama_sampler_new,
     .sample = llama_sample_next,
     .sampler_free = llama_sampler_release,
+    .truncate = llama_truncate,
+    .state_size = llama_state_bytes,
+    .state_save = llama_save_state,
+    .state_load = llama_load_state,
+    .is_state_file = llama_is_state_file,
 };
 
 const hr_engine_ops *hr_engine_llama(void)

@@ -4,6 +4,7 @@
  * It owns no threads; cancellation arrives through the model's atomic flag.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +82,9 @@ static void finish_stats(hr_generation_stats *stats, double started, double firs
         if (stats->generated_tokens > 1 && stats->decode_seconds > 0)
             stats->tokens_per_second = (stats->generated_tokens - 1) / stats->decode_seconds;
     }
+    /* the speed of what was decoded: reused tokens cost nothing */
     if (stats->prompt_seconds > 0)
-        stats->prompt_tokens_per_second = stats->prompt_tokens / stats->prompt_seconds;
+        stats->prompt_tokens_per_second = (stats->prompt_tokens - stats->cached_tokens) / stats->prompt_seconds;
 }
 
 static int check_params(const hr_generate_params *p)
@@ -97,6 +99,52 @@ static int check_params(const hr_generate_params *p)
         return hr_fail(HR_EINVAL, "top_p %g is out of range: use a value in (0, 1]", p->top_p);
     if (!isfinite(p->min_p) || p->min_p < 0 || p->min_p >= 1)
         return hr_fail(HR_EINVAL, "min_p %g is out of range: use a value in [0, 1)", p->min_p);
+    return HR_OK;
+}
+
+static int32_t common_prefix(const hr_token *a, int32_t a_count, const hr_token *b, int32_t b_count)
+{
+    int32_t n = 0;
+    while (n < a_count && n < b_count && a[n] == b[n]) n++;
+    return n;
+}
+
+/* Cuts the window back to its first `keep` remembered tokens, restoring the invariant that the
+ * engine holds exactly model->window_tokens[0..window_count). Where the engine cannot cut (or
+ * keep is 0) the window is emptied: forgetting too much costs a decode, never correctness. */
+static void keep_window(struct hr_model *model, int32_t keep)
+{
+    const hr_engine_ops *engine = model->engine;
+    if (keep > 0 && engine->truncate && engine->truncate(model->engine_model, keep) == HR_OK) {
+        model->window_count = keep;
+        return;
+    }
+    engine->reset(model->engine_model);
+    model->window_count = 0;
+}
+
+/* Decodes the prompt, reusing the longest prefix already in the window; returns how many
+ * tokens were reused in *cached. */
+static int decode_prompt(struct hr_model *model, const hr_token *tokens, int32_t count, int32_t *cached)
+{
+    int32_t reuse = common_prefix(model->window_tokens, model->window_count, tokens, count);
+    /* The last prompt token is always decoded: its logits are what the first sample reads, and
+     * the window keeps no logits between generations. */
+    if (reuse >= count) reuse = count - 1;
+    if (reuse != model->window_count) keep_window(model, reuse);
+    reuse = model->window_count;
+    *cached = reuse;
+    model->window_saved = false;
+    int rc = model->engine->decode(model->engine_model, tokens + reuse, count - reuse);
+    if (rc != HR_OK) {
+        int saved_rc = rc;   /* keep the decode's sentence: cutting the window may overwrite it */
+        char sentence[1024];
+        snprintf(sentence, sizeof sentence, "%s", hr_last_error());
+        keep_window(model, reuse);
+        return hr_fail(saved_rc, "%s", sentence);
+    }
+    memcpy(model->window_tokens + reuse, tokens + reuse, sizeof *tokens * (size_t)(count - reuse));
+    model->window_count = count;
     return HR_OK;
 }
 
@@ -132,9 +180,13 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
         return hr_fail(HR_ECONTEXT, "the prompt is %d tokens but the context window holds %d; "
                        "shorten it or load the model with a larger context", count, info.n_ctx);
     }
+    int rc = hr_model_window_reserve(model);
+    if (rc != HR_OK) {
+        free(tokens);
+        return rc;
+    }
 
-    engine->reset(em);
-    int rc = engine->decode(em, tokens, count);
+    rc = decode_prompt(model, tokens, count, &stats->cached_tokens);
     free(tokens);
     stats->prompt_seconds = hr_now_seconds() - started;
     if (rc != HR_OK) return rc;
@@ -146,7 +198,6 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
 
     char small_piece[256];
     double first = 0, last = 0;
-    int32_t in_context = count;
     rc = HR_OK;
     for (;;) {
         if (atomic_load(&model->cancel_requested)) {
@@ -182,11 +233,20 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
         if (stop) { stats->stop_reason = HR_STOP_CANCELLED; break; }
 
         if (stats->generated_tokens >= p->max_tokens) { stats->stop_reason = HR_STOP_MAX_TOKENS; break; }
-        if (in_context >= info.n_ctx) { stats->stop_reason = HR_STOP_CONTEXT_FULL; break; }
+        if (model->window_count >= info.n_ctx) { stats->stop_reason = HR_STOP_CONTEXT_FULL; break; }
         rc = engine->decode(em, &token, 1);
-        if (rc == HR_ECANCELLED) { stats->stop_reason = HR_STOP_CANCELLED; rc = HR_OK; break; }
-        if (rc != HR_OK) break;
-        in_context++;
+        if (rc != HR_OK) {
+            /* an aborted or failed step may have left part of itself in the window */
+            int saved_rc = rc;
+            char sentence[1024];
+            snprintf(sentence, sizeof sentence, "%s", hr_last_error());
+            keep_window(model, model->window_count);
+            if (saved_rc == HR_ECANCELLED) { stats->stop_reason = HR_STOP_CANCELLED; rc = HR_OK; break; }
+            rc = hr_fail(saved_rc, "%s", sentence);
+            break;
+        }
+        /* the answer joins the window, so a follow-up that repeats it reuses it */
+        model->window_tokens[model->window_count++] = token;
     }
     engine->sampler_free(sampler);
     finish_stats(stats, started, first, last);
@@ -216,6 +276,7 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
     if (!atomic_compare_exchange_strong(&model->busy, &idle, true))
         return hr_fail(HR_EBUSY, "a generation is already running on this model");
     atomic_store(&model->cancel_requested, false);
+    pthread_mutex_lock(&model->window_lock);   /* waits only for a snapshot save or restore */
 
     double started = hr_now_seconds();
     struct timespec wall;
@@ -230,6 +291,7 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
 
     if (rc == HR_OK && stats->stop_reason == HR_STOP_CANCELLED)
         rc = hr_fail(HR_ECANCELLED, "the generation was cancelled after %d tokens", stats->generated_tokens);
+    pthread_mutex_unlock(&model->window_lock);
     atomic_store(&model->busy, false);
     hr_metrics_record(model, client, (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9, stats, rc);
     return rc;

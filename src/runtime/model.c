@@ -75,6 +75,7 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
     atomic_init(&model->busy, false);
     pthread_mutex_init(&model->queue_lock, NULL);
     pthread_cond_init(&model->queue_changed, NULL);
+    pthread_mutex_init(&model->window_lock, NULL);
 
     hr_engine_load_params load = {
         .n_ctx = p.n_ctx,
@@ -93,6 +94,7 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
         hr_log(HR_LOG_WARN, "load failed: %s", hr_last_error());
         pthread_mutex_destroy(&model->queue_lock);
         pthread_cond_destroy(&model->queue_changed);
+        pthread_mutex_destroy(&model->window_lock);
         free(model->path);
         free(model);
         return rc;
@@ -103,6 +105,7 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
     snprintf(model->name, sizeof model->name, "%s", base ? base + 1 : path);
     size_t name_length = strlen(model->name);
     if (name_length > 5 && strcmp(model->name + name_length - 5, ".gguf") == 0) model->name[name_length - 5] = '\0';
+    hr_model_identity_init(model);
     hr_log(HR_LOG_INFO, "loaded %s in %.2f s", path, hr_now_seconds() - started);
     *out = model;
     return HR_OK;
@@ -115,9 +118,23 @@ HR_API void hr_model_free(hr_model *model)
     model->engine->unload(model->engine_model);
     pthread_mutex_destroy(&model->queue_lock);
     pthread_cond_destroy(&model->queue_changed);
+    pthread_mutex_destroy(&model->window_lock);
     hr_log(HR_LOG_INFO, "unloaded %s", model->path);
+    free(model->window_tokens);
     free(model->path);
     free(model);
+}
+
+int hr_model_window_reserve(hr_model *model)
+{
+    hr_engine_model_info info;
+    model->engine->get_info(model->engine_model, &info);
+    if (model->window_tokens && model->window_capacity >= info.n_ctx) return HR_OK;
+    hr_token *tokens = realloc(model->window_tokens, sizeof *tokens * (size_t)(info.n_ctx > 0 ? info.n_ctx : 1));
+    if (!tokens) return hr_fail(HR_ENOMEM, "out of memory for the list of tokens in the context window");
+    model->window_tokens = tokens;
+    model->window_capacity = info.n_ctx;
+    return HR_OK;
 }
 
 HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)

@@ -13,6 +13,21 @@
 
 struct hr_session;
 
+/* What a KV snapshot must match to be restored into a model: the same file (by its resolved
+ * path, size and modification time), window and cache types, on the same engine. Filled in at
+ * load (runtime/cache.c), so a file replaced after the load does not change it. */
+struct hr_model_identity {
+    bool known;                    /* false: snapshots are refused, `problem` says why */
+    char problem[256];
+    char path[752];                /* the model file's resolved path */
+    uint64_t file_bytes;
+    int64_t mtime_ns;
+    int32_t n_ctx;
+    char cache_types[32];
+    char engine[32];
+    uint64_t hash;                 /* of all of the above: the first part of a snapshot's name */
+};
+
 struct hr_model {
     hr_context *ctx;
     const hr_engine_ops *engine;
@@ -35,6 +50,20 @@ struct hr_model {
     bool worker_started;
     bool stopping;                 /* hr_model_free: the worker ends after cancelling everything */
     pthread_t worker;
+
+    /* Held by a generation for its whole run (after it took `busy`) and by a snapshot save or
+     * restore (trylock: they answer HR_EBUSY rather than wait for a generation); a generation
+     * that starts during a save waits for it instead of failing. Guards the fields below. */
+    pthread_mutex_t window_lock;
+    /* The tokens in the engine's context window, in order, so a prompt that begins with them
+     * decodes only the rest. Invariant between calls: the engine's window holds exactly these
+     * tokens; after a failed or cancelled decode whatever is uncertain is cut away. */
+    hr_token *window_tokens;       /* window_capacity (n_ctx) entries, allocated on first use */
+    int32_t window_count;
+    int32_t window_capacity;
+    bool window_saved;             /* unchanged since saved to or restored from snapshot_name */
+    char snapshot_name[64];
+    struct hr_model_identity identity;   /* immutable after load */
 };
 
 /* The generation loop behind hr_generate(), with the metrics record's client name. */
@@ -50,6 +79,12 @@ bool hr_model_work(hr_model *model, int32_t *lowest_priority);
 /* Stops every generation running or queued on the model; their readers get HR_ECANCELLED with
  * `reason` as the sentence. The model stays loaded. */
 void hr_model_cancel_work(hr_model *model, const char *reason);
+
+/* Fills model->identity from its file and engine (runtime/cache.c); never fails the load. */
+void hr_model_identity_init(hr_model *model);
+
+/* Makes sure window_tokens can hold the whole context window. */
+int hr_model_window_reserve(hr_model *model);
 
 /* Records a finished generation in the context's metrics ring (metrics.c). */
 void hr_metrics_record(hr_model *model, const char *client, double started_at_wall,

@@ -156,6 +156,11 @@ static int64_t unload_marked(struct hr_registry *r, struct entry *e, const char 
 {
     hr_model *model = e->model;   /* stable: UNLOADING keeps everyone else off it */
     if (model->guard.expected > e->expected_speed) e->expected_speed = model->guard.expected;
+    /* the live conversation goes to the cache, so that resuming it after a reload does not pay
+     * for its prompt again (docs/cache.md); an unload never fails for want of a snapshot */
+    bool saved = false;
+    if (hr_model_snapshot_save(model, &saved) != HR_OK)
+        hr_log(HR_LOG_WARN, "%s: no KV snapshot saved: %s", e->name, hr_last_error());
     uint64_t before = process_rss();
     hr_model_free(model);
     malloc_trim(0);   /* hand freed heap back to the kernel, so the measure is what others can use */
@@ -173,8 +178,9 @@ static int64_t unload_marked(struct hr_registry *r, struct entry *e, const char 
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
 
-    hr_log(HR_LOG_INFO, "unloaded %s (%s): RSS %.1f -> %.1f MiB, %.1f MiB freed", e->name, reason,
-           (double)before / 1048576.0, (double)after / 1048576.0, (double)freed / 1048576.0);
+    hr_log(HR_LOG_INFO, "unloaded %s (%s): RSS %.1f -> %.1f MiB, %.1f MiB freed%s", e->name, reason,
+           (double)before / 1048576.0, (double)after / 1048576.0, (double)freed / 1048576.0,
+           saved ? "; its conversation kept as a KV snapshot" : "");
     publish(r->ctx, HR_EVENT_MODEL, e->name, "unloaded", reason, freed);
     return freed;
 }
@@ -219,8 +225,12 @@ static void free_caches(struct hr_registry *r, const char *reason)
         if (before > after) freed += before - after;
         free(paths[i]);
     }
-    hr_log(HR_LOG_INFO, "freed headroom's caches (%s): %.1f MiB of page cache of unloaded model files",
-           reason, (double)freed / 1048576.0);
+    uint64_t snapshots = 0;
+    if (hr_cache_release_memory(r->ctx, &snapshots) != HR_OK && hr_last_error()[0])
+        hr_log(HR_LOG_DEBUG, "KV snapshot page cache not released: %s", hr_last_error());
+    freed += snapshots;
+    hr_log(HR_LOG_INFO, "freed headroom's caches (%s): %.1f MiB of page cache (KV snapshot files, model "
+           "files not loaded)", reason, (double)freed / 1048576.0);
     publish(r->ctx, HR_EVENT_ACTION, NULL, "caches_freed", reason, (int64_t)freed);
 }
 
@@ -274,6 +284,10 @@ static int load_marked(struct hr_registry *r, struct entry *e, hr_model **out)
         hr_fail(rc, "%s", sentence);
         return rc;
     }
+    int restored = hr_model_snapshot_restore(*out);
+    if (restored == HR_OK) hr_log(HR_LOG_INFO, "%s: its last conversation restored from a KV snapshot", e->name);
+    else if (restored != HR_ENOENT && restored != HR_ENOTSUP)
+        hr_log(HR_LOG_WARN, "%s: KV snapshot not restored: %s", e->name, hr_last_error());
     uint64_t after = process_rss();
     hr_model_info info;
     hr_model_get_info(*out, &info);
@@ -625,8 +639,8 @@ HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out
         e->state = HR_MODEL_LOADING;
         pthread_mutex_unlock(&r->lock);
         hr_model *model = NULL;
-        int rc = refuse_under_pressure(ctx, e->name);
-        if (rc == HR_OK) rc = refuse_while_gated(r, e);
+        int rc = refuse_while_gated(r, e);   /* first: its sentence is the more specific */
+        if (rc == HR_OK) rc = refuse_under_pressure(ctx, e->name);
         if (rc == HR_OK) rc = load_marked(r, e, &model);
         pthread_mutex_lock(&r->lock);
         e->model = model;

@@ -136,7 +136,7 @@ static void same_seed_same_text(void **state)
     params.seed = 7;
     assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, a, NULL), HR_OK);
     assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, b, NULL), HR_OK);
-    assert_string_equal(a->data, b->data);   /* each generation starts from an empty context */
+    assert_string_equal(a->data, b->data);   /* the second reuses the first's prompt: the same text */
     params.seed = 8;
     assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, c, NULL), HR_OK);
     assert_string_not_equal(a->data, c->data);

@@ -259,6 +259,29 @@ static void manual_unload_refuses_or_cancels_a_busy_model(void **state)
     assert_int_equal(hr_registry_unload(f->ctx, "tiny", false), HR_OK);   /* already: fine */
 }
 
+static void an_unloaded_conversation_comes_back_with_the_model(void **state)
+{
+    struct fixture *f = *state;
+    hr_generate_params g = hr_generate_default_params();
+    g.max_tokens = 8;
+    g.temperature = 0;
+    const char *prompt = "Zebras and owls met at the edge of a quiet river";
+    hr_model *model = NULL;
+    hr_generation_stats stats;
+    assert_int_equal(hr_registry_acquire(f->ctx, "tiny", &model), HR_OK);
+    assert_int_equal(hr_generate(model, prompt, &g, ignore, NULL, &stats), HR_OK);
+    assert_true(stats.cached_tokens <= 1);   /* at most the start token is shared with earlier tests' snapshots */
+    hr_registry_release(f->ctx, model, 0);   /* unloaded: the conversation goes to a KV snapshot */
+    assert_int_equal(entry_of(f->ctx, "tiny").state, HR_MODEL_UNLOADED);
+
+    assert_int_equal(hr_registry_acquire(f->ctx, "tiny", &model), HR_OK);   /* restored with the load */
+    assert_int_equal(hr_generate(model, prompt, &g, ignore, NULL, &stats), HR_OK);
+    fprintf(stderr, "  after a reload: %d of %d prompt tokens came from the snapshot\n", stats.cached_tokens,
+            stats.prompt_tokens);
+    assert_true(stats.cached_tokens > 0 && stats.cached_tokens == stats.prompt_tokens - 1);
+    hr_registry_release(f->ctx, model, NAN);
+}
+
 static void bad_names_and_bad_files_fail_clearly(void **state)
 {
     struct fixture *f = *state;
@@ -366,6 +389,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(a_short_keep_alive_expires_and_a_use_resets_it, setup, teardown),
         cmocka_unit_test_setup_teardown(pinned_models_stay_until_unpinned, setup, teardown),
         cmocka_unit_test_setup_teardown(manual_unload_refuses_or_cancels_a_busy_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_unloaded_conversation_comes_back_with_the_model, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_names_and_bad_files_fail_clearly, setup, teardown),
         cmocka_unit_test_setup_teardown(many_threads_share_two_models, setup, teardown),
     };

@@ -1,27 +1,41 @@
 /*
  * test_generate.c: the generation loop (runtime/generate.c) driven by a scripted fake engine:
- * stop reasons, whole-character streaming, cancellation, context limits, parameter checks.
+ * stop reasons, whole-character streaming, cancellation, context limits, parameter checks,
+ * prompt-prefix reuse (what is decoded, what is forgotten after a failure) and the snapshot
+ * calls' bookkeeping (runtime/cache.c).
  * The proof that generation works with llama.cpp is tests/integration/test_engine.c.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/context.h"
+#include "core/error.h"
 #include "headroom.h"
+#include "runtime/model.h"
 
 /* ---- the fake engine: one byte per prompt token, a script of output pieces -------------- */
 
+/* A generated piece of one byte is the token of that byte, as a prompt byte is, so a prompt that
+ * repeats an answer's text has the same tokens; longer pieces are tokens 2000 + their index. */
 enum { END_TOKEN = 1000, FAKE_CTX = 32 };
 
 struct hr_engine_model {
+    hr_token window[FAKE_CTX + 8];  /* what the window holds: decoded tokens, in order */
     int32_t n_past;
     int decodes;
+    int tokens_decoded;             /* over all decode calls */
     hr_engine_abort_fn abort_fn;
     void *abort_user_data;
 };
@@ -31,6 +45,13 @@ struct hr_engine_sampler {
 
 static const char *const *script;   /* pieces to produce, then END_TOKEN; NULL entry = end */
 static int script_length;
+
+/* Faults to inject, reset by setup. */
+static int fail_decode_at;          /* the n-th decode call (1-based) fails ... */
+static int fail_decode_code;        /* ... with this code, after putting half its tokens in the window */
+static int fail_truncate;           /* truncate answers HR_ENOTSUP */
+static int fail_save;               /* state_save answers HR_EIO (after writing part of the file) */
+static int truncate_calls, reset_calls;
 
 static int fake_load(const char *path, const hr_engine_load_params *params, hr_engine_model **out)
 {
@@ -49,6 +70,7 @@ static void fake_info(const hr_engine_model *model, hr_engine_model_info *out)
     out->n_ctx = FAKE_CTX;
     out->n_layer = 1;
     out->n_threads = 1;
+    strcpy(out->cache_types, "fake/fake");
 }
 static int32_t fake_tokenize(hr_engine_model *model, const char *text, size_t length, bool add_special,
                              hr_token *tokens, int32_t capacity)
@@ -64,6 +86,11 @@ static int32_t fake_tokenize(hr_engine_model *model, const char *text, size_t le
 static int32_t fake_piece(hr_engine_model *model, hr_token token, char *buffer, int32_t capacity)
 {
     (void)model;
+    if (token > 0 && token < 256) {
+        if (capacity < 1) return -1;
+        buffer[0] = (char)token;
+        return 1;
+    }
     const char *piece = token >= 2000 && token - 2000 < script_length ? script[token - 2000] : "";
     int32_t length = (int32_t)strlen(piece);
     if (length > capacity) return -length;
@@ -71,15 +98,72 @@ static int32_t fake_piece(hr_engine_model *model, hr_token token, char *buffer, 
     return length;
 }
 static bool fake_is_eog(hr_engine_model *model, hr_token token) { (void)model; return token == END_TOKEN; }
-static void fake_reset(hr_engine_model *model) { model->n_past = 0; }
+static void fake_reset(hr_engine_model *model)
+{
+    model->n_past = 0;
+    reset_calls++;
+}
 static int fake_decode(hr_engine_model *model, const hr_token *tokens, int32_t count)
 {
-    (void)tokens;
     if (model->abort_fn && model->abort_fn(model->abort_user_data)) return HR_ECANCELLED;
     if (model->n_past + count > FAKE_CTX) return HR_ECONTEXT;
-    model->n_past += count;
     model->decodes++;
+    if (model->decodes == fail_decode_at) {
+        /* like llama.cpp after an abort: the ubatches done stay in the window */
+        int32_t done = (count + 1) / 2;
+        memcpy(model->window + model->n_past, tokens, sizeof *tokens * (size_t)done);
+        model->n_past += done;
+        return hr_fail(fail_decode_code, "the fake engine failed on purpose");
+    }
+    memcpy(model->window + model->n_past, tokens, sizeof *tokens * (size_t)count);
+    model->n_past += count;
+    model->tokens_decoded += count;
     return HR_OK;
+}
+static int fake_truncate(hr_engine_model *model, int32_t count)
+{
+    truncate_calls++;
+    if (fail_truncate) return hr_fail(HR_ENOTSUP, "the fake engine cannot cut its window");
+    if (count < 0 || count > model->n_past) return hr_fail(HR_EINVAL, "truncate %d of %d", count, model->n_past);
+    model->n_past = count;
+    return HR_OK;
+}
+static uint64_t fake_state_size(hr_engine_model *model) { return 16 + sizeof(hr_token) * (uint64_t)model->n_past; }
+static int fake_state_save(hr_engine_model *model, const char *path, const hr_token *tokens, int32_t count)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return hr_fail(HR_EIO, "cannot open %s", path);
+    fwrite("FAKESTAT", 1, 8, f);
+    if (fail_save) {
+        fclose(f);
+        unlink(path);
+        return hr_fail(HR_EIO, "the fake disk is full");
+    }
+    fwrite(&count, sizeof count, 1, f);
+    fwrite(tokens, sizeof *tokens, (size_t)count, f);
+    fwrite(model->window, sizeof *tokens, (size_t)count, f);
+    fclose(f);
+    return HR_OK;
+}
+static int fake_state_load(hr_engine_model *model, const char *path, hr_token *tokens, int32_t capacity, int32_t *count)
+{
+    model->n_past = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return hr_fail(HR_ENOENT, "no %s", path);
+    char magic[8];
+    int32_t n = 0;
+    bool ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, "FAKESTAT", 8) == 0 && fread(&n, sizeof n, 1, f) == 1 &&
+              n >= 0 && n <= capacity && fread(tokens, sizeof *tokens, (size_t)n, f) == (size_t)n &&
+              fread(model->window, sizeof *tokens, (size_t)n, f) == (size_t)n;
+    fclose(f);
+    if (!ok) return hr_fail(HR_EFORMAT, "bad fake state %s", path);
+    model->n_past = n;
+    *count = n;
+    return HR_OK;
+}
+static bool fake_is_state_file(const unsigned char *head, size_t length)
+{
+    return length >= 4 && memcmp(head, "FAKE", 4) == 0;
 }
 static int fake_sampler_create(hr_engine_model *model, const hr_engine_sampling *params, hr_engine_sampler **out)
 {
@@ -92,7 +176,9 @@ static hr_token fake_sample(hr_engine_sampler *sampler, hr_engine_model *model)
 {
     (void)model;
     int i = sampler->next++;
-    return i < script_length ? 2000 + i : END_TOKEN;
+    if (i >= script_length) return END_TOKEN;
+    if (strlen(script[i]) == 1) return (unsigned char)script[i][0];
+    return 2000 + i;
 }
 static void fake_sampler_free(hr_engine_sampler *sampler) { free(sampler); }
 
@@ -101,6 +187,8 @@ static const hr_engine_ops fake_engine = {
     .tokenize = fake_tokenize, .token_to_piece = fake_piece, .is_end_of_generation = fake_is_eog,
     .apply_chat_template = NULL, .reset = fake_reset, .decode = fake_decode,
     .sampler_create = fake_sampler_create, .sample = fake_sample, .sampler_free = fake_sampler_free,
+    .truncate = fake_truncate, .state_size = fake_state_size, .state_save = fake_state_save,
+    .state_load = fake_state_load, .is_state_file = fake_is_state_file,
 };
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
@@ -136,6 +224,11 @@ static int collect(const char *piece, size_t length, void *user_data)
 
 static int setup(void **state)
 {
+    fail_decode_at = 0;
+    fail_decode_code = HR_OK;
+    fail_truncate = 0;
+    fail_save = 0;
+    truncate_calls = reset_calls = 0;
     struct fixture *f = calloc(1, sizeof *f);
     assert_int_equal(hr_context_create(NULL, &f->ctx), HR_OK);
     hr_context_use_engine(f->ctx, &fake_engine);
@@ -315,6 +408,313 @@ static void bad_parameters_are_refused(void **state)
     assert_int_equal(hr_model_load(f->ctx, "", NULL, &model), HR_EINVAL);
 }
 
+/* ---- prompt-prefix reuse ------------------------------------------------------------------- */
+
+/* The engine's window must hold exactly what the model remembers, after every call. */
+static void assert_window_agrees(hr_model *model)
+{
+    assert_int_equal(model->engine_model->n_past, model->window_count);
+    assert_memory_equal(model->engine_model->window, model->window_tokens, sizeof(hr_token) * (size_t)model->window_count);
+}
+
+static void follow_up_decodes_only_the_new_tokens(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const pieces[] = { "a", "b" };
+    use_script(pieces, 2);
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "hello", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(stats.cached_tokens, 0);
+    /* the start token, 5 bytes, and both answer tokens (the end token is never decoded) */
+    assert_int_equal(f->model->window_count, 8);
+    assert_window_agrees(f->model);
+
+    /* the next turn repeats the prompt and the answer: only "!" is decoded */
+    int before = f->model->engine_model->tokens_decoded;
+    struct collected d = { 0 };
+    assert_int_equal(hr_generate(f->model, "helloab!", NULL, collect, &d, &stats), HR_OK);
+    assert_int_equal(stats.prompt_tokens, 9);
+    assert_int_equal(stats.cached_tokens, 8);
+    assert_int_equal(f->model->engine_model->tokens_decoded - before, 1 + 2);   /* "!" then "a", "b" */
+    assert_string_equal(d.text, "ab");
+    assert_window_agrees(f->model);
+}
+
+static void same_prompt_decodes_its_last_token(void **state)
+{
+    struct fixture *f = *state;
+    use_script(NULL, 0);
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "hi", NULL, collect, &c, &stats), HR_OK);
+    int before = f->model->engine_model->tokens_decoded;
+    assert_int_equal(hr_generate(f->model, "hi", NULL, collect, &c, &stats), HR_OK);
+    /* its logits are what the first sample reads: cut back by one and decoded again */
+    assert_int_equal(stats.cached_tokens, 2);
+    assert_int_equal(f->model->engine_model->tokens_decoded - before, 1);
+    assert_window_agrees(f->model);
+    /* a prompt that is a prefix of the window: the same */
+    assert_int_equal(hr_generate(f->model, "h", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(stats.cached_tokens, 1);
+    assert_window_agrees(f->model);
+}
+
+static void diverging_prompt_keeps_the_common_part(void **state)
+{
+    struct fixture *f = *state;
+    use_script(NULL, 0);
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "hello", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(hr_generate(f->model, "help me", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(stats.cached_tokens, 4);   /* start, h, e, l */
+    assert_window_agrees(f->model);
+    assert_int_equal(hr_generate(f->model, "xyz", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(stats.cached_tokens, 1);   /* only the start token is shared */
+    assert_window_agrees(f->model);
+}
+
+static void engine_that_cannot_cut_starts_over(void **state)
+{
+    struct fixture *f = *state;
+    use_script(NULL, 0);
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "hello", NULL, collect, &c, &stats), HR_OK);
+    fail_truncate = 1;
+    int resets = reset_calls;
+    assert_int_equal(hr_generate(f->model, "help", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(stats.cached_tokens, 0);
+    assert_int_equal(reset_calls, resets + 1);
+    assert_window_agrees(f->model);
+}
+
+static void failed_prompt_decode_forgets_what_is_uncertain(void **state)
+{
+    struct fixture *f = *state;
+    use_script(NULL, 0);
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "abc", NULL, collect, &c, &stats), HR_OK);
+    /* the next prompt's decode stops half-way, leaving part of itself in the engine's window */
+    fail_decode_at = f->model->engine_model->decodes + 1;
+    fail_decode_code = HR_ECANCELLED;
+    assert_int_equal(hr_generate(f->model, "abcdefghij", NULL, collect, &c, &stats), HR_ECANCELLED);
+    assert_int_equal(f->model->window_count, 4);   /* start, a, b, c: what was there before */
+    assert_window_agrees(f->model);
+    fail_decode_at = f->model->engine_model->decodes + 1;
+    fail_decode_code = HR_EENGINE;
+    assert_int_equal(hr_generate(f->model, "abcdefghij", NULL, collect, &c, &stats), HR_EENGINE);
+    assert_string_equal(hr_last_error(), "the fake engine failed on purpose");   /* its sentence survives */
+    assert_window_agrees(f->model);
+    /* and then it works, reusing what is certain */
+    assert_int_equal(hr_generate(f->model, "abcdefghij", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(stats.cached_tokens, 4);
+    assert_window_agrees(f->model);
+}
+
+static void failed_step_keeps_the_answer_so_far(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const pieces[] = { "a", "b", "c", "d", "e" };
+    use_script(pieces, 5);
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    /* prompt decode, then "a", "b"; the decode of "c" fails */
+    fail_decode_at = f->model->engine_model->decodes + 4;
+    fail_decode_code = HR_EENGINE;
+    assert_int_equal(hr_generate(f->model, "hi", NULL, collect, &c, &stats), HR_EENGINE);
+    assert_string_equal(c.text, "abc");
+    assert_int_equal(f->model->window_count, 5);   /* start, h, i, a, b */
+    assert_window_agrees(f->model);
+    /* cancelled the same way: the window keeps what was decoded before */
+    fail_decode_at = f->model->engine_model->decodes + 3;
+    fail_decode_code = HR_ECANCELLED;
+    assert_int_equal(hr_generate(f->model, "hiab", NULL, collect, &c, &stats), HR_ECANCELLED);
+    assert_int_equal(stats.cached_tokens, 4);
+    assert_window_agrees(f->model);
+}
+
+/* ---- snapshots: the runtime's bookkeeping around the engine's state files ----------------- */
+
+struct snapshot_fixture {
+    char directory[64];     /* a temporary directory: the model file and the cache */
+    char model_path[128];
+    char cache[128];
+    hr_context *ctx;
+    hr_model *model;
+};
+
+static int snapshot_setup(void **state)
+{
+    setup(state);
+    teardown(state);   /* only the fault flags of setup() are wanted */
+    struct snapshot_fixture *f = calloc(1, sizeof *f);
+    snprintf(f->directory, sizeof f->directory, "/tmp/headroom-test-XXXXXX");
+    assert_non_null(mkdtemp(f->directory));
+    snprintf(f->model_path, sizeof f->model_path, "%s/fake.gguf", f->directory);
+    snprintf(f->cache, sizeof f->cache, "%s/cache", f->directory);
+    FILE *file = fopen(f->model_path, "wb");
+    fputs("GGUF fake", file);
+    fclose(file);
+    hr_context_params params = hr_context_default_params();
+    params.monitor = false;
+    params.cache_dir = f->cache;
+    assert_int_equal(hr_context_create(&params, &f->ctx), HR_OK);
+    hr_context_use_engine(f->ctx, &fake_engine);
+    assert_int_equal(hr_model_load(f->ctx, f->model_path, NULL, &f->model), HR_OK);
+    *state = f;
+    return 0;
+}
+
+static int snapshot_teardown(void **state)
+{
+    struct snapshot_fixture *f = *state;
+    hr_model_free(f->model);
+    hr_context_free(f->ctx);
+    char command[256];
+    snprintf(command, sizeof command, "rm -rf '%s'", f->directory);
+    assert_int_equal(system(command), 0);
+    free(f);
+    return 0;
+}
+
+static size_t files_in(const char *directory)
+{
+    DIR *dir = opendir(directory);
+    if (!dir) return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        if (e->d_name[0] != '.' || (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)) n++;
+    closedir(dir);
+    return n;
+}
+
+static void snapshot_round_trip(void **state)
+{
+    struct snapshot_fixture *f = *state;
+    static const char *const pieces[] = { "o", "k" };
+    use_script(pieces, 2);
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    bool saved = true;
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
+    assert_false(saved);   /* an empty window: nothing to save */
+    assert_int_equal(hr_generate(f->model, "hello", NULL, collect, &c, &stats), HR_OK);
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
+    assert_true(saved);
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
+    assert_false(saved);   /* unchanged since */
+    hr_model_free(f->model);
+
+    assert_int_equal(hr_model_load(f->ctx, f->model_path, NULL, &f->model), HR_OK);
+    assert_int_equal(hr_model_snapshot_restore(f->model), HR_OK);
+    assert_int_equal(f->model->window_count, 8);
+    assert_window_agrees(f->model);
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
+    assert_false(saved);   /* just restored: the file on disk is the same */
+    struct collected d = { 0 };
+    assert_int_equal(hr_generate(f->model, "hellook?", NULL, collect, &d, &stats), HR_OK);
+    assert_int_equal(stats.cached_tokens, 8);
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
+    assert_true(saved);
+
+    hr_cache_entry *entries = NULL;
+    size_t count = 0;
+    assert_int_equal(hr_cache_list(f->ctx, &entries, &count), HR_OK);
+    assert_int_equal(count, 2);
+    assert_int_equal(entries[0].tokens, 11);   /* the newest first: 9 of the prompt and "o", "k" */
+    assert_int_equal(entries[1].tokens, 8);
+    assert_string_equal(entries[0].model, "fake");
+    assert_int_equal(entries[0].n_ctx, FAKE_CTX);
+    hr_free(entries);
+}
+
+static void failed_save_leaves_nothing(void **state)
+{
+    struct snapshot_fixture *f = *state;
+    use_script(NULL, 0);
+    struct collected c = { 0 };
+    assert_int_equal(hr_generate(f->model, "hello", NULL, collect, &c, NULL), HR_OK);
+    fail_save = 1;
+    bool saved = true;
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_EIO);
+    assert_false(saved);
+    char kv[256];
+    snprintf(kv, sizeof kv, "%s/kv", f->cache);
+    assert_int_equal(files_in(kv), 0);   /* no snapshot, no temporary file */
+    fail_save = 0;
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
+    assert_true(saved);
+    assert_int_equal(files_in(kv), 1);
+}
+
+static void save_removes_stale_leftovers(void **state)
+{
+    struct snapshot_fixture *f = *state;
+    use_script(NULL, 0);
+    struct collected c = { 0 };
+    assert_int_equal(hr_generate(f->model, "hello", NULL, collect, &c, NULL), HR_OK);
+    char kv[256], stale[400], fresh[400], foreign[400];
+    snprintf(kv, sizeof kv, "%s/kv", f->cache);
+    assert_int_equal(mkdir(f->cache, 0700), 0);
+    assert_int_equal(mkdir(kv, 0700), 0);
+    /* a crash between the engine's write and the rename leaves one of these */
+    snprintf(stale, sizeof stale, "%s/.0000000000000001-0000000000000002-00000003.hrkv.tmp", kv);
+    snprintf(fresh, sizeof fresh, "%s/.0000000000000001-0000000000000002-00000004.hrkv.tmp", kv);
+    snprintf(foreign, sizeof foreign, "%s/.0000000000000001-0000000000000002-00000005.hrkv.tmp", kv);
+    const char *contents[] = { "FAKESTAT", "FAKESTAT", "someone else's" };
+    const char *paths[] = { stale, fresh, foreign };
+    for (int i = 0; i < 3; i++) {
+        FILE *file = fopen(paths[i], "wb");
+        fputs(contents[i], file);
+        fclose(file);
+    }
+    struct timespec old[2] = { { .tv_sec = time(NULL) - 120 }, { .tv_sec = time(NULL) - 120 } };
+    assert_int_equal(utimensat(AT_FDCWD, stale, old, 0), 0);
+    assert_int_equal(utimensat(AT_FDCWD, foreign, old, 0), 0);
+    bool saved = false;
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
+    assert_true(saved);
+    assert_int_equal(access(stale, F_OK), -1);   /* the engine's magic, over a minute old: gone */
+    assert_int_equal(access(fresh, F_OK), 0);    /* perhaps a save in progress: kept */
+    assert_int_equal(access(foreign, F_OK), 0);  /* not the engine's: kept */
+}
+
+static int save_from_inside(const char *piece, size_t length, void *user_data)
+{
+    struct collected *c = user_data;
+    (void)piece;
+    (void)length;
+    bool saved;
+    c->nested_rc = hr_model_snapshot_save(c->model, &saved);
+    return 0;
+}
+
+static void snapshot_calls_wait_for_no_generation(void **state)
+{
+    struct snapshot_fixture *f = *state;
+    static const char *const pieces[] = { "a" };
+    use_script(pieces, 1);
+    struct collected c = { .model = f->model };
+    assert_int_equal(hr_generate(f->model, "hi", NULL, save_from_inside, &c, NULL), HR_OK);
+    assert_int_equal(c.nested_rc, HR_EBUSY);
+}
+
+static void snapshot_needs_a_known_model_file(void **state)
+{
+    struct fixture *f = *state;   /* "fake.gguf" does not exist: its identity is unknown */
+    use_script(NULL, 0);
+    struct collected c = { 0 };
+    assert_int_equal(hr_generate(f->model, "hi", NULL, collect, &c, NULL), HR_OK);
+    bool saved = true;
+    assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_ENOTSUP);
+    assert_false(saved);
+    assert_non_null(strstr(hr_last_error(), "fake.gguf"));
+    assert_int_equal(hr_model_snapshot_restore(f->model), HR_ENOTSUP);
+}
+
 static void error_names(void **state)
 {
     (void)state;
@@ -338,6 +738,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(prompt_longer_than_context_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(second_generation_on_a_busy_model_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_parameters_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(follow_up_decodes_only_the_new_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(same_prompt_decodes_its_last_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(diverging_prompt_keeps_the_common_part, setup, teardown),
+        cmocka_unit_test_setup_teardown(engine_that_cannot_cut_starts_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_prompt_decode_forgets_what_is_uncertain, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_step_keeps_the_answer_so_far, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_needs_a_known_model_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_round_trip, snapshot_setup, snapshot_teardown),
+        cmocka_unit_test_setup_teardown(failed_save_leaves_nothing, snapshot_setup, snapshot_teardown),
+        cmocka_unit_test_setup_teardown(snapshot_calls_wait_for_no_generation, snapshot_setup, snapshot_teardown),
+        cmocka_unit_test_setup_teardown(save_removes_stale_leftovers, snapshot_setup, snapshot_teardown),
         cmocka_unit_test(error_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  run MODEL [PROMPT]   load a GGUF model and stream a generation to stdout\n"
             "  pressure             memory pressure level, reasons and the watermark\n"
+            "  cache ls|clear       headroom's KV snapshots: list them, or remove them\n"
             "  version              print the version\n"
             "  help                 print this help\n"
             "\n"
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
     const char *command = argv[1];
     if (strcmp(command, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(command, "pressure") == 0) return cmd_pressure(argc - 1, argv + 1);
+    if (strcmp(command, "cache") == 0) return cmd_cache(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("headroom %s\n", hr_version());
         return 0;
