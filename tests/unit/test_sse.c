@@ -80,9 +80,12 @@ static void crlf_and_cr_end_lines_as_lf_does(void **state)
     const char *expected = "message|a;message|b;";
     assert_string_equal(parse("data: a\r\n\r\ndata: b\r\n\r\n", 0).text, expected);
     assert_string_equal(parse("data: a\r\rdata: b\r\r", 0).text, expected);
-    /* a CRLF cut between its CR and its LF is still one line end */
-    for (size_t step = 1; step < 8; step++)
+    /* a CRLF is one line end, not two (which would end the event early), even when cut
+     * between its CR and its LF */
+    for (size_t step = 0; step < 8; step++) {
         assert_string_equal(parse("data: a\r\n\r\ndata: b\r\n\r\n", step).text, expected);
+        assert_string_equal(parse("data: a\r\ndata: b\r\n\r\n", step).text, "message|a\nb;");
+    }
 }
 
 static void data_lines_join_with_newlines_and_one_space_is_dropped(void **state)
