@@ -288,7 +288,10 @@ typedef struct hr_model_info {
     int32_t n_vocab;         /* vocabulary size */
     int32_t n_layer_gpu;     /* blocks placed on a GPU; 0 on a CPU-only engine */
     int32_t n_threads;       /* decode threads in use */
-    enum hr_load_mode load_mode; /* how the weights are held (never HR_LOAD_AUTO here) */
+    enum hr_load_mode load_mode; /* how the weights are held (never HR_LOAD_AUTO for a local model) */
+    bool remote;             /* a remote server generates for it (hr_model_load_remote); the
+                                sizes above are then 0: nothing is held in this process */
+    char endpoint[256];      /* that server's base URL, or "" */
     double expected_tokens_per_second; /* the best healthy decode speed seen (0: none yet) */
 } hr_model_info;
 
@@ -307,6 +310,36 @@ typedef struct hr_chat_message {
  * template or llama.cpp does not recognise it. Any thread. */
 HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_message *messages,
                                         size_t count, bool add_assistant, char **out);
+
+/* ---- remote fall-back: a model served by an OpenAI-compatible server ---------------------- */
+
+/* Where generations go when a model is opened remotely: any server that speaks OpenAI's
+ * POST /v1/completions with "stream": true (another headroomd, llama.cpp's llama-server, vLLM,
+ * Ollama's /v1). docs/fallback.md says what carries over and what does not. */
+typedef struct hr_remote_params {
+    const char *url;        /* base URL of an OpenAI-compatible server, e.g. "http://127.0.0.1:11436" (no trailing /v1) */
+    const char *model;      /* the model name to ask it for */
+    const char *api_key;    /* sent as "Authorization: Bearer ..."; NULL: none */
+    double connect_timeout; /* seconds; 0: 5 */
+    double timeout;         /* seconds for a whole request; 0: none (streaming) */
+    bool extended_sampling; /* also send top_k and min_p, which llama.cpp's server, vLLM and
+                               headroomd accept but OpenAI's own API refuses (default true) */
+} hr_remote_params;
+
+/* The defaults above; the url and model must be set. Any thread. */
+HR_API hr_remote_params hr_remote_default_params(void);
+
+/* Opens `remote` as a model: generations on it are served by that server. `path` (may be NULL)
+ * is the local model file whose name and chat template it stands in for: only its GGUF header is
+ * read, never its weights. Before it returns it asks the server for GET {url}/v1/models (within
+ * the connect timeout plus at most 30 s) and checks that the model is listed: an unreachable
+ * server fails with HR_EIO, a refused API key with HR_EACCES, a model it does not serve with
+ * HR_ENOENT (the sentence lists what it serves). Strings in `remote` are copied. On success *out
+ * owns the model; hr_model_free() releases it. hr_generate(), sessions, hr_model_cancel() (which
+ * hangs up on the server within about 50 ms) and the chat template (only with a `path`) work on
+ * it as on a local model; the metrics record says served_by "fallback". Any thread. */
+HR_API int hr_model_load_remote(hr_context *ctx, const char *path, const hr_remote_params *remote,
+                                hr_model **out);
 
 /* ---- generation --------------------------------------------------------------------------- */
 
@@ -592,7 +625,7 @@ typedef struct hr_generation_record {
     bool pressure_known;         /* ... false when the context runs no monitor */
     bool cancelled;
     int result;                  /* HR_OK or the error code */
-    char served_by[16];          /* "local" (or "fallback" once remote engines exist) */
+    char served_by[16];          /* "local", or "fallback" for a model opened with hr_model_load_remote() */
 } hr_generation_record;
 
 /* Copies up to `capacity` records, oldest first, into `records`; returns how many were copied

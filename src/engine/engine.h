@@ -29,6 +29,7 @@ typedef struct hr_engine_load_params {
     void *progress_user_data;
     hr_engine_abort_fn abort_fn; /* consulted during every decode step of this model */
     void *abort_user_data;
+    const hr_remote_params *remote; /* the remote engine's endpoint; NULL for local engines */
 } hr_engine_load_params;
 
 typedef struct hr_engine_model_info {
@@ -46,6 +47,8 @@ typedef struct hr_engine_model_info {
     int32_t n_threads;
     enum hr_load_mode load_mode;
     char cache_types[32];    /* the KV cache's element types, "f16/f16": part of a snapshot's identity */
+    bool remote;             /* a server elsewhere generates; nothing is held here */
+    char endpoint[256];      /* the remote engine's base URL, or "" */
 } hr_engine_model_info;
 
 typedef struct hr_engine_sampling {
@@ -55,6 +58,22 @@ typedef struct hr_engine_sampling {
     float min_p;
     uint64_t seed;
 } hr_engine_sampling;
+
+/* A whole request, for engines that cannot work token by token (the remote engine). */
+typedef struct hr_engine_complete_params {
+    int32_t max_tokens;
+    hr_engine_sampling sampling;
+    hr_engine_abort_fn abort_fn;  /* polled while the request runs; true stops it within ~50 ms */
+    void *abort_user_data;
+} hr_engine_complete_params;
+
+typedef struct hr_engine_complete_stats {
+    int32_t prompt_tokens;        /* the server's usage; 0 when it sent none */
+    int32_t generated_tokens;     /* its usage, else the text chunks received (a token each on
+                                     llama.cpp's server, vLLM and headroomd) */
+    bool usage_known;             /* the counts above came from the server's usage */
+    enum hr_stop_reason stop_reason;
+} hr_engine_complete_stats;
 
 /* Every function that can fail returns 0 or a negative HR_E* code and, on failure, has set the
  * thread's error sentence (core/error.h). */
@@ -109,9 +128,20 @@ typedef struct hr_engine_ops {
     /* Whether `head` (the first `length` bytes of a file) starts the way state_save's files do:
      * how a cache recognises its own leftovers of an interrupted save. */
     bool (*is_state_file)(const unsigned char *head, size_t length);
+
+    /* Optional, for engines without tokenize/decode/sample (which are then NULL): generates a
+     * continuation of `prompt` as one request, calling piece_fn with text as it arrives (bytes as
+     * the engine has them; the runtime makes them whole UTF-8, as it does tokens). piece_fn
+     * returning non-zero or abort_fn returning true stops it: HR_OK with stop_reason
+     * HR_STOP_CANCELLED. One call per model at a time (the runtime's busy flag). */
+    int (*complete)(hr_engine_model *model, const char *prompt, const hr_engine_complete_params *params,
+                    hr_piece_fn piece_fn, void *user_data, hr_engine_complete_stats *stats);
 } hr_engine_ops;
 
 /* The llama.cpp engine (engine_llama.c). */
 const hr_engine_ops *hr_engine_llama(void);
+
+/* The remote engine (engine_remote.c): an OpenAI-compatible server over HTTP, with libcurl. */
+const hr_engine_ops *hr_engine_remote(void);
 
 #endif /* HR_ENGINE_H */

@@ -23,6 +23,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "engine/chat_template.h"
 
 struct hr_engine_model {
     struct llama_model *model;
@@ -352,39 +353,7 @@ static int llama_chat_template(const hr_engine_model *model, const hr_chat_messa
     const char *template = llama_model_chat_template(model->model, NULL);
     if (!template)
         return hr_fail(HR_ENOTSUP, "this model has no chat template; use a completion endpoint with a plain prompt");
-    struct llama_chat_message *chat = calloc(count ? count : 1, sizeof *chat);
-    if (!chat) return hr_fail(HR_ENOMEM, "out of memory formatting a conversation");
-    size_t total = 0;
-    for (size_t i = 0; i < count; i++) {
-        chat[i].role = messages[i].role;
-        chat[i].content = messages[i].content;
-        total += strlen(messages[i].content) + strlen(messages[i].role);
-    }
-    /* llama.cpp's advice: twice the characters of the messages is a good first size */
-    size_t size = total * 2 + 256;
-    char *buffer = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (size > INT32_MAX) break;
-        char *bigger = realloc(buffer, size);
-        if (!bigger) break;
-        buffer = bigger;
-        int32_t n = llama_chat_apply_template(template, chat, count, add_assistant, buffer, (int32_t)size);
-        if (n < 0) {
-            free(buffer);
-            free(chat);
-            return hr_fail(HR_ENOTSUP, "llama.cpp does not recognise this model's chat template");
-        }
-        if ((size_t)n < size) {
-            buffer[n] = '\0';
-            free(chat);
-            *out = buffer;
-            return HR_OK;
-        }
-        size = (size_t)n + 1;
-    }
-    free(buffer);
-    free(chat);
-    return hr_fail(HR_ENOMEM, "out of memory formatting a conversation");
+    return hr_engine_format_chat(template, messages, count, add_assistant, out);
 }
 
 /* ---- decoding ------------------------------------------------------------------------------- */

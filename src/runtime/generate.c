@@ -72,6 +72,12 @@ static int stream_bytes(struct text_stream *stream, const char *piece, size_t le
     return stream->fn(stream->out, written, stream->user_data) != 0;
 }
 
+/* The text of a whole-request engine (generate_remote.c) goes through the same repair. */
+static int stream_piece(const char *piece, size_t length, void *user_data)
+{
+    return stream_bytes(user_data, piece, length, 0) != 0;
+}
+
 static void finish_stats(hr_generation_stats *stats, double started, double first, double last)
 {
     double now = hr_now_seconds();
@@ -282,7 +288,10 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     struct text_stream stream = { .fn = piece_fn, .user_data = user_data };
-    rc = run_generation(model, prompt, &p, &stream, stats, started);
+    if (model->engine->complete && !model->engine->decode)   /* the remote engine: one request */
+        rc = hr_generate_remote(model, prompt, &p, stream_piece, &stream, stats, started);
+    else
+        rc = run_generation(model, prompt, &p, &stream, stats, started);
     if (stream.held_length > 0 && stats->stop_reason != HR_STOP_CANCELLED)
         stream_bytes(&stream, "", 0, 1);   /* a character that never completed: U+FFFD */
     free(stream.buffer);

@@ -37,7 +37,7 @@ void hr_metrics_record(hr_model *model, const char *client, double started_at_wa
     }
     record.cancelled = result == HR_ECANCELLED;
     record.result = result;
-    snprintf(record.served_by, sizeof record.served_by, "local");
+    snprintf(record.served_by, sizeof record.served_by, "%s", model->remote ? "fallback" : "local");
 
     pthread_mutex_lock(&ctx->metrics_lock);
     int capacity = ctx->params.metrics_capacity;

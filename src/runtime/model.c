@@ -34,10 +34,45 @@ static int online_cpus(void)
     return n > 0 ? (int)n : 1;
 }
 
-static bool abort_requested(void *user_data)
+bool hr_model_abort_requested(void *user_data)
 {
     struct hr_model *model = user_data;
     return atomic_load_explicit(&model->cancel_requested, memory_order_relaxed);
+}
+
+struct hr_model *hr_model_new(hr_context *ctx, const hr_engine_ops *engine, const char *path)
+{
+    struct hr_model *model = calloc(1, sizeof *model);
+    if (!model) return NULL;
+    model->path = strdup(path);
+    if (!model->path) {
+        free(model);
+        return NULL;
+    }
+    model->ctx = ctx;
+    model->engine = engine;
+    atomic_init(&model->cancel_requested, false);
+    atomic_init(&model->busy, false);
+    pthread_mutex_init(&model->queue_lock, NULL);
+    pthread_cond_init(&model->queue_changed, NULL);
+    pthread_mutex_init(&model->window_lock, NULL);
+    /* the file name without ".gguf": what headroomd and people call the model (general.name
+     * stays in hr_model_info.name) */
+    const char *base = strrchr(path, '/');
+    snprintf(model->name, sizeof model->name, "%s", base ? base + 1 : path);
+    size_t name_length = strlen(model->name);
+    if (name_length > 5 && strcmp(model->name + name_length - 5, ".gguf") == 0) model->name[name_length - 5] = '\0';
+    return model;
+}
+
+void hr_model_destroy(struct hr_model *model)
+{
+    pthread_mutex_destroy(&model->queue_lock);
+    pthread_cond_destroy(&model->queue_changed);
+    pthread_mutex_destroy(&model->window_lock);
+    free(model->window_tokens);
+    free(model->path);
+    free(model);
 }
 
 HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_params *params,
@@ -62,20 +97,8 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
     if (p.load_mode < HR_LOAD_AUTO || p.load_mode > HR_LOAD_MLOCK)
         return hr_fail(HR_EINVAL, "unknown load mode %d", (int)p.load_mode);
 
-    struct hr_model *model = calloc(1, sizeof *model);
+    struct hr_model *model = hr_model_new(ctx, ctx->engine, path);
     if (!model) return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
-    model->path = strdup(path);
-    if (!model->path) {
-        free(model);
-        return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
-    }
-    model->ctx = ctx;
-    model->engine = ctx->engine;
-    atomic_init(&model->cancel_requested, false);
-    atomic_init(&model->busy, false);
-    pthread_mutex_init(&model->queue_lock, NULL);
-    pthread_cond_init(&model->queue_changed, NULL);
-    pthread_mutex_init(&model->window_lock, NULL);
 
     hr_engine_load_params load = {
         .n_ctx = p.n_ctx,
@@ -85,26 +108,16 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
         .load_mode = p.load_mode,
         .progress_fn = p.progress_fn,
         .progress_user_data = p.progress_user_data,
-        .abort_fn = abort_requested,
+        .abort_fn = hr_model_abort_requested,
         .abort_user_data = model,
     };
     double started = hr_now_seconds();
     int rc = model->engine->load(path, &load, &model->engine_model);
     if (rc != HR_OK) {
         hr_log(HR_LOG_WARN, "load failed: %s", hr_last_error());
-        pthread_mutex_destroy(&model->queue_lock);
-        pthread_cond_destroy(&model->queue_changed);
-        pthread_mutex_destroy(&model->window_lock);
-        free(model->path);
-        free(model);
+        hr_model_destroy(model);
         return rc;
     }
-    /* the file name without ".gguf": what headroomd and people call the model (general.name
-     * stays in hr_model_info.name) */
-    const char *base = strrchr(path, '/');
-    snprintf(model->name, sizeof model->name, "%s", base ? base + 1 : path);
-    size_t name_length = strlen(model->name);
-    if (name_length > 5 && strcmp(model->name + name_length - 5, ".gguf") == 0) model->name[name_length - 5] = '\0';
     hr_model_identity_init(model);
     hr_log(HR_LOG_INFO, "loaded %s in %.2f s", path, hr_now_seconds() - started);
     *out = model;
@@ -116,13 +129,8 @@ HR_API void hr_model_free(hr_model *model)
     if (!model) return;
     hr_model_stop_worker(model);
     model->engine->unload(model->engine_model);
-    pthread_mutex_destroy(&model->queue_lock);
-    pthread_cond_destroy(&model->queue_changed);
-    pthread_mutex_destroy(&model->window_lock);
     hr_log(HR_LOG_INFO, "unloaded %s", model->path);
-    free(model->window_tokens);
-    free(model->path);
-    free(model);
+    hr_model_destroy(model);
 }
 
 int hr_model_window_reserve(hr_model *model)
@@ -157,6 +165,8 @@ HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)
     out->n_threads = info.n_threads;
     out->load_mode = info.load_mode;
     out->expected_tokens_per_second = model->guard.expected;
+    out->remote = info.remote;
+    memcpy(out->endpoint, info.endpoint, sizeof out->endpoint);
     return HR_OK;
 }
 

@@ -34,6 +34,7 @@ struct hr_model {
     hr_engine_model *engine_model;
     char *path;
     char name[128];                /* general.name, or the file name: for metrics and logs */
+    bool remote;                   /* opened with hr_model_load_remote: the fall-back serves it */
     atomic_bool cancel_requested;  /* set by hr_model_cancel(), read between and inside decode steps */
     atomic_bool busy;              /* a generation is running */
 
@@ -69,6 +70,22 @@ struct hr_model {
 /* The generation loop behind hr_generate(), with the metrics record's client name. */
 int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_params *params,
                     hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats, const char *client);
+
+/* The generation of a model whose engine has `complete` instead of decode (generate_remote.c):
+ * one request, its text passed to piece_fn, stats filled as hr_generate's. */
+int hr_generate_remote(hr_model *model, const char *prompt, const hr_generate_params *params,
+                       hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats, double started);
+
+/* True when hr_model_cancel() was called on `model` (an hr_model *): the engines' abort_fn. */
+bool hr_model_abort_requested(void *model);
+
+/* A model handle on `engine` with its locks, its flags and its name (the file name of `path`
+ * without ".gguf"), before the engine loads anything; NULL when out of memory. hr_model_load and
+ * hr_model_load_remote (remote.c) make theirs here. */
+struct hr_model *hr_model_new(hr_context *ctx, const hr_engine_ops *engine, const char *path);
+
+/* Frees what hr_model_new made (the engine's part is the caller's to unload first). */
+void hr_model_destroy(struct hr_model *model);
 
 /* Stops the worker (cancelling queued and running sessions) and joins it; hr_model_free's part. */
 void hr_model_stop_worker(hr_model *model);

@@ -88,15 +88,15 @@ static int push_piece(const char *text, size_t length, void *user_data)
     pthread_mutex_lock(&s->lock);
     double waiting_since = 0;
     while (s->count == s->capacity && !s->cancelled && !s->stopped_because[0]) {
-        if (s->reader_timeout <= 0) {
-            pthread_cond_wait(&s->writable, &s->lock);
-            continue;
-        }
-        /* A reader that takes nothing holds the model; after reader_timeout it gives way, but
-         * only to sessions that are waiting: alone on the model it may pause as long as it likes. */
+        /* hr_model_free raises the model's cancel flag and joins this thread, so the wait wakes
+         * every 0.25 s to look at it: a reader that stopped reading must not hold up an unload. */
+        if (atomic_load(&s->model->cancel_requested)) break;
         struct timespec deadline = deadline_after(0.25);
         pthread_cond_timedwait(&s->writable, &s->lock, &deadline);
         if (s->count < s->capacity || s->cancelled || s->stopped_because[0]) break;
+        /* A reader that takes nothing holds the model; after reader_timeout it gives way, but
+         * only to sessions that are waiting: alone on the model it may pause as long as it likes. */
+        if (s->reader_timeout <= 0) continue;
         double now = hr_now_seconds();
         if (waiting_since == 0) waiting_since = now;
         if (now - waiting_since < s->reader_timeout) continue;
@@ -110,7 +110,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
             break;
         }
     }
-    if (s->cancelled || s->timed_out || s->stopped_because[0]) {
+    if (s->cancelled || s->timed_out || s->stopped_because[0] || s->count == s->capacity) {   /* the last: the model's cancel flag */
         pthread_mutex_unlock(&s->lock);
         free(copy);
         return 1;

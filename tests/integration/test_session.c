@@ -212,6 +212,38 @@ static void unloading_ends_sessions_in_flight(void **state)
     hr_session_free(queued);
 }
 
+/* Waits (up to 5 s) until `count` pieces are queued unread, beyond the one already read. */
+static void wait_for_pieces(hr_session *s, int count)
+{
+    hr_generation_stats stats;
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(hr_session_stats(s, &stats), HR_OK);
+        if (stats.generated_tokens >= 1 + count) return;
+        usleep(10000);
+    }
+    fail_msg("the worker queued %d pieces in 5 s, not %d", stats.generated_tokens - 1, count);
+}
+
+static void unloading_does_not_wait_for_a_reader_that_stopped_reading(void **state)
+{
+    struct fixture *f = *state;
+    hr_session_params params = hr_session_default_params();
+    params.generate.max_tokens = 400;
+    params.queue_capacity = 2;
+    hr_session *s = NULL;
+    assert_int_equal(hr_session_start(f->model, "Busy", &params, &s), HR_OK);
+    char buffer[64];
+    size_t length;
+    assert_int_equal(hr_session_read(s, buffer, sizeof buffer, &length, 10.0), HR_OK);
+    wait_for_pieces(s, params.queue_capacity);   /* the queue is full: the worker waits for room */
+    hr_model_free(f->model);                     /* must not wait for the reader */
+    f->model = NULL;
+    int rc;
+    while ((rc = hr_session_read(s, buffer, sizeof buffer, &length, 1.0)) == HR_OK) continue;
+    assert_int_equal(rc, HR_ECANCELLED);
+    hr_session_free(s);
+}
+
 static void a_stuck_reader_gives_way_to_waiting_sessions(void **state)
 {
     struct fixture *f = *state;
@@ -297,6 +329,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(freeing_an_unread_session_cancels_it, setup, teardown),
         cmocka_unit_test_setup_teardown(queued_sessions_run_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(unloading_ends_sessions_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(unloading_does_not_wait_for_a_reader_that_stopped_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(a_stuck_reader_gives_way_to_waiting_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_session_parameters, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_json_lists_the_ring, setup, teardown),
