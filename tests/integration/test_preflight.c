@@ -7,6 +7,7 @@
  * same errors as hr_model_load for bad files, the verdict turning with the floors, JSON.
  * usage: test_preflight HEADROOM-MKMODEL SCRATCH_DIR
  *        test_preflight measure MODEL CTX    (the child: prints RSS before and after)
+ * HEADROOM_PREFLIGHT_PRESETS="tiny demo small 1b" changes the presets (bench/preflight_accuracy.sh).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -157,7 +158,15 @@ static double error_percent(uint64_t estimate, uint64_t measured)
 static void estimate_within_ten_percent_of_measured(void **state)
 {
     (void)state;
-    static const char *const presets[] = { "tiny", "demo", "small" };
+    char preset_list[256] = "tiny demo small";
+    const char *from_environment = getenv("HEADROOM_PREFLIGHT_PRESETS");
+    if (from_environment && from_environment[0])
+        snprintf(preset_list, sizeof preset_list, "%s", from_environment);
+    const char *presets[8];
+    size_t n_presets = 0;
+    for (char *save = NULL, *name = strtok_r(preset_list, " ", &save); name && n_presets < 8;
+         name = strtok_r(NULL, " ", &save))
+        presets[n_presets++] = name;
     static const char *const types[] = { "f16", "q8_0" };
     static const int contexts[] = { 512, 4096 };
     hr_context_params context_params = hr_context_default_params();
@@ -168,7 +177,7 @@ static void estimate_within_ten_percent_of_measured(void **state)
     printf("%-6s %-5s %5s %13s %13s %13s %8s %13s %8s\n", "model", "type", "ctx", "first batch", "context full",
            "engine", "error", "formula", "error");
     double worst_engine = 0, worst_formula = 0;
-    for (size_t p = 0; p < 3; p++)
+    for (size_t p = 0; p < n_presets; p++)
         for (size_t t = 0; t < 2; t++) {
             ensure_model(presets[p], types[t]);
             char path[1024];
