@@ -208,7 +208,7 @@ void hr_preflight_decide(const hr_preflight_input *in, hr_preflight_decision *ou
     }
     if (n == 0) {
         out->verdict = HR_PREFLIGHT_WARN;
-        snprintf(out->reason, sizeof out->reason, "no estimate: the engine named no device");
+        append(out->reason, sizeof out->reason, "no estimate: the engine named no device");
         return;
     }
     /* the cap: the model's trained length (or the context asked for, if longer) */
@@ -231,26 +231,26 @@ void hr_preflight_decide(const hr_preflight_input *in, hr_preflight_decision *ou
     char a[32], b[32], e[32], f[32];
     switch (c->kind) {
     case SHORT_NONE:
-        snprintf(out->reason, sizeof out->reason, "fits: needs %s in %s (%s kept free), %s available",
+        append(out->reason, sizeof out->reason, "fits: needs %s in %s (%s kept free), %s available",
                  human(c->estimate, a, sizeof a), d->scope, human(c->min_free, b, sizeof b),
                  human(d->available, e, sizeof e));
         break;
     case SHORT_UNKNOWN:
-        snprintf(out->reason, sizeof out->reason, "needs %s in %s, but how much it has available is unknown",
+        append(out->reason, sizeof out->reason, "needs %s in %s, but how much it has available is unknown",
                  human(c->estimate, a, sizeof a), d->scope);
         break;
     case SHORT_TOTAL:
-        snprintf(out->reason, sizeof out->reason, "%s is %s in all, below the %s %s (%s short)", d->scope,
+        append(out->reason, sizeof out->reason, "%s is %s in all, below the %s %s (%s short)", d->scope,
                  human(d->total, a, sizeof a), human(c->verdict == HR_PREFLIGHT_REFUSE ? c->min_total : c->recommended_total, b, sizeof b),
                  c->verdict == HR_PREFLIGHT_REFUSE ? "minimum" : "recommended", human(c->missing, e, sizeof e));
         break;
     case SHORT_AVAILABLE:
         if (c->verdict == HR_PREFLIGHT_REFUSE)
-            snprintf(out->reason, sizeof out->reason, "needs %s in %s (%s kept free), %s available: %s missing",
+            append(out->reason, sizeof out->reason, "needs %s in %s (%s kept free), %s available: %s missing",
                      human(c->need, a, sizeof a), d->scope, human(c->min_free, b, sizeof b),
                      human(d->available, e, sizeof e), human(c->missing, f, sizeof f));
         else
-            snprintf(out->reason, sizeof out->reason, "fits in %s, but tightly: %s available, %s recommended (%s short)",
+            append(out->reason, sizeof out->reason, "fits in %s, but tightly: %s available, %s recommended (%s short)",
                      d->scope, human(d->available, a, sizeof a), human(c->recommended, b, sizeof b),
                      human(c->missing, e, sizeof e));
         break;

@@ -206,8 +206,14 @@ static void estimate_within_ten_percent_of_measured(void **state)
         }
     printf("worst error: engine %.1f%%, formula %.1f%%\n", worst_engine, worst_formula);
     hr_context_free(ctx);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* a sanitizer's shadow memory and quarantine are in the RSS: the matrix still runs every
+     * path above under it, but the comparison means nothing there */
+    printf("sanitizer build: accuracy not asserted\n");
+#else
     assert_true(worst_engine <= 10.0);
     assert_true(worst_formula <= 10.0);
+#endif
 }
 
 /* A bad file is an error with hr_model_load's code and sentence, not a verdict. */
