@@ -262,6 +262,9 @@ typedef struct hr_model_params {
     enum hr_load_mode load_mode;
     hr_progress_fn progress_fn; /* NULL: no progress reports */
     void *progress_user_data;
+    const char *type_k;      /* KV cache element types: "f16" (NULL, the default), "q8_0", "q4_0", */
+    const char *type_v;      /* "f32" and the others llama.cpp accepts; a quantised V needs flash
+                                attention, which the engine turns on where the device has it */
 } hr_model_params;
 
 HR_API hr_model_params hr_model_default_params(void);
@@ -340,6 +343,76 @@ HR_API hr_remote_params hr_remote_default_params(void);
  * it as on a local model; the metrics record says served_by "fallback". Any thread. */
 HR_API int hr_model_load_remote(hr_context *ctx, const char *path, const hr_remote_params *remote,
                                 hr_model **out);
+
+/* ---- preflight: will a model fit, before loading it ---------------------------------------- */
+
+/* What loading a model would take, per device (host RAM, each GPU), against what is available
+ * now in the scope that binds (the host, or the tightest cgroup limit; each GPU's free memory),
+ * with a verdict and guidance. docs/preflight.md describes the method, its accuracy (within 10%
+ * of the resident memory measured after a load and a full batch), the floors and their defaults. */
+
+enum hr_verdict { HR_VERDICT_OK = 0, HR_VERDICT_WARN = 1, HR_VERDICT_REFUSE = 2 };
+
+/* A static name for a verdict: "ok", "warn", "refuse". */
+HR_API const char *hr_verdict_name(enum hr_verdict verdict);
+
+typedef struct hr_preflight_params {
+    int32_t n_ctx;          /* 0: what hr_model_load would choose (the model's trained length, at most 4096) */
+    int32_t n_batch;        /* 0: 512 */
+    int32_t n_gpu_layers;   /* -1: as many as fit */
+    enum hr_load_mode load_mode;
+    const char *type_k, *type_v;   /* KV cache types, "f16" (default, NULL) or "q8_0", "q4_0", "f32" */
+    /* Floors for the host scope; 0: derived from the model's own needs (docs/preflight.md):
+     * min_free the pressure classifier's critical share of the scope (5%), min_total the
+     * estimate + min_free, recommended_total the estimate * 1.2 + min_free. */
+    uint64_t min_total_bytes;       /* refuse when the scope is smaller than this */
+    uint64_t recommended_total_bytes; /* warn when it is smaller than this */
+    uint64_t min_free_bytes;        /* refuse when less than this would stay available after the load */
+    const char *fallback;   /* a remote fall-back that could serve instead, named in the guidance;
+                               NULL: none configured */
+} hr_preflight_params;
+
+HR_API hr_preflight_params hr_preflight_default_params(void);
+
+typedef struct hr_device_estimate {
+    char name[64];          /* "CPU" for the host, else the engine's device, "CUDA0 (NVIDIA H100 ...)" */
+    bool is_gpu;
+    uint64_t weights_bytes, kv_bytes, compute_bytes, total_bytes, available_bytes;
+    uint64_t overhead_bytes;    /* the engine's own heap and code (host only); part of total_bytes */
+} hr_device_estimate;
+
+enum { HR_MAX_DEVICES = 8 };
+
+typedef struct hr_preflight_result {
+    enum hr_verdict verdict;
+    uint64_t total_bytes;       /* the overall estimate, every device */
+    uint64_t available_bytes;   /* effective available now (binding scope) */
+    uint64_t missing_bytes;     /* 0 unless refused/warned for lack of memory */
+    char binding_scope[64];     /* "host", "cgroup /app (memory.max)", a GPU's name */
+    char method[16];            /* "engine" (llama.cpp's own dry run) or "formula" */
+    int32_t n_ctx;              /* the context the estimate is for */
+    int32_t max_ctx_that_fits;  /* 0 if none; a multiple of 256, at most the trained length */
+    size_t n_devices;           /* the host first */
+    hr_device_estimate devices[HR_MAX_DEVICES];
+    char reason[256];           /* one line: what the verdict rests on */
+    char guidance[1024];        /* what a person can do: "" when ok */
+    /* the floors applied on the host, defaults resolved */
+    uint64_t min_total_bytes, recommended_total_bytes, min_free_bytes;
+    uint64_t weight_bytes;      /* all weight tensors */
+    int32_t n_layer, n_ctx_train;
+} hr_preflight_result;
+
+/* Estimates what hr_model_load(ctx, path, ...) with the same parameters would take, and judges
+ * it against the memory available now. Returns HR_OK with *out filled in whatever the verdict
+ * (a refusal is a result, not an error); a missing, unreadable or corrupt file fails with the same
+ * codes and sentences as hr_model_load, a bad parameter with HR_EINVAL. Reads the model's header
+ * and tokenizer only (milliseconds to a second for the largest vocabularies). Any thread. */
+HR_API int hr_preflight(hr_context *ctx, const char *path, const hr_preflight_params *params,
+                        hr_preflight_result *out);
+
+/* The result as a JSON object: the fields above, verdict as its name, devices[] as an array.
+ * Returns a string the caller frees with hr_free(), or NULL when out of memory. Any thread. */
+HR_API char *hr_preflight_json(const hr_preflight_result *result);
 
 /* ---- generation --------------------------------------------------------------------------- */
 

@@ -30,6 +30,9 @@ typedef struct hr_engine_load_params {
     hr_engine_abort_fn abort_fn; /* consulted during every decode step of this model */
     void *abort_user_data;
     const hr_remote_params *remote; /* the remote engine's endpoint; NULL for local engines */
+
+    const char *type_k;   /* KV cache types by ggml's names ("f16", "q8_0", ...); NULL: f16 */
+    const char *type_v;
 } hr_engine_load_params;
 
 typedef struct hr_engine_model_info {
@@ -74,6 +77,41 @@ typedef struct hr_engine_complete_stats {
     bool usage_known;             /* the counts above came from the server's usage */
     enum hr_stop_reason stop_reason;
 } hr_engine_complete_stats;
+
+/* ---- memory estimate: what a load with given parameters would take, per device ------------- */
+
+typedef struct hr_engine_estimate_params {
+    hr_engine_load_params load;  /* the load this estimate is for (callbacks are not used) */
+    bool formula_only;           /* skip the engine's own dry run (tests compare the two methods) */
+} hr_engine_estimate_params;
+
+enum { HR_ENGINE_MAX_DEVICES = 8 };
+
+typedef struct hr_engine_device_estimate {
+    char name[64];                 /* "CPU" for the host, else the engine's device name */
+    bool is_gpu;
+    uint64_t weights_bytes;        /* model tensors placed on this device */
+    uint64_t kv_bytes;             /* the KV cache (context) */
+    uint64_t compute_bytes;        /* scratch buffers of one decode step at n_batch tokens */
+    uint64_t overhead_bytes;       /* the engine's own heap and code: host only (docs/preflight.md) */
+    uint64_t kv_bytes_per_token;   /* how kv_bytes grows with the context length */
+    uint64_t compute_bytes_per_token; /* how compute_bytes grows with it */
+    uint64_t memory_total_bytes;   /* as the device reports it; 0: unknown (always 0 for the host) */
+    uint64_t memory_free_bytes;
+} hr_engine_device_estimate;
+
+typedef struct hr_engine_estimate {
+    char method[16];               /* "engine" (llama.cpp's dry run) or "formula" */
+    uint64_t n_params;
+    uint64_t weight_bytes;         /* all weight tensors, wherever they go */
+    uint64_t file_bytes;
+    int32_t n_layer;
+    int32_t n_ctx_train;
+    int32_t n_ctx;                 /* the context the estimate is for, as the engine rounds it */
+    int32_t n_batch;
+    size_t n_devices;              /* the host first, then each device that gets a share */
+    hr_engine_device_estimate devices[HR_ENGINE_MAX_DEVICES];
+} hr_engine_estimate;
 
 /* Every function that can fail returns 0 or a negative HR_E* code and, on failure, has set the
  * thread's error sentence (core/error.h). */
@@ -136,6 +174,10 @@ typedef struct hr_engine_ops {
      * HR_STOP_CANCELLED. One call per model at a time (the runtime's busy flag). */
     int (*complete)(hr_engine_model *model, const char *prompt, const hr_engine_complete_params *params,
                     hr_piece_fn piece_fn, void *user_data, hr_engine_complete_stats *stats);
+
+    /* What load() with these parameters would take, without taking it: the same file checks and
+     * parameter checks as load(). Optional (NULL: the engine cannot say). Any thread. */
+    int (*estimate)(const char *path, const hr_engine_estimate_params *params, hr_engine_estimate *out);
 } hr_engine_ops;
 
 /* The llama.cpp engine (engine_llama.c). */

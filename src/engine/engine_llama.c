@@ -1,7 +1,8 @@
 /*
  * engine_llama.c: the engine interface (engine.h) on llama.cpp's C API.
- * The only file that includes llama.h and gguf.h; it holds no policy: it loads, decodes and
- * reports, and turns the engine's failures into HR_E* codes with sentences a person can act on.
+ * With engine_llama_fit.cpp and engine_llama_formula.c (the memory estimate), the only files
+ * that include llama.h and gguf.h; it holds no policy: it loads, decodes and reports, and turns
+ * the engine's failures into HR_E* codes with sentences a person can act on.
  */
 #include "engine/engine.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "engine/chat_template.h"
+#include "engine/engine_llama_internal.h"
 
 struct hr_engine_model {
     struct llama_model *model;
@@ -97,6 +100,22 @@ static void backend_init(void)
     llama_backend_init();
 }
 
+void hr_llama_backend_once(void)
+{
+    pthread_once(&backend_once, backend_init);
+}
+
+const char *hr_llama_last_error(void)
+{
+    flush_log_line();
+    return last_engine_error;
+}
+
+void hr_llama_clear_last_error(void)
+{
+    last_engine_error[0] = '\0';
+}
+
 /* ---- checking the file before the engine sees it -------------------------------------------- */
 
 /* A readable sample of a file's first bytes for an error message: text as text, else hex. */
@@ -115,11 +134,21 @@ static void describe_magic(const unsigned char *bytes, size_t count, char *out, 
     }
 }
 
+/* Entries of a GGUF array key; 0 when the key is absent or not an array. */
+static uint64_t array_length(const struct gguf_context *gguf, const char *key)
+{
+    int64_t id = gguf_find_key(gguf, key);
+    if (id < 0 || gguf_get_kv_type(gguf, id) != GGUF_TYPE_ARRAY) return 0;
+    return (uint64_t)gguf_get_arr_n(gguf, id);
+}
+
 /* The engine would report a bad file as a bare NULL or abort, so headroom checks what it can
  * first: existence, permission, the GGUF magic, a parseable header, and that the file is as
  * long as its tensor table says. */
-static int check_model_file(const char *path, uint64_t *file_bytes)
+int hr_llama_check_model_file(const char *path, hr_llama_file_facts *facts)
 {
+    memset(facts, 0, sizeof *facts);
+    uint64_t *file_bytes = &facts->file_bytes;
     struct stat st;
     if (stat(path, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
@@ -163,6 +192,8 @@ static int check_model_file(const char *path, uint64_t *file_bytes)
         uint64_t end = gguf_get_data_offset(gguf) + gguf_get_tensor_offset(gguf, i) + gguf_get_tensor_size(gguf, i);
         if (end > needed) needed = end;
     }
+    facts->n_tokens = array_length(gguf, "tokenizer.ggml.tokens");
+    facts->n_merges = array_length(gguf, "tokenizer.ggml.merges");
     gguf_free(gguf);
     if (*file_bytes < needed)
         return hr_fail(HR_EFORMAT,
@@ -207,13 +238,86 @@ static enum llama_load_mode to_llama_load_mode(enum hr_load_mode mode)
     return LLAMA_LOAD_MODE_AUTO;
 }
 
+/* ---- llama.cpp's parameters: one place, so an estimate describes the load that follows ------- */
+
+int32_t hr_llama_resolve_n_ctx(int32_t requested, int32_t n_ctx_train)
+{
+    if (requested > 0) return requested;
+    return n_ctx_train <= 0 || n_ctx_train > 4096 ? 4096 : n_ctx_train;
+}
+
+int32_t hr_llama_resolve_n_batch(int32_t requested, int32_t n_ctx)
+{
+    int32_t n_batch = requested > 0 ? requested : 512;
+    return n_batch > n_ctx ? n_ctx : n_batch;
+}
+
+struct llama_model_params hr_llama_model_params(const hr_engine_load_params *params)
+{
+    struct llama_model_params model_params = llama_model_default_params();
+    model_params.n_gpu_layers = params->n_gpu_layers;
+    model_params.load_mode = to_llama_load_mode(params->load_mode);
+    return model_params;
+}
+
+/* The KV cache types llama.cpp accepts (its own tools offer the same list). */
+static int cache_type(const char *name, const char *which, enum ggml_type *out)
+{
+    static const enum ggml_type allowed[] = {
+        GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+        GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_IQ4_NL,
+    };
+    if (!name || !name[0]) {
+        *out = GGML_TYPE_F16;
+        return HR_OK;
+    }
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        if (strcasecmp(name, ggml_type_name(allowed[i])) == 0) {
+            *out = allowed[i];
+            return HR_OK;
+        }
+    return hr_fail(HR_EINVAL, "unknown %s cache type '%s': use f16 (the default), q8_0, q4_0, q4_1, q5_0, "
+                   "q5_1, iq4_nl, bf16 or f32", which, name);
+}
+
+int hr_llama_context_params(const hr_engine_load_params *params, int32_t n_ctx_train,
+                            struct llama_context_params *out)
+{
+    struct llama_context_params context_params = llama_context_default_params();
+    int rc = cache_type(params->type_k, "K", &context_params.type_k);
+    if (rc == HR_OK) rc = cache_type(params->type_v, "V", &context_params.type_v);
+    if (rc != HR_OK) return rc;
+    int32_t n_ctx = hr_llama_resolve_n_ctx(params->n_ctx, n_ctx_train);
+    int32_t n_batch = hr_llama_resolve_n_batch(params->n_batch, n_ctx);
+    context_params.n_ctx = (uint32_t)n_ctx;
+    context_params.n_batch = (uint32_t)n_batch;
+    context_params.n_ubatch = (uint32_t)n_batch;
+    context_params.n_seq_max = 1;
+    /* headroom decodes with llama_batch_get_one, which asks for the last token's logits only:
+     * reserving outputs for one token instead of n_batch saves n_batch * n_vocab floats (64 MiB
+     * for a 32000-token vocabulary at 512) that would be reserved and never touched. */
+    context_params.n_outputs_max = 1;
+    context_params.n_threads = params->n_threads > 0 ? params->n_threads : 1;
+    context_params.n_threads_batch = context_params.n_threads;
+    context_params.no_perf = true;
+    *out = context_params;
+    return HR_OK;
+}
+
+/* ---- load and unload, continued ------------------------------------------------------------- */
+
 static int llama_load(const char *path, const hr_engine_load_params *params, hr_engine_model **out)
 {
     *out = NULL;
-    pthread_once(&backend_once, backend_init);
+    hr_llama_backend_once();
 
-    uint64_t file_bytes = 0;
-    int rc = check_model_file(path, &file_bytes);
+    hr_llama_file_facts facts;
+    int rc = hr_llama_check_model_file(path, &facts);
+    if (rc != HR_OK) return rc;
+    uint64_t file_bytes = facts.file_bytes;
+    /* an unknown cache type is the caller's mistake: say so before reading gigabytes */
+    struct llama_context_params context_params;
+    rc = hr_llama_context_params(params, 0, &context_params);
     if (rc != HR_OK) return rc;
 
     if (params->load_mode == HR_LOAD_MLOCK && !llama_supports_mlock())
@@ -231,9 +335,7 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
         model->load_mode = llama_supports_mmap() ? HR_LOAD_MMAP : HR_LOAD_COPY;
 
     struct progress_relay relay = { params->progress_fn, params->progress_user_data, false };
-    struct llama_model_params model_params = llama_model_default_params();
-    model_params.n_gpu_layers = params->n_gpu_layers;
-    model_params.load_mode = to_llama_load_mode(params->load_mode);
+    struct llama_model_params model_params = hr_llama_model_params(params);
     model_params.progress_callback = relay_progress;
     model_params.progress_callback_user_data = &relay;
 
@@ -248,21 +350,8 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
     }
     model->vocab = llama_model_get_vocab(model->model);
 
-    int32_t n_ctx = params->n_ctx;
-    if (n_ctx <= 0) {
-        n_ctx = llama_model_n_ctx_train(model->model);
-        if (n_ctx <= 0 || n_ctx > 4096) n_ctx = 4096;
-    }
-    int32_t n_batch = params->n_batch > 0 ? params->n_batch : 512;
-    if (n_batch > n_ctx) n_batch = n_ctx;
-
-    struct llama_context_params context_params = llama_context_default_params();
-    context_params.n_ctx = (uint32_t)n_ctx;
-    context_params.n_batch = (uint32_t)n_batch;
-    context_params.n_ubatch = (uint32_t)n_batch;
-    context_params.n_seq_max = 1;
-    context_params.n_threads = params->n_threads;
-    context_params.n_threads_batch = params->n_threads;
+    hr_llama_context_params(params, llama_model_n_ctx_train(model->model), &context_params);
+    int32_t n_ctx = (int32_t)context_params.n_ctx;
     context_params.abort_callback = relay_abort;
     context_params.abort_callback_data = model;
     context_params.no_perf = true;
@@ -525,6 +614,33 @@ static void llama_sampler_release(hr_engine_sampler *sampler)
     free(sampler);
 }
 
+/* ---- memory estimate ------------------------------------------------------------------------ */
+
+/* llama.cpp's own dry run where the build has it, else the formula; a dry run that fails on a
+ * file the checks passed (an architecture it cannot build, say) falls back to the formula too. */
+static int llama_estimate(const char *path, const hr_engine_estimate_params *params, hr_engine_estimate *out)
+{
+    memset(out, 0, sizeof *out);
+    hr_llama_backend_once();
+    hr_llama_file_facts facts;
+    int rc = hr_llama_check_model_file(path, &facts);
+    if (rc != HR_OK) return rc;
+    struct llama_context_params unused;
+    rc = hr_llama_context_params(&params->load, 0, &unused);
+    if (rc != HR_OK) return rc;
+    if (params->load.load_mode == HR_LOAD_MLOCK && !llama_supports_mlock())
+        return hr_fail(HR_ENOTSUP, "cannot lock %s in memory: this platform does not support mlock", path);
+
+    if (!params->formula_only && hr_llama_have_dry_run()) {
+        rc = hr_llama_dry_run_estimate(path, params, &facts, out);
+        if (rc == HR_OK || rc == HR_ENOMEM) return rc;
+        hr_log(HR_LOG_WARN, "llama.cpp's dry run could not estimate %s (%s); using the formula", path,
+               hr_last_error());
+        memset(out, 0, sizeof *out);
+    }
+    return hr_llama_formula_estimate(path, params, &facts, out);
+}
+
 static const hr_engine_ops llama_ops = {
     .name = "llama.cpp",
     .load = llama_load,
@@ -544,6 +660,7 @@ static const hr_engine_ops llama_ops = {
     .state_save = llama_save_state,
     .state_load = llama_load_state,
     .is_state_file = llama_is_state_file,
+    .estimate = llama_estimate,
 };
 
 const hr_engine_ops *hr_engine_llama(void)

@@ -24,6 +24,8 @@ HR_API hr_model_params hr_model_default_params(void)
         .load_mode = HR_LOAD_AUTO,
         .progress_fn = NULL,
         .progress_user_data = NULL,
+        .type_k = NULL,
+        .type_v = NULL,
     };
     return params;
 }
@@ -110,6 +112,8 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
         .progress_user_data = p.progress_user_data,
         .abort_fn = hr_model_abort_requested,
         .abort_user_data = model,
+        .type_k = p.type_k,
+        .type_v = p.type_v,
     };
     double started = hr_now_seconds();
     int rc = model->engine->load(path, &load, &model->engine_model);

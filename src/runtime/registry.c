@@ -159,7 +159,8 @@ static int64_t unload_marked(struct hr_registry *r, struct entry *e, const char 
     /* the live conversation goes to the cache, so that resuming it after a reload does not pay
      * for its prompt again (docs/cache.md); an unload never fails for want of a snapshot */
     bool saved = false;
-    if (hr_model_snapshot_save(model, &saved) != HR_OK)
+    int saved_rc = hr_model_snapshot_save(model, &saved);
+    if (saved_rc != HR_OK && saved_rc != HR_ENOTSUP)   /* ENOTSUP: a remote model holds no window */
         hr_log(HR_LOG_WARN, "%s: no KV snapshot saved: %s", e->name, hr_last_error());
     uint64_t before = process_rss();
     hr_model_free(model);

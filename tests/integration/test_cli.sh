@@ -79,5 +79,28 @@ run pressure --watch --interval 0.1 --count 3
 run pressure --interval 0
 [[ $(rc) -eq 2 ]] && grep -q -- "--interval must be between" "$scratch/err"; check "pressure: a bad interval is a usage error" $?
 
+# headroom check: the verdict as the exit code, the table, JSON, and errors with codes of their own.
+run check "$model"
+[[ $(rc) -eq 0 ]] && grep -q "^verdict: *ok" "$scratch/out" && grep -q "^CPU " "$scratch/out"; check "check: the tiny model fits, exit 0" $?
+
+run check "$model" --json
+[[ $(rc) -eq 0 ]] && node -e 'const o = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  if (!(o.total_bytes > 0) || o.verdict !== "ok" || !Array.isArray(o.devices) || o.devices.length < 1) process.exit(1);
+  const sum = o.devices.reduce((s, d) => s + d.total_bytes, 0);
+  if (sum !== o.total_bytes || o.devices[0].name !== "CPU") process.exit(1);' "$scratch/out"
+check "check --json: total_bytes is the sum of devices[]" $?
+
+run check "$model" --min-free 1000000000000000
+[[ $(rc) -eq 2 ]] && grep -q "^verdict: *refuse" "$scratch/out" && grep -q "^guidance: " "$scratch/out"; check "check: refused with guidance, exit 2" $?
+
+run check "$model" --recommended-total 1000000000000000
+[[ $(rc) -eq 1 ]] && grep -q "^verdict: *warn" "$scratch/out"; check "check: below the recommended total, exit 1" $?
+
+run check "$scratch/missing.gguf"
+[[ $(rc) -eq 3 && $(err_lines) -eq 1 ]] && grep -q "model file not found" "$scratch/err"; check "check: missing model: one line, exit 3" $?
+
+run check "$model" --type-k q3_x
+[[ $(rc) -eq 64 ]] && grep -q "unknown K cache type 'q3_x'" "$scratch/err"; check "check: an unknown cache type is a usage error" $?
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

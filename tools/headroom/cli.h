@@ -24,5 +24,6 @@ void cli_log(enum hr_log_level level, const char *message, void *user_data);
 int cmd_run(int argc, char **argv);
 int cmd_pressure(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

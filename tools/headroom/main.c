@@ -14,6 +14,7 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  run MODEL [PROMPT]   load a GGUF model and stream a generation to stdout\n"
+            "  check MODEL          will the model fit? estimate per device, verdict, guidance\n"
             "  pressure             memory pressure level, reasons and the watermark\n"
             "  cache ls|clear       headroom's KV snapshots: list them, or remove them\n"
             "  version              print the version\n"
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
     }
     const char *command = argv[1];
     if (strcmp(command, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(command, "check") == 0) return cmd_check(argc - 1, argv + 1);
     if (strcmp(command, "pressure") == 0) return cmd_pressure(argc - 1, argv + 1);
     if (strcmp(command, "cache") == 0) return cmd_cache(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {

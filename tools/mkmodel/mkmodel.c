@@ -67,6 +67,7 @@ struct preset {
 static const struct preset presets[] = {
     { "tiny", {   64,  2,  128,  4, 2,  512 } },
     { "demo", {  256,  4,  768,  8, 4, 2048 } },
+    { "small", { 512,  8, 1536,  8, 4, 4096 } },
     { "1b",   { 2048, 16, 5632, 32, 4, 4096 } },
 };
 
@@ -127,14 +128,15 @@ static void PRINTF_LIKE(1, 2) fail(const char *fmt, ...)
 
 static void print_usage(FILE *to)
 {
-    fputs("usage: " PROGRAM " [--preset tiny|demo|1b] [--type f32|f16|q8_0|q4_0] [--seed N]\n"
+    fputs("usage: " PROGRAM " [--preset tiny|demo|small|1b] [--type f32|f16|q8_0|q4_0] [--seed N]\n"
           "       [--vocab PATH] [--n-embd N] [--n-layer N] [--n-ff N] [--n-head N]\n"
           "       [--n-head-kv N] [--ctx N] [--quiet] -o OUT.gguf\n"
           "\n"
           "Writes a llama-architecture GGUF with deterministic random weights and the tokenizer\n"
           "of a vocab GGUF. The same arguments always give a byte-identical file.\n"
           "\n"
-          "  --preset NAME   tiny (64 wide, 2 layers), demo (256, 4), 1b (2048, 16); default tiny\n"
+          "  --preset NAME   tiny (64 wide, 2 layers), demo (256, 4), small (512, 8),\n"
+          "                  1b (2048, 16); default tiny\n"
           "  --type T        weight type of 2-D tensors; default q8_0\n"
           "  --seed N        unsigned 64-bit seed; default 42\n"
           "  --vocab PATH    GGUF to take tokenizer.* from; default $HEADROOM_VOCAB, else the\n"
@@ -266,7 +268,7 @@ static int parse_args(int argc, char **argv, struct options *opt)
         if (strcmp(presets[p].name, preset_name) == 0)
             opt->preset = &presets[p];
     if (!opt->preset) {
-        fail("--preset: unknown preset '%s' (choose tiny, demo or 1b)", preset_name);
+        fail("--preset: unknown preset '%s' (choose tiny, demo, small or 1b)", preset_name);
         return EXIT_USAGE;
     }
     for (size_t t = 0; t < COUNT(weight_types); t++)
