@@ -93,6 +93,18 @@ typedef struct hr_pressure_thresholds {
     double hold_seconds;                 /* calm time before stepping down one level (10) */
 } hr_pressure_thresholds;
 
+/* A remote OpenAI-compatible server: the fall-back when a model cannot be served here
+ * (hr_context_params.fallback, hr_model_load_remote; docs/fallback.md). */
+typedef struct hr_remote_params {
+    const char *url;        /* base URL of an OpenAI-compatible server, e.g. "http://127.0.0.1:11436" (no trailing /v1) */
+    const char *model;      /* the model name to ask it for */
+    const char *api_key;    /* sent as "Authorization: Bearer ..."; NULL: none */
+    double connect_timeout; /* seconds; 0: 5 */
+    double timeout;         /* seconds for a whole request; 0: none (streaming) */
+    bool extended_sampling; /* also send top_k and min_p, which llama.cpp's server, vLLM and
+                               headroomd accept but OpenAI's own API refuses (default true) */
+} hr_remote_params;
+
 typedef struct hr_context_params {
     hr_log_fn log_fn;             /* NULL: log lines are dropped */
     void *log_user_data;
@@ -123,6 +135,10 @@ typedef struct hr_context_params {
                                      $HOME/.cache/headroom. KV snapshots live in its kv/ folder. */
     uint64_t cache_budget_bytes;  /* the most bytes of KV snapshots kept; older ones are evicted
                                      after each save. 0 (default): 2 GiB */
+    hr_remote_params fallback;    /* where the registry sends a model's requests when it cannot be
+                                     loaded here (preflight refuses, the load fails twice, pressure
+                                     is critical, or the guard keeps it out); url NULL (default):
+                                     none. model NULL: the registry name. Strings are copied. */
 } hr_context_params;
 
 HR_API hr_context_params hr_context_default_params(void);
@@ -319,15 +335,7 @@ HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_mes
 /* Where generations go when a model is opened remotely: any server that speaks OpenAI's
  * POST /v1/completions with "stream": true (another headroomd, llama.cpp's llama-server, vLLM,
  * Ollama's /v1). docs/fallback.md says what carries over and what does not. */
-typedef struct hr_remote_params {
-    const char *url;        /* base URL of an OpenAI-compatible server, e.g. "http://127.0.0.1:11436" (no trailing /v1) */
-    const char *model;      /* the model name to ask it for */
-    const char *api_key;    /* sent as "Authorization: Bearer ..."; NULL: none */
-    double connect_timeout; /* seconds; 0: 5 */
-    double timeout;         /* seconds for a whole request; 0: none (streaming) */
-    bool extended_sampling; /* also send top_k and min_p, which llama.cpp's server, vLLM and
-                               headroomd accept but OpenAI's own API refuses (default true) */
-} hr_remote_params;
+/* (hr_remote_params is defined with the context's parameters, above.) */
 
 /* The defaults above; the url and model must be set. Any thread. */
 HR_API hr_remote_params hr_remote_default_params(void);
@@ -592,6 +600,7 @@ typedef struct hr_registry_entry {
     double expires_at;         /* wall clock of the keep-alive deadline; 0: none */
     uint64_t weight_bytes;     /* when loaded */
     int32_t n_ctx;             /* the context window, when loaded */
+    char served_by[16];        /* "local", "fallback" (the remote fall-back serves it), "" unloaded */
     uint64_t rss_bytes;        /* process RSS the load added, measured; 0 when unloaded */
     int32_t loads;             /* times loaded since added */
     char last_unload_reason[160];

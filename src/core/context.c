@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "core/error.h"
@@ -53,6 +54,7 @@ HR_API hr_context_params hr_context_default_params(void)
         .pressure_actions = true,
         .critical_cancel_priority = 0,
         .guard = true,
+        .fallback = { .extended_sampling = true },
         .cache_dir = NULL,
         .cache_budget_bytes = 0,
     };
@@ -85,6 +87,13 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
     ctx->cache_root = hr_cache_resolve_root(checked.cache_dir);
     ctx->params.cache_dir = ctx->cache_root;
     ctx->cache_budget_bytes = checked.cache_budget_bytes ? checked.cache_budget_bytes : HR_CACHE_DEFAULT_BUDGET;
+    /* the fall-back's strings are the caller's: keep copies for the context's life */
+    const char *fallback[3] = { checked.fallback.url, checked.fallback.model, checked.fallback.api_key };
+    const char **targets[3] = { &ctx->params.fallback.url, &ctx->params.fallback.model, &ctx->params.fallback.api_key };
+    for (int i = 0; i < 3; i++) {
+        ctx->fallback_strings[i] = fallback[i] ? strdup(fallback[i]) : NULL;
+        *targets[i] = ctx->fallback_strings[i];
+    }
     ctx->engine = hr_engine_llama();
     hr_events_init(&ctx->events);
     pthread_mutex_init(&ctx->check_lock, NULL);
@@ -128,5 +137,6 @@ HR_API void hr_context_free(hr_context *ctx)
     pthread_mutex_destroy(&ctx->metrics_lock);
     free(ctx->metrics);
     free(ctx->cache_root);
+    for (int i = 0; i < 3; i++) free(ctx->fallback_strings[i]);
     free(ctx);
 }

@@ -32,6 +32,7 @@ struct hr_context {
     hr_sample last_sample;
     hr_classifier_state check_state;
 
+    char *fallback_strings[3];     /* immutable: copies of params.fallback's url, model, api_key */
     char *cache_root;              /* immutable after create: the resolved cache directory, or NULL
                                       when none could be found (no HOME); params.cache_dir points here */
     uint64_t cache_budget_bytes;   /* immutable after create: the effective budget */

@@ -67,6 +67,7 @@ struct entry {
     char last_unload_reason[160];
     bool guard_freed;           /* the guard already unloaded other models for this load */
     double expected_speed;      /* the guard's healthy decode speed, kept across loads */
+    bool remote;                /* loaded through the fall-back */
     bool gated;                 /* unloaded because it thrashed: kept out until memory allows */
     double gated_at;            /* monotonic */
     char gate_reason[320];
@@ -258,12 +259,91 @@ static int unload_idle_for(struct hr_registry *r, const struct entry *keep, cons
     }
 }
 
-/* Loads an entry marked LOADING; called without the lock. */
+static bool fallback_configured(const hr_context *ctx)
+{
+    return ctx->params.fallback.url && ctx->params.fallback.url[0];
+}
+
+/* Records a model that was just loaded (locally or through the fall-back) and says so. */
+static void record_load(struct hr_registry *r, struct entry *e, hr_model *model, uint64_t rss_added,
+                        const char *reason)
+{
+    hr_model_info info;
+    hr_model_get_info(model, &info);
+    pthread_mutex_lock(&r->lock);
+    e->weight_bytes = info.weight_bytes;
+    e->n_ctx = info.n_ctx;
+    e->guard_freed = false;
+    e->remote = info.remote;
+    model->guard.expected = e->expected_speed;   /* what it did here before */
+    e->rss_added = rss_added;
+    e->loads++;
+    e->loaded_at_wall = wall_now();
+    pthread_mutex_unlock(&r->lock);
+    publish(r->ctx, HR_EVENT_MODEL, e->name, "loaded", reason, -(int64_t)rss_added);
+}
+
+/* Serves `e` through the configured fall-back, saying why the local model is not used. */
+static int load_fallback(struct hr_registry *r, struct entry *e, hr_model **out, const char *why)
+{
+    hr_remote_params remote = r->ctx->params.fallback;
+    if (!remote.model) remote.model = e->name;
+    int rc = hr_model_load_remote(r->ctx, e->path, &remote, out);
+    if (rc != HR_OK) {
+        char problem[512];
+        snprintf(problem, sizeof problem, "%s", hr_last_error());
+        publish(r->ctx, HR_EVENT_MODEL, e->name, "load_failed", problem, 0);
+        return hr_fail(HR_EMEMORY, "%s; the fall-back %s could not serve it either: %s", why, remote.url, problem);
+    }
+    char reason[1200];
+    snprintf(reason, sizeof reason, "served by the fall-back %s (model %s) because %s", remote.url, remote.model, why);
+    hr_log(HR_LOG_WARN, "%s: %s", e->name, reason);
+    record_load(r, e, *out, 0, reason);
+    return HR_OK;
+}
+
+/* The load path (docs/lifecycle.md): preflight; if it refuses, unload idle models and ask
+ * again; load; if the engine fails for want of memory, unload idle models and retry once;
+ * when the model cannot be had here, the fall-back serves it if one is configured.
+ * Called without the lock on an entry marked LOADING. */
 static int load_marked(struct hr_registry *r, struct entry *e, hr_model **out)
 {
     hr_context *ctx = r->ctx;
+    hr_preflight_params pp = hr_preflight_default_params();
+    pp.n_ctx = e->params.n_ctx;
+    pp.n_batch = e->params.n_batch;
+    pp.n_gpu_layers = e->params.n_gpu_layers;
+    pp.load_mode = e->params.load_mode;
+    pp.type_k = e->params.type_k;
+    pp.type_v = e->params.type_v;
+    pp.fallback = ctx->params.fallback.url;
+    hr_preflight_result pf;
+    int rc = hr_preflight(ctx, e->path, &pp, &pf);
+    if (rc == HR_OK && pf.verdict == HR_VERDICT_REFUSE) {
+        char why[200];
+        snprintf(why, sizeof why, "to make room for %s (preflight: %.0f MiB missing)", e->name,
+                 (double)pf.missing_bytes / 1048576.0);
+        if (unload_idle_for(r, e, why) > 0) rc = hr_preflight(ctx, e->path, &pp, &pf);
+    }
+    if (rc != HR_OK) {   /* a missing or broken file: the same sentence a load gives */
+        char sentence[512];
+        snprintf(sentence, sizeof sentence, "%s", hr_last_error());
+        publish(ctx, HR_EVENT_MODEL, e->name, "load_failed", sentence, 0);
+        hr_fail(rc, "%s", sentence);
+        return rc;
+    }
+    if (pf.verdict == HR_VERDICT_REFUSE) {
+        char why[1500];
+        snprintf(why, sizeof why, "%s does not fit here: %s%s%s", e->name, pf.reason, pf.guidance[0] ? ". " : "",
+                 pf.guidance);
+        if (fallback_configured(ctx)) return load_fallback(r, e, out, why);
+        publish(ctx, HR_EVENT_MODEL, e->name, "load_refused", why, 0);
+        return hr_fail(HR_EMEMORY, "%s", why);
+    }
+    if (pf.verdict == HR_VERDICT_WARN) hr_log(HR_LOG_WARN, "%s: loading with little room: %s", e->name, pf.reason);
+
     uint64_t before = process_rss();
-    int rc = hr_model_load(ctx, e->path, &e->params, out);
+    rc = hr_model_load(ctx, e->path, &e->params, out);
     if (rc == HR_ENOMEM || rc == HR_EENGINE) {
         /* the engine could not get its memory: make room and try once more */
         char first[512];
@@ -282,6 +362,11 @@ static int load_marked(struct hr_registry *r, struct entry *e, hr_model **out)
         char sentence[512];
         snprintf(sentence, sizeof sentence, "%s", hr_last_error());
         publish(ctx, HR_EVENT_MODEL, e->name, "load_failed", sentence, 0);
+        if (fallback_configured(ctx) && rc != HR_ENOENT && rc != HR_EACCES && rc != HR_EFORMAT) {
+            char why[600];
+            snprintf(why, sizeof why, "loading it here failed: %s", sentence);
+            return load_fallback(r, e, out, why);
+        }
         hr_fail(rc, "%s", sentence);
         return rc;
     }
@@ -292,19 +377,16 @@ static int load_marked(struct hr_registry *r, struct entry *e, hr_model **out)
     uint64_t after = process_rss();
     hr_model_info info;
     hr_model_get_info(*out, &info);
-    pthread_mutex_lock(&r->lock);
-    e->weight_bytes = info.weight_bytes;
-    e->n_ctx = info.n_ctx;
-    e->guard_freed = false;
-    (*out)->guard.expected = e->expected_speed;   /* what it did here before */
-    e->rss_added = after > before ? after - before : 0;
-    e->loads++;
-    e->loaded_at_wall = wall_now();
-    pthread_mutex_unlock(&r->lock);
-    char reason[96];
-    snprintf(reason, sizeof reason, "load %d: process RSS grew %.1f MiB", e->loads,
-             ((double)after - (double)before) / 1048576.0);
-    publish(ctx, HR_EVENT_MODEL, e->name, "loaded", reason, (int64_t)before - (int64_t)after);
+    /* placement: a GPU was there and meant to take every layer, but some stayed on the CPU */
+    bool gpu = pf.n_devices > 1 && e->params.n_gpu_layers != 0;
+    if (gpu && info.n_layer_gpu < info.n_layer)
+        hr_log(HR_LOG_WARN, "%s: only %d of %d layers were placed on the GPU: decoding will be slower than the "
+               "preflight assumed", e->name, info.n_layer_gpu, info.n_layer);
+    char reason[160];
+    snprintf(reason, sizeof reason, "load %d: process RSS grew %.1f MiB (preflight estimated %.1f MiB, %s)",
+             e->loads + 1, ((double)after - (double)before) / 1048576.0, (double)pf.total_bytes / 1048576.0,
+             hr_verdict_name(pf.verdict));
+    record_load(r, e, *out, after > before ? after - before : 0, reason);
     return HR_OK;
 }
 
@@ -642,7 +724,13 @@ HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out
         hr_model *model = NULL;
         int rc = refuse_while_gated(r, e);   /* first: its sentence is the more specific */
         if (rc == HR_OK) rc = refuse_under_pressure(ctx, e->name);
-        if (rc == HR_OK) rc = load_marked(r, e, &model);
+        if (rc == HR_OK) {
+            rc = load_marked(r, e, &model);
+        } else if (rc == HR_EMEMORY && fallback_configured(ctx)) {
+            char why[1200];
+            snprintf(why, sizeof why, "%s", hr_last_error());
+            rc = load_fallback(r, e, &model, why);
+        }
         pthread_mutex_lock(&r->lock);
         e->model = model;
         e->state = rc == HR_OK ? HR_MODEL_READY : HR_MODEL_UNLOADED;
@@ -801,6 +889,7 @@ HR_API int hr_registry_list(hr_context *ctx, hr_registry_entry **entries, size_t
         out->expires_at = e->expires_at > 0 ? wall + (e->expires_at - now) : 0;
         out->weight_bytes = e->model ? e->weight_bytes : 0;
         out->n_ctx = e->model ? e->n_ctx : 0;
+        snprintf(out->served_by, sizeof out->served_by, "%s", !e->model ? "" : e->remote ? "fallback" : "local");
         out->rss_bytes = e->model ? e->rss_added : 0;
         out->loads = e->loads;
         snprintf(out->last_unload_reason, sizeof out->last_unload_reason, "%s", e->last_unload_reason);
@@ -840,6 +929,7 @@ HR_API char *hr_registry_json(hr_context *ctx)
         cJSON_AddNumberToObject(o, "expires_at", e->expires_at);
         cJSON_AddNumberToObject(o, "weight_bytes", (double)e->weight_bytes);
         cJSON_AddNumberToObject(o, "n_ctx", e->n_ctx);
+        cJSON_AddStringToObject(o, "served_by", e->served_by);
         cJSON_AddNumberToObject(o, "rss_bytes", (double)e->rss_bytes);
         cJSON_AddNumberToObject(o, "loads", e->loads);
         cJSON_AddStringToObject(o, "last_unload_reason", e->last_unload_reason);

@@ -1,7 +1,8 @@
 /*
  * test_guard_live.c: the degradation guard against a real thrash, contained. First the 158 MiB
  * model decodes normally (the guard learns its speed and says nothing). Then the test moves into
- * a child memory cgroup whose limit is below the model's size, with the weights memory-mapped:
+ * a child memory cgroup whose limit then tightens below the model's size, with the weights
+ * memory-mapped:
  * the kernel evicts and re-reads them every token, and llama.cpp alone would go on at a fraction
  * of its speed without a word (ENGINE.md: 27.4 -> 1.4 tokens/s for the 1b model). headroom must
  * notice within seconds, say why, cancel the generation, unload the model, and refuse to load it
@@ -10,6 +11,7 @@
  * usage: test_guard_live MID_MODEL.gguf
  */
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -68,7 +70,7 @@ static int generate(hr_context *ctx, int max_tokens, hr_generation_stats *stats,
     snprintf(sentence, size, "%s", hr_last_error());
     hr_session_stats(session, stats);
     hr_session_free(session);
-    hr_registry_release(ctx, model, 0);
+    hr_registry_release(ctx, model, NAN);   /* stays loaded: the limit tightens under it */
     return rc;
 }
 
@@ -89,24 +91,31 @@ static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **s
     mp.load_mode = HR_LOAD_MMAP;
     assert_int_equal(hr_registry_add(ctx, "mid", mid_model, &mp), HR_OK);
 
-    /* healthy: plenty of memory, the guard stays quiet */
+    /* drop the file's pages, so that in the cgroup they are read (and charged) anew */
+    int fd = open(mid_model, O_RDONLY);
+    assert_true(fd >= 0);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    if (!make_limited_cgroup(400)) {
+        fprintf(stderr, "skipped: %s\n", skip_reason);
+        hr_unsubscribe(ctx, subscription);
+        hr_context_free(ctx);
+        skip();
+    }
+
+    /* healthy: room enough (preflight says so), the guard learns the speed and stays quiet */
     hr_generation_stats healthy;
     char sentence[600];
     assert_int_equal(generate(ctx, 48, &healthy, sentence, sizeof sentence), HR_EOF);
     fprintf(stderr, "  healthy: %.1f tokens/s\n", healthy.tokens_per_second);
     assert_int_equal(seen.thrashing, 0);
 
-    /* drop the file's pages, so that in the cgroup they are read (and charged) anew */
-    int fd = open(mid_model, O_RDONLY);
-    assert_true(fd >= 0);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    close(fd);
-    if (!make_limited_cgroup(LIMIT_MIB)) {
-        fprintf(stderr, "skipped: %s\n", skip_reason);
-        hr_unsubscribe(ctx, subscription);
-        hr_context_free(ctx);
-        skip();
-    }
+    /* the limit tightens below the model's size (as when a container's limit is lowered, or a
+     * program beside it takes the rest): the mapped weights no longer fit */
+    char limit[32];
+    snprintf(limit, sizeof limit, "%ld", LIMIT_MIB * 1024L * 1024L);
+    assert_true(write_file(group.child, "memory.limit_in_bytes", limit) ||
+                write_file(group.child, "memory.max", limit));
 
     hr_generation_stats thrashed;
     int rc = generate(ctx, 200, &thrashed, sentence, sizeof sentence);

@@ -63,6 +63,10 @@ static void usage(FILE *out)
             "                        loses its turn (default 30s; 0 = never)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
+            "  --fallback-url URL    an OpenAI-compatible server that serves a model when it cannot be\n"
+            "                        loaded here (another headroomd, llama-server, vLLM)\n"
+            "  --fallback-model NAME its name there (default: the same name)\n"
+            "  --fallback-api-key K  sent to it as a Bearer token\n"
             "  --config FILE         read 'key = value' lines with these option names\n"
             "  -h, --help            this help\n");
 }
@@ -119,6 +123,14 @@ static bool set_option(server_config *c, const char *name, const char *value)
             return false;
         }
     } else if (strcmp(name, "api-key") == 0) snprintf(c->api_key, sizeof c->api_key, "%s", value);
+    else if (strcmp(name, "fallback-url") == 0) {
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
+            fprintf(stderr, "headroomd: --fallback-url must start with http:// or https://, not '%s'\n", value);
+            return false;
+        }
+        snprintf(c->fallback_url, sizeof c->fallback_url, "%s", value);
+    } else if (strcmp(name, "fallback-model") == 0) snprintf(c->fallback_model, sizeof c->fallback_model, "%s", value);
+    else if (strcmp(name, "fallback-api-key") == 0) snprintf(c->fallback_api_key, sizeof c->fallback_api_key, "%s", value);
     else if (strcmp(name, "ctx") == 0) {
         if (!parse_long("--ctx", value, 0, 1 << 20, &number)) return false;
         c->ctx_size = (int32_t)number;
@@ -190,6 +202,8 @@ static bool read_environment(server_config *c)
         { "HEADROOM_HOST", "host" }, { "HEADROOM_PORT", "port" }, { "HEADROOM_MODEL", "model" },
         { "HEADROOM_MODELS_DIR", "models-dir" }, { "HEADROOM_KEEP_ALIVE", "keep-alive" },
         { "HEADROOM_API_KEY", "api-key" }, { "HEADROOM_CTX", "ctx" }, { "HEADROOM_THREADS", "threads" },
+        { "HEADROOM_FALLBACK_URL", "fallback-url" }, { "HEADROOM_FALLBACK_MODEL", "fallback-model" },
+        { "HEADROOM_FALLBACK_API_KEY", "fallback-api-key" },
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *value = getenv(names[i].variable);
@@ -277,6 +291,8 @@ int main(int argc, char **argv)
         { "queue", required_argument, NULL, 0 }, { "reader-timeout", required_argument, NULL, 0 },
         { "max-body", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
+        { "fallback-url", required_argument, NULL, 0 }, { "fallback-model", required_argument, NULL, 0 },
+        { "fallback-api-key", required_argument, NULL, 0 },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
     /* The config file first (flags override it), so find --config before the rest. */
@@ -334,6 +350,11 @@ int main(int argc, char **argv)
 
     hr_context_params params = hr_context_default_params();
     params.keep_alive = c->keep_alive;
+    if (c->fallback_url[0]) {
+        params.fallback.url = c->fallback_url;
+        params.fallback.model = c->fallback_model[0] ? c->fallback_model : NULL;
+        params.fallback.api_key = c->fallback_api_key[0] ? c->fallback_api_key : NULL;
+    }
     params.log_fn = library_log;
     params.log_level = HR_LOG_INFO;   /* loads, unloads and every pressure action, with its reason */
     if (hr_context_create(&params, &srv.ctx) != HR_OK) {

@@ -23,6 +23,10 @@ typedef struct server_config {
     char host[256];               /* --host, HEADROOM_HOST (default 127.0.0.1) */
     int port;                     /* --port, HEADROOM_PORT (default 11435) */
     char api_key[256];            /* --api-key, HEADROOM_API_KEY: required unless bound to loopback */
+    char fallback_url[1024];      /* --fallback-url, HEADROOM_FALLBACK_URL: where a model goes when it
+                                     cannot be served here ("" none) */
+    char fallback_model[256];     /* --fallback-model: its name there ("": the same name) */
+    char fallback_api_key[256];   /* --fallback-api-key, HEADROOM_FALLBACK_API_KEY */
     char models_dir[4096];        /* --models-dir, HEADROOM_MODELS_DIR: every *.gguf in it */
     char model_paths[MAX_MODELS][4096]; /* --model PATH, repeatable; HEADROOM_MODEL (one) */
     int n_model_paths;
