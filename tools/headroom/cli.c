@@ -61,3 +61,16 @@ void cli_log(enum hr_log_level level, const char *message, void *user_data)
     static const char *const names[] = { "debug", "info", "warning", "error" };
     fprintf(stderr, "headroom: %s: %s\n", names[level <= HR_LOG_ERROR ? level : HR_LOG_ERROR], message);
 }
+
+const char *cli_bytes(uint64_t bytes, char *buffer, size_t size)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    double value = (double)bytes;
+    int unit = 0;
+    while (value >= 1024 && unit < 4) {
+        value /= 1024;
+        unit++;
+    }
+    snprintf(buffer, size, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+    return buffer;
+}

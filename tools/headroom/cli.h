@@ -7,6 +7,7 @@
 #define HEADROOM_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "headroom.h"
@@ -17,6 +18,9 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 bool cli_parse_int(const char *option, const char *text, long min, long max, long *out);
 bool cli_parse_u64(const char *option, const char *text, uint64_t *out);
 bool cli_parse_float(const char *option, const char *text, double min, double max, double *out);
+
+/* A byte count in the unit a person reads fastest ("1.5 GiB"), written into buffer. */
+const char *cli_bytes(uint64_t bytes, char *buffer, size_t size);
 
 /* A hr_log_fn that prints "headroom: warning: ..." lines to stderr. */
 void cli_log(enum hr_log_level level, const char *message, void *user_data);

@@ -37,19 +37,6 @@ static void usage(FILE *out)
             "  -h, --help           this help\n");
 }
 
-static const char *human(uint64_t bytes, char *buffer, size_t size)
-{
-    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    double value = (double)bytes;
-    int unit = 0;
-    while (value >= 1024 && unit < 4) {
-        value /= 1024;
-        unit++;
-    }
-    snprintf(buffer, size, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
-    return buffer;
-}
-
 static const char *age(double then, double now, char *buffer, size_t size)
 {
     double seconds = now - then;
@@ -114,11 +101,11 @@ static void print_table(const hr_cache_status *status, const hr_cache_entry *ent
         printf("%-20s %7s %7s %10s %10s %10s  %s\n", "MODEL", "TOKENS", "CTX", "SIZE", "CREATED", "USED", "FILE");
         for (size_t i = 0; i < count; i++)
             printf("%-20.20s %7d %7d %10s %10s %10s  %s\n", entries[i].model, entries[i].tokens, entries[i].n_ctx,
-                   human(entries[i].bytes, a, sizeof a), age(entries[i].created_at, now, b, sizeof b),
+                   cli_bytes(entries[i].bytes, a, sizeof a), age(entries[i].created_at, now, b, sizeof b),
                    age(entries[i].last_used_at, now, c, sizeof c), file_name(entries[i].path));
     }
-    printf("%zu snapshot%s, %s of a %s budget\n", count, count == 1 ? "" : "s", human(status->used_bytes, a, sizeof a),
-           human(status->budget_bytes, b, sizeof b));
+    printf("%zu snapshot%s, %s of a %s budget\n", count, count == 1 ? "" : "s", cli_bytes(status->used_bytes, a, sizeof a),
+           cli_bytes(status->budget_bytes, b, sizeof b));
 }
 
 static void report_problem(const char *path, int code, const char *sentence, void *user_data)
@@ -144,7 +131,7 @@ static int clear(hr_context *ctx, const hr_cache_status *status, size_t count, b
     char a[32];
     if (!force && count > 0) {
         printf("would remove %zu snapshot%s (%s) from %s\n", count, count == 1 ? "" : "s",
-               human(status->used_bytes, a, sizeof a), status->directory);
+               cli_bytes(status->used_bytes, a, sizeof a), status->directory);
         if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO)) {
             fprintf(stderr, "headroom: nothing removed: there is no terminal to confirm on; "
                             "run 'headroom cache clear --force' to remove them\n");
@@ -159,7 +146,7 @@ static int clear(hr_context *ctx, const hr_cache_status *status, size_t count, b
     hr_cache_clear_report report;
     int rc = hr_cache_clear(ctx, &report, report_problem, NULL);
     printf("removed %zu file%s (%s) from %s", report.removed, report.removed == 1 ? "" : "s",
-           human(report.bytes_removed, a, sizeof a), status->directory);
+           cli_bytes(report.bytes_removed, a, sizeof a), status->directory);
     if (report.skipped > 0) printf("; left %zu entr%s that %s not headroom's alone", report.skipped,
                                    report.skipped == 1 ? "y" : "ies", report.skipped == 1 ? "is" : "are");
     printf("\n");

@@ -40,19 +40,6 @@ static void usage(FILE *out)
             "Exit status: 0 ok, 1 warn, 2 refuse, 3 an error (a missing or corrupt file), 64 a usage error.\n");
 }
 
-static const char *human(uint64_t bytes, char *buffer, size_t size)
-{
-    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    double value = (double)bytes;
-    int unit = 0;
-    while (value >= 1024 && unit < 4) {
-        value /= 1024;
-        unit++;
-    }
-    snprintf(buffer, size, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
-    return buffer;
-}
-
 static bool parse_load_mode(const char *text, enum hr_load_mode *out)
 {
     static const struct { const char *name; enum hr_load_mode mode; } modes[] = {
@@ -69,22 +56,22 @@ static void print_report(const char *path, const hr_preflight_result *r)
     char w[32], k[32], c[32], o[32], t[32], a[32];
     printf("model:      %s\n", path);
     printf("context:    %d tokens (trained for %d), %d layers, %s of weights; estimated by %s\n", r->n_ctx,
-           r->n_ctx_train, r->n_layer, human(r->weight_bytes, w, sizeof w),
+           r->n_ctx_train, r->n_layer, cli_bytes(r->weight_bytes, w, sizeof w),
            strcmp(r->method, "engine") == 0 ? "llama.cpp's own dry run" : "formula");
     printf("\n%-32s %10s %10s %10s %10s %10s %10s\n", "device", "weights", "kv cache", "compute", "overhead",
            "total", "available");
     for (size_t i = 0; i < r->n_devices; i++) {
         const hr_device_estimate *d = &r->devices[i];
-        printf("%-32.32s %10s %10s %10s %10s %10s %10s\n", d->name, human(d->weights_bytes, w, sizeof w),
-               human(d->kv_bytes, k, sizeof k), human(d->compute_bytes, c, sizeof c),
-               human(d->overhead_bytes, o, sizeof o), human(d->total_bytes, t, sizeof t),
-               d->available_bytes ? human(d->available_bytes, a, sizeof a) : "?");
+        printf("%-32.32s %10s %10s %10s %10s %10s %10s\n", d->name, cli_bytes(d->weights_bytes, w, sizeof w),
+               cli_bytes(d->kv_bytes, k, sizeof k), cli_bytes(d->compute_bytes, c, sizeof c),
+               cli_bytes(d->overhead_bytes, o, sizeof o), cli_bytes(d->total_bytes, t, sizeof t),
+               d->available_bytes ? cli_bytes(d->available_bytes, a, sizeof a) : "?");
     }
-    printf("%-32s %10s %10s %10s %10s %10s\n", "all", "", "", "", "", human(r->total_bytes, t, sizeof t));
+    printf("%-32s %10s %10s %10s %10s %10s\n", "all", "", "", "", "", cli_bytes(r->total_bytes, t, sizeof t));
     printf("\nverdict:    %s\n", hr_verdict_name(r->verdict));
     printf("reason:     %s\n", r->reason);
     printf("binds:      %s\n", r->binding_scope);
-    if (r->missing_bytes) printf("missing:    %s\n", human(r->missing_bytes, a, sizeof a));
+    if (r->missing_bytes) printf("missing:    %s\n", cli_bytes(r->missing_bytes, a, sizeof a));
     if (r->max_ctx_that_fits > 0) printf("largest context that fits: %d tokens\n", r->max_ctx_that_fits);
     else printf("largest context that fits: none\n");
     if (r->guidance[0]) printf("guidance:   %s\n", r->guidance);

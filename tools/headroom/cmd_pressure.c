@@ -38,20 +38,6 @@ static void on_stop(int signal_number)
     stop_requested = 1;
 }
 
-/* A byte count in the unit a person reads fastest. */
-static const char *human(uint64_t bytes, char *buffer, size_t size)
-{
-    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    double value = (double)bytes;
-    int unit = 0;
-    while (value >= 1024 && unit < 4) {
-        value /= 1024;
-        unit++;
-    }
-    snprintf(buffer, size, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
-    return buffer;
-}
-
 /* The library's JSON for both, the watermark nested under "memory". */
 static void print_json(const hr_pressure *p, const hr_memory_status *m)
 {
@@ -71,27 +57,27 @@ static void print_report(const hr_pressure *p, const hr_memory_status *m)
     char a[32], b[32], c[32];
     printf("level:      %s\n", hr_pressure_level_name(p->level));
     printf("reason:     %s\n", p->reason);
-    printf("available:  %s of %s (%.1f%%), bound by %s\n", human(p->effective_available_bytes, a, sizeof a),
-           human(p->effective_total_bytes, b, sizeof b), p->free_percent, p->binding_scope);
-    printf("host:       %s available of %s\n", human(m->host_available_bytes, a, sizeof a),
-           human(m->host_total_bytes, b, sizeof b));
+    printf("available:  %s of %s (%.1f%%), bound by %s\n", cli_bytes(p->effective_available_bytes, a, sizeof a),
+           cli_bytes(p->effective_total_bytes, b, sizeof b), p->free_percent, p->binding_scope);
+    printf("host:       %s available of %s\n", cli_bytes(m->host_available_bytes, a, sizeof a),
+           cli_bytes(m->host_total_bytes, b, sizeof b));
     if (m->swap_total_bytes == 0)
         printf("swap:       none configured; since boot %llu pages in, %llu out\n",
                (unsigned long long)p->page_ins, (unsigned long long)p->page_outs);
     else
         printf("swap:       %s used of %s; %.0f pages/s in, %.0f out (since boot %llu in, %llu out)\n",
-               human(m->swap_used_bytes, a, sizeof a), human(m->swap_total_bytes, b, sizeof b),
+               cli_bytes(m->swap_used_bytes, a, sizeof a), cli_bytes(m->swap_total_bytes, b, sizeof b),
                p->page_ins_per_second, p->page_outs_per_second, (unsigned long long)p->page_ins,
                (unsigned long long)p->page_outs);
     printf("stall:      some %.1f%%, full %.1f%% of the last moment (10 s average: %.2f%%)\n",
            p->stall_some_percent, p->stall_full_percent, p->stall_some_avg10);
     printf("process:    RSS %s, peak %s, %s file-backed, %llu major faults\n",
-           human(m->process_rss_bytes, a, sizeof a), human(m->process_peak_rss_bytes, b, sizeof b),
-           human(m->process_file_rss_bytes, c, sizeof c), (unsigned long long)m->process_major_faults);
+           cli_bytes(m->process_rss_bytes, a, sizeof a), cli_bytes(m->process_peak_rss_bytes, b, sizeof b),
+           cli_bytes(m->process_file_rss_bytes, c, sizeof c), (unsigned long long)m->process_major_faults);
     if (!m->gpu_telemetry) printf("gpu:        no GPU telemetry (NVML not available)\n");
     for (int i = 0; i < m->n_gpus; i++)
-        printf("gpu %d:      %s: %s free of %s\n", i, m->gpus[i].name, human(m->gpus[i].free_bytes, a, sizeof a),
-               human(m->gpus[i].total_bytes, b, sizeof b));
+        printf("gpu %d:      %s: %s free of %s\n", i, m->gpus[i].name, cli_bytes(m->gpus[i].free_bytes, a, sizeof a),
+               cli_bytes(m->gpus[i].total_bytes, b, sizeof b));
     printf("detection:  %s\n", p->detection);
 }
 
@@ -101,7 +87,7 @@ static void print_line(const hr_pressure *p)
     time_t now = time(NULL);
     strftime(clock, sizeof clock, "%H:%M:%S", localtime(&now));
     printf("%s %-8s %s available (%.1f%% of %s)  swap %.0f in/s %.0f out/s  stall some %.1f%% full %.1f%%\n",
-           clock, hr_pressure_level_name(p->level), human(p->effective_available_bytes, a, sizeof a),
+           clock, hr_pressure_level_name(p->level), cli_bytes(p->effective_available_bytes, a, sizeof a),
            p->free_percent, p->binding_scope, p->page_ins_per_second, p->page_outs_per_second,
            p->stall_some_percent, p->stall_full_percent);
     fflush(stdout);
