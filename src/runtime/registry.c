@@ -775,7 +775,14 @@ HR_API void hr_registry_release(hr_context *ctx, hr_model *model, double keep_al
         pthread_cond_signal(&r->wake);
     }
     pthread_mutex_unlock(&r->lock);
-    if (reason[0]) unload_marked(r, e, reason);
+    if (!reason[0]) return;
+    /* a release is often the last thing a caller does before it reports the generation's own
+     * error: the unload must not replace that sentence with its own */
+    char caller_sentence[1024];
+    snprintf(caller_sentence, sizeof caller_sentence, "%s", hr_last_error());
+    unload_marked(r, e, reason);
+    if (caller_sentence[0]) (void)hr_fail(HR_EINVAL, "%s", caller_sentence);   /* the code is not kept: only the sentence */
+    else hr_clear_error();
 }
 
 HR_API int hr_registry_load(hr_context *ctx, const char *name)

@@ -123,6 +123,7 @@ enum MHD_Result reply_library_error(request *r, int code)
     case HR_EBUSY: case HR_EAGAIN: status = 503; break;
     case HR_ENOTSUP: status = 501; break;
     case HR_EMEMORY:
+    case HR_ECANCELLED:   /* a client that hung up gets no reply: this one was stopped by headroom */
         /* not now, for want of memory: the sentence says why; clients may come back */
         return reply_json_with_header(r, 503, error_body(r, hr_last_error(), "server_overloaded", NULL, "insufficient_memory"),
                                       MHD_HTTP_HEADER_RETRY_AFTER, "10");

@@ -63,6 +63,9 @@ static void usage(FILE *out)
             "                        loses its turn (default 30s; 0 = never)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
+            "  --pressure-actions on|off  under memory pressure unload idle models, cancel low-priority\n"
+            "                        work and refuse loads (default on; off: only report)\n"
+            "  --guard on|off        the degradation guard: stop a model that thrashes (default on)\n"
             "  --fallback-url URL    an OpenAI-compatible server that serves a model when it cannot be\n"
             "                        loaded here (another headroomd, llama-server, vLLM)\n"
             "  --fallback-model NAME its name there (default: the same name)\n"
@@ -140,6 +143,15 @@ static bool set_option(server_config *c, const char *name, const char *value)
     } else if (strcmp(name, "queue") == 0) {
         if (!parse_long("--queue", value, 1, 65536, &number)) return false;
         c->queue_capacity = (int32_t)number;
+    } else if (strcmp(name, "pressure-actions") == 0 || strcmp(name, "guard") == 0) {
+        bool on = strcmp(value, "on") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
+        bool off = strcmp(value, "off") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0;
+        if (!on && !off) {
+            fprintf(stderr, "headroomd: --%s takes on or off, not '%s'\n", name, value);
+            return false;
+        }
+        if (strcmp(name, "guard") == 0) c->guard = on;
+        else c->pressure_actions = on;
     } else if (strcmp(name, "reader-timeout") == 0) {
         if (!parse_keep_alive(value, &c->reader_timeout) || c->reader_timeout < 0 || c->reader_timeout > 86400) {
             fprintf(stderr, "headroomd: --reader-timeout takes a duration from 0 to 24h such as 30s or 2m, not '%s'\n", value);
@@ -203,7 +215,8 @@ static bool read_environment(server_config *c)
         { "HEADROOM_MODELS_DIR", "models-dir" }, { "HEADROOM_KEEP_ALIVE", "keep-alive" },
         { "HEADROOM_API_KEY", "api-key" }, { "HEADROOM_CTX", "ctx" }, { "HEADROOM_THREADS", "threads" },
         { "HEADROOM_FALLBACK_URL", "fallback-url" }, { "HEADROOM_FALLBACK_MODEL", "fallback-model" },
-        { "HEADROOM_FALLBACK_API_KEY", "fallback-api-key" },
+        { "HEADROOM_FALLBACK_API_KEY", "fallback-api-key" }, { "HEADROOM_PRESSURE_ACTIONS", "pressure-actions" },
+        { "HEADROOM_GUARD", "guard" },
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *value = getenv(names[i].variable);
@@ -280,6 +293,8 @@ int main(int argc, char **argv)
     c->keep_alive = 600;
     c->queue_capacity = 64;
     c->reader_timeout = 30;
+    c->pressure_actions = true;
+    c->guard = true;
     c->max_body_bytes = 1 << 20;
     c->max_tokens_limit = 8192;
 
@@ -289,6 +304,7 @@ int main(int argc, char **argv)
         { "keep-alive", required_argument, NULL, 0 }, { "api-key", required_argument, NULL, 0 },
         { "ctx", required_argument, NULL, 0 }, { "threads", required_argument, NULL, 0 },
         { "queue", required_argument, NULL, 0 }, { "reader-timeout", required_argument, NULL, 0 },
+        { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },
         { "max-body", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
         { "fallback-url", required_argument, NULL, 0 }, { "fallback-model", required_argument, NULL, 0 },
@@ -350,6 +366,8 @@ int main(int argc, char **argv)
 
     hr_context_params params = hr_context_default_params();
     params.keep_alive = c->keep_alive;
+    params.pressure_actions = c->pressure_actions;
+    params.guard = c->guard;
     if (c->fallback_url[0]) {
         params.fallback.url = c->fallback_url;
         params.fallback.model = c->fallback_model[0] ? c->fallback_model : NULL;

@@ -35,6 +35,8 @@ typedef struct server_config {
     int32_t threads;              /* --threads (0: one per CPU) */
     int32_t queue_capacity;       /* --queue: pieces buffered per stream (default 64) */
     double reader_timeout;        /* --reader-timeout: seconds a stalled reader may hold a model others wait for (30) */
+    bool pressure_actions;        /* --pressure-actions on|off: unload and cancel under pressure (on) */
+    bool guard;                   /* --guard on|off: the degradation guard (on) */
     size_t max_body_bytes;        /* --max-body: largest request body (default 1 MiB) */
     int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
     char config_file[4096];       /* --config, HEADROOM_CONFIG */
