@@ -792,6 +792,26 @@ static bool resident_bytes(void *map, size_t length, size_t page, uint64_t *out)
     return ok;
 }
 
+uint64_t hr_file_drop_page_cache(int fd)
+{
+#ifndef POSIX_FADV_DONTNEED
+    (void)fd;
+    return 0;
+#else
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return 0;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    /* a mapping that is never touched faults nothing in: it only lets mincore look */
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    uint64_t before = 0, after = 0;
+    bool measured = map != MAP_FAILED && resident_bytes(map, (size_t)st.st_size, page, &before);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    measured = measured && resident_bytes(map, (size_t)st.st_size, page, &after);
+    if (map != MAP_FAILED) munmap(map, (size_t)st.st_size);
+    return measured && after < before ? before - after : 0;
+#endif
+}
+
 HR_API int hr_cache_release_memory(hr_context *ctx, uint64_t *bytes_released)
 {
     hr_clear_error();
@@ -811,24 +831,11 @@ HR_API int hr_cache_release_memory(hr_context *ctx, uint64_t *bytes_released)
     struct snapshot *list = NULL;
     size_t count = 0;
     rc = scan(dirfd, directory, &list, &count);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     uint64_t released = 0;
     for (size_t i = 0; i < count; i++) {
         int fd = openat(dirfd, list[i].name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) continue;
-        struct stat st;
-        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-            close(fd);
-            continue;
-        }
-        /* a mapping that is never touched faults nothing in: it only lets mincore look */
-        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        uint64_t before = 0, after = 0;
-        bool measured = map != MAP_FAILED && resident_bytes(map, (size_t)st.st_size, page, &before);
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        if (measured && resident_bytes(map, (size_t)st.st_size, page, &after) && after < before)
-            released += before - after;
-        if (map != MAP_FAILED) munmap(map, (size_t)st.st_size);
+        released += hr_file_drop_page_cache(fd);   /* skips what is not a regular file */
         close(fd);
     }
     free(list);

@@ -15,4 +15,9 @@
  * $HOME/.cache/headroom. A malloc'd string, or NULL when none is known. Nothing is created. */
 char *hr_cache_resolve_root(const char *configured);
 
+/* Drops the page cache of the regular file open as `fd` (posix_fadvise DONTNEED) and returns
+ * the bytes that left memory, measured with mincore before and after (0 where it cannot tell or
+ * the platform cannot drop pages). Never reads the file. */
+uint64_t hr_file_drop_page_cache(int fd);
+
 #endif

@@ -18,8 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +28,7 @@
 #include "core/log.h"
 #include "policy/plan.h"
 #include "probe/probe.h"
+#include "runtime/cache.h"
 #include "runtime/model.h"
 #include "runtime/monitor.h"
 
@@ -187,30 +186,9 @@ static int64_t unload_marked(struct hr_registry *r, struct entry *e, const char 
     return freed;
 }
 
-/* The page cache that headroom's own files hold: model files that are not loaded. Dropping it
- * never hurts a running model and lets the kernel hand the pages to others at once. Measured
- * with mincore before and after. */
-static uint64_t resident_bytes(const char *path, bool drop)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    struct stat st;
-    uint64_t resident = 0;
-    if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        if (drop) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        long page = sysconf(_SC_PAGESIZE);
-        size_t pages = ((size_t)st.st_size + (size_t)page - 1) / (size_t)page;
-        void *map = mmap(NULL, (size_t)st.st_size, PROT_NONE, MAP_SHARED, fd, 0);
-        unsigned char *vec = map != MAP_FAILED ? malloc(pages) : NULL;
-        if (vec && mincore(map, (size_t)st.st_size, vec) == 0)
-            for (size_t i = 0; i < pages; i++) resident += (vec[i] & 1) ? (uint64_t)page : 0;
-        free(vec);
-        if (map != MAP_FAILED) munmap(map, (size_t)st.st_size);
-    }
-    close(fd);
-    return resident;
-}
-
+/* headroom's caches: the page cache of its KV snapshot files and of model files that are not
+ * loaded. Dropping it never hurts a running model and lets the kernel hand the pages to others
+ * at once. */
 static void free_caches(struct hr_registry *r, const char *reason)
 {
     char *paths[MAX_MODELS];
@@ -221,10 +199,11 @@ static void free_caches(struct hr_registry *r, const char *reason)
     pthread_mutex_unlock(&r->lock);
     uint64_t freed = 0;
     for (int i = 0; i < n; i++) {
-        if (!paths[i]) continue;
-        uint64_t before = resident_bytes(paths[i], true);
-        uint64_t after = resident_bytes(paths[i], false);
-        if (before > after) freed += before - after;
+        int fd = paths[i] ? open(paths[i], O_RDONLY | O_CLOEXEC) : -1;
+        if (fd >= 0) {
+            freed += hr_file_drop_page_cache(fd);
+            close(fd);
+        }
         free(paths[i]);
     }
     uint64_t snapshots = 0;
