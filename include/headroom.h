@@ -295,6 +295,12 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
 /* Unloads a model and returns its memory; NULL is ignored. Not while a generation on it runs. */
 HR_API void hr_model_free(hr_model *model);
 
+/* What headroom calls the model at `path`: its file name without the directory and without a
+ * ".gguf" ending ("/models/llama-3b.gguf" -> "llama-3b"), as hr_model_load names models and
+ * headroomd's catalogue does. Writes at most `size` bytes, NUL included (cut when longer), and
+ * returns the name's full length. `name` may be `path` itself. Pure; any thread. */
+HR_API size_t hr_model_name_from_path(const char *path, char *name, size_t size);
+
 typedef struct hr_model_info {
     char description[128];   /* the engine's one-line description, e.g. "llama ?B Q8_0" */
     char name[128];          /* general.name from the file, or "" */

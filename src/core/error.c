@@ -4,6 +4,7 @@
  */
 #include "core/error.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -16,6 +17,28 @@ int hr_fail(int code, const char *format, ...)
     vsnprintf(last_error, sizeof last_error, format, args);
     va_end(args);
     return code;
+}
+
+int hr_code_for_errno(int error)
+{
+    switch (error) {
+    case ENOENT:
+    case ENOTDIR:
+        return HR_ENOENT;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return HR_EACCES;
+    case ENOMEM:
+        return HR_ENOMEM;
+    case EOPNOTSUPP:
+#if defined(ENOTSUP) && ENOTSUP != EOPNOTSUPP
+    case ENOTSUP:
+#endif
+        return HR_ENOTSUP;
+    default:
+        return HR_EIO;
+    }
 }
 
 void hr_clear_error(void)

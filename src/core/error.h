@@ -11,6 +11,11 @@
  * `return hr_fail(HR_ENOENT, "model file not found: %s", path);`. */
 int hr_fail(int code, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
+/* The HR_E* code for an errno value, for the sentences built around it: absence (ENOENT,
+ * ENOTDIR) is HR_ENOENT, refusal (EACCES, EPERM, EROFS) HR_EACCES, ENOMEM HR_ENOMEM, an
+ * unsupported operation HR_ENOTSUP, anything else HR_EIO. */
+int hr_code_for_errno(int error);
+
 /* Clears the thread's sentence at the start of a public call. */
 void hr_clear_error(void);
 

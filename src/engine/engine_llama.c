@@ -543,7 +543,7 @@ static int llama_load_state(hr_engine_model *model, const char *path, hr_token *
     llama_reset(model);
     if (access(path, R_OK) != 0) {
         if (errno == ENOENT) return hr_fail(HR_ENOENT, "snapshot not found: %s", path);
-        return hr_fail(errno == EACCES ? HR_EACCES : HR_EIO, "cannot read snapshot %s: %s", path, strerror(errno));
+        return hr_fail(hr_code_for_errno(errno), "cannot read snapshot %s: %s", path, strerror(errno));
     }
     last_engine_error[0] = '\0';
     size_t n_tokens = 0;

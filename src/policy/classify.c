@@ -9,10 +9,10 @@
 
 #include "policy/pressure.h"
 
-hr_thresholds hr_thresholds_default(void)
+hr_pressure_thresholds hr_pressure_thresholds_default(void)
 {
     /* docs/pressure.md explains each value against systemd-oomd, lmkd and earlyoom. */
-    hr_thresholds t = {
+    hr_pressure_thresholds t = {
         .warn_free_percent = 15.0,
         .critical_free_percent = 5.0,
         .free_margin_percent = 5.0,
@@ -27,12 +27,12 @@ hr_thresholds hr_thresholds_default(void)
     return t;
 }
 
-const char *hr_level_name(hr_level level)
+HR_API const char *hr_pressure_level_name(enum hr_pressure_level level)
 {
     switch (level) {
-    case HR_LEVEL_NORMAL: return "normal";
-    case HR_LEVEL_WARN: return "warn";
-    case HR_LEVEL_CRITICAL: return "critical";
+    case HR_PRESSURE_NORMAL: return "normal";
+    case HR_PRESSURE_WARN: return "warn";
+    case HR_PRESSURE_CRITICAL: return "critical";
     }
     return "unknown";
 }
@@ -65,7 +65,7 @@ static double mib(uint64_t bytes)
 
 /* The level the signals justify and the reasons for it. `leaving` applies the margins: the
  * test for staying at a level is easier to pass than the test for entering it. */
-static hr_level level_for(const hr_pressure_signals *s, const hr_thresholds *t, bool leaving,
+static enum hr_pressure_level level_for(const hr_pressure_signals *s, const hr_pressure_thresholds *t, bool leaving,
                           struct reasons *out)
 {
     struct reasons critical = { .length = 0 }, warn = { .length = 0 };
@@ -111,23 +111,23 @@ static hr_level level_for(const hr_pressure_signals *s, const hr_thresholds *t, 
     if (s->darwin_level >= 4) add_reason(&critical, "macOS reports critical memory pressure");
     else if (s->darwin_level >= 2) add_reason(&warn, "macOS reports memory pressure (warn)");
 
-    if (critical.length > 0) { *out = critical; return HR_LEVEL_CRITICAL; }
-    if (warn.length > 0) { *out = warn; return HR_LEVEL_WARN; }
+    if (critical.length > 0) { *out = critical; return HR_PRESSURE_CRITICAL; }
+    if (warn.length > 0) { *out = warn; return HR_PRESSURE_WARN; }
     out->length = 0;
     out->text[0] = '\0';
     if (s->memory.known)
         add_reason(out, "%.0f MiB available, %.1f%% of %s", mib(scope->available), s->free_percent, scope->name);
     else
         add_reason(out, "no memory source could be read");
-    return HR_LEVEL_NORMAL;
+    return HR_PRESSURE_NORMAL;
 }
 
-void hr_classify(const hr_pressure_signals *signals, const hr_thresholds *thresholds,
+void hr_classify(const hr_pressure_signals *signals, const hr_pressure_thresholds *thresholds,
                  hr_classifier_state *state, double now, hr_classification *out)
 {
     struct reasons entering, staying;
-    hr_level before = state->level;
-    hr_level enter = level_for(signals, thresholds, false, &entering);
+    enum hr_pressure_level before = state->level;
+    enum hr_pressure_level enter = level_for(signals, thresholds, false, &entering);
 
     if (enter >= state->level) {
         state->level = enter;
@@ -136,7 +136,7 @@ void hr_classify(const hr_pressure_signals *signals, const hr_thresholds *thresh
     } else if (level_for(signals, thresholds, true, &staying) >= state->level) {
         /* Better than the enter values, not yet by the margin: hold, and the calm clock waits. */
         state->calm = false;
-        snprintf(out->reason, sizeof out->reason, "held at %s: %s", hr_level_name(state->level), staying.text);
+        snprintf(out->reason, sizeof out->reason, "held at %s: %s", hr_pressure_level_name(state->level), staying.text);
     } else {
         if (!state->calm) {
             state->calm = true;
@@ -149,7 +149,7 @@ void hr_classify(const hr_pressure_signals *signals, const hr_thresholds *thresh
             snprintf(out->reason, sizeof out->reason, "calm for %d s: %s", (int)calm_for, entering.text);
         } else {
             snprintf(out->reason, sizeof out->reason, "held at %s for %d s more: %s",
-                     hr_level_name(state->level), (int)(thresholds->hold_seconds - calm_for + 0.5), entering.text);
+                     hr_pressure_level_name(state->level), (int)(thresholds->hold_seconds - calm_for + 0.5), entering.text);
         }
     }
     out->level = state->level;

@@ -48,7 +48,7 @@ static int least_recently_used(const hr_plan *plan, const hr_plan_model *models,
 void hr_plan_compute(const hr_plan_input *in, const hr_plan_model *models, int n, hr_plan *plan)
 {
     memset(plan, 0, sizeof *plan);
-    plan->refuse_loads = in->level == HR_LEVEL_CRITICAL;
+    plan->refuse_loads = in->level == HR_PRESSURE_CRITICAL;
 
     for (int i = 0; i < n; i++) {
         const hr_plan_model *m = &models[i];
@@ -57,10 +57,10 @@ void hr_plan_compute(const hr_plan_input *in, const hr_plan_model *models, int n
         else wake_at(plan, m->expires_at);
     }
 
-    hr_level level = in->level < in->fresh_level ? in->level : in->fresh_level;
-    if (!in->pressure_actions || level == HR_LEVEL_NORMAL) return;
+    enum hr_pressure_level level = in->level < in->fresh_level ? in->level : in->fresh_level;
+    if (!in->pressure_actions || level == HR_PRESSURE_NORMAL) return;
     wake_at(plan, in->now + in->pressure_interval);
-    bool critical = level == HR_LEVEL_CRITICAL;
+    bool critical = level == HR_PRESSURE_CRITICAL;
     const char *why = critical ? "memory pressure is critical" : "memory pressure (warn)";
 
     if (!in->caches_freed) add(plan, HR_PLAN_FREE_CACHES, -1, why);

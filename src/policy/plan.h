@@ -2,7 +2,7 @@
  * plan.h: the lifecycle's decisions as a pure function: from the pressure level, the models and
  * the time to an ordered list of actions (unload an expired model, free caches, unload the least
  * recently used idle model, cancel the lowest-priority work) and when to look again. No I/O, no
- * clock, no threads: runtime/registry.c gathers the facts, calls hr_plan, and carries it out.
+ * clock, no threads: runtime/lifecycle.c gathers the facts, calls hr_plan, and carries it out.
  */
 #ifndef HR_POLICY_PLAN_H
 #define HR_POLICY_PLAN_H
@@ -27,8 +27,8 @@ typedef struct hr_plan_model {
 
 typedef struct hr_plan_input {
     double now;                      /* monotonic seconds */
-    hr_level level;                  /* the classifier's level (with its hold) */
-    hr_level fresh_level;            /* the level of a fresh sample without the hold: after an
+    enum hr_pressure_level level;                  /* the classifier's level (with its hold) */
+    enum hr_pressure_level fresh_level;            /* the level of a fresh sample without the hold: after an
                                         unload the held level stays up for a while, and the plan
                                         must not unload more than the memory needs */
     bool pressure_actions;           /* false: only keep-alive deadlines */

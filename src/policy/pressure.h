@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/memory.h"
+#include "headroom.h"   /* the level and threshold types are the public ones */
 
 /* ---- effective available memory: the scope that binds --------------------------------------- */
 
@@ -61,44 +62,29 @@ void hr_pressure_signals_compute(const hr_sample *previous, const hr_sample *cur
 
 /* ---- classification with hysteresis --------------------------------------------------------- */
 
-typedef enum hr_level { HR_LEVEL_NORMAL = 0, HR_LEVEL_WARN = 1, HR_LEVEL_CRITICAL = 2 } hr_level;
-
-/* Every threshold has an enter value; leaving a level needs the signal to be better than the
+/* The levels and thresholds are headroom.h's own (enum hr_pressure_level, hr_pressure_thresholds).
+ * Every threshold has an enter value; leaving a level needs the signal to be better than the
  * enter value by the margin, for hold_seconds without a break. docs/pressure.md justifies the
- * defaults against systemd-oomd, Android's lmkd and earlyoom. */
-typedef struct hr_thresholds {
-    double warn_free_percent;            /* effective available below this share of its scope */
-    double critical_free_percent;
-    double free_margin_percent;          /* leave a level only above enter + margin */
-    double warn_stall_some_percent;      /* PSI some, share of the sampling interval */
-    double critical_stall_some_percent;
-    double critical_stall_full_percent;
-    double stall_margin_ratio;           /* leave a stall level below enter * ratio */
-    double warn_swap_in_per_second;      /* pages per second swapped in */
-    double critical_swap_per_second;     /* swapped in AND out at this rate: thrashing */
-    double hold_seconds;                 /* calm needed before stepping down one level */
-} hr_thresholds;
-
-hr_thresholds hr_thresholds_default(void);
+ * defaults against systemd-oomd, Android's lmkd and earlyoom; hr_context_default_params() hands
+ * them out. */
+hr_pressure_thresholds hr_pressure_thresholds_default(void);
 
 /* What the classifier remembers between calls; zero-initialise it before the first. */
 typedef struct hr_classifier_state {
-    hr_level level;
+    enum hr_pressure_level level;
     bool calm;                 /* signals have been below the current level's exit values ... */
     double calm_since;         /* ... since this time */
 } hr_classifier_state;
 
 typedef struct hr_classification {
-    hr_level level;
+    enum hr_pressure_level level;
     bool changed;              /* level differs from the state's level before the call */
     char reason[512];          /* words: what drives the level, or why it is held */
 } hr_classification;
 
 /* Classifies `signals` taken at time `now` (seconds, any monotonic origin), updating `state`.
  * A rise takes effect at once; a fall one level at a time after hold_seconds of calm. */
-void hr_classify(const hr_pressure_signals *signals, const hr_thresholds *thresholds,
+void hr_classify(const hr_pressure_signals *signals, const hr_pressure_thresholds *thresholds,
                  hr_classifier_state *state, double now, hr_classification *out);
-
-const char *hr_level_name(hr_level level);
 
 #endif /* HR_POLICY_PRESSURE_H */

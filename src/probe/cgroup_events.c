@@ -13,12 +13,10 @@
 #include "core/error.h"
 #include "probe/probe.h"
 
+/* EINVAL from cgroup.event_control means the kernel does not offer the event here. */
 static int code_for(int error)
 {
-    if (error == ENOENT || error == ENOTDIR) return HR_ENOENT;
-    if (error == EACCES || error == EPERM) return HR_EACCES;
-    if (error == EINVAL || error == EOPNOTSUPP) return HR_ENOTSUP;
-    return HR_EIO;
+    return error == EINVAL ? HR_ENOTSUP : hr_code_for_errno(error);
 }
 
 int hr_cgroup_pressure_level_open(const char *rooted_directory, const char *level, int *fd_out)

@@ -44,24 +44,6 @@ int hr_fs_path(const hr_fsroot *root, const char *absolute_path, char *buffer, s
     return HR_OK;
 }
 
-/* The kernel's reasons mapped to the codes callers branch on: absence and refusal are normal
- * answers from /proc and /sys (no PSI, no swap accounting); everything else is an I/O failure. */
-static int code_for_errno(int error)
-{
-    switch (error) {
-    case ENOENT:
-    case ENOTDIR:
-        return HR_ENOENT;
-    case EACCES:
-    case EPERM:
-        return HR_EACCES;
-    case EOPNOTSUPP:
-        return HR_ENOTSUP;
-    default:
-        return HR_EIO;
-    }
-}
-
 static int open_rooted(const hr_fsroot *root, const char *absolute_path, int *fd_out)
 {
     char path[HR_FS_PATH_MAX];
@@ -70,7 +52,7 @@ static int open_rooted(const hr_fsroot *root, const char *absolute_path, int *fd
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int error = errno;
-        return hr_fail(code_for_errno(error), "cannot open %s: %s", path, strerror(error));
+        return hr_fail(hr_code_for_errno(error), "cannot open %s: %s", path, strerror(error));
     }
     *fd_out = fd;
     return HR_OK;
@@ -89,7 +71,7 @@ static ssize_t read_retrying(int fd, char *buffer, size_t capacity)
 static int read_failed(const hr_fsroot *root, const char *absolute_path)
 {
     int error = errno;
-    return hr_fail(code_for_errno(error), "cannot read %s%s: %s", root ? root->prefix : "",
+    return hr_fail(hr_code_for_errno(error), "cannot read %s%s: %s", root ? root->prefix : "",
                    absolute_path, strerror(error));
 }
 

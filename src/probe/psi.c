@@ -106,10 +106,7 @@ int hr_psi_trigger_open(const char *rooted_path, const char *kind, uint64_t stal
     int fd = open(rooted_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int error = errno;
-        int code = error == ENOENT || error == ENOTDIR ? HR_ENOENT
-                 : error == EACCES || error == EPERM  ? HR_EACCES
-                                                      : HR_EIO;
-        return hr_fail(code, "cannot open %s for a PSI trigger: %s", rooted_path, strerror(error));
+        return hr_fail(hr_code_for_errno(error), "cannot open %s for a PSI trigger: %s", rooted_path, strerror(error));
     }
     /* With the terminating NUL, as the kernel's documentation does: the kernel overwrites the last
      * byte written with a NUL, so without one the window would lose its last digit. */
@@ -132,7 +129,7 @@ int hr_psi_trigger_open(const char *rooted_path, const char *kind, uint64_t stal
         if (error == EOPNOTSUPP)
             return hr_fail(HR_ENOTSUP, "PSI triggers are not supported on %s: %s; sample the file instead",
                            rooted_path, strerror(error));
-        return hr_fail(error == EACCES || error == EPERM ? HR_EACCES : HR_EIO,
+        return hr_fail(hr_code_for_errno(error),
                        "cannot register the PSI trigger \"%s\" on %s: %s", request, rooted_path,
                        strerror(error));
     }

@@ -1,11 +1,18 @@
 /*
- * cache.h: headroom's cache directory, as the rest of the library needs it: where it is and what
- * it may hold. The public calls (snapshots, list, clear, release) are in include/headroom.h.
+ * cache.h: headroom's cache directory, as the rest of the library needs it: where it is, what it
+ * may hold, and the kv/ folder's walks that snapshot.c uses. The public calls (snapshots, list,
+ * clear, release) are in include/headroom.h.
  */
 #ifndef HR_RUNTIME_CACHE_H
 #define HR_RUNTIME_CACHE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "headroom.h"
+
+struct hr_snapshot;
 
 /* The budget when hr_context_params.cache_budget_bytes is 0: 2 GiB. */
 #define HR_CACHE_DEFAULT_BUDGET ((uint64_t)2 << 30)
@@ -15,9 +22,19 @@
  * $HOME/.cache/headroom. A malloc'd string, or NULL when none is known. Nothing is created. */
 char *hr_cache_resolve_root(const char *configured);
 
-/* Drops the page cache of the regular file open as `fd` (posix_fadvise DONTNEED) and returns
- * the bytes that left memory, measured with mincore before and after (0 where it cannot tell or
- * the platform cannot drop pages). Never reads the file. */
-uint64_t hr_file_drop_page_cache(int fd);
+/* Opens <root>/kv as *fd_out (creating it and the root, private to the user, when `create`),
+ * refusing a kv/ that is a symbolic link; its path goes to `path`. HR_ENOENT when there is none. */
+int hr_cache_open_kv(hr_context *ctx, bool create, int *fd_out, char *path, size_t size);
+
+/* Every intact snapshot in kv/, in directory order; *out is malloc'd (NULL when none). */
+int hr_cache_scan(int dirfd, const char *path, struct hr_snapshot **out, size_t *count);
+
+/* Removes interrupted saves' leftovers, then the least recently used snapshots until the cache
+ * fits its budget; never `keep`. Failures are logged, not returned: the save already stands. */
+void hr_cache_evict(hr_context *ctx, int dirfd, const char *path, const char *keep);
+
+/* "<directory>/<name>", cut at `size` (the callers' buffers hold any path hr_cache_open_kv
+ * accepts; only hr_cache_entry.path is shorter, and says so in headroom.h). */
+void hr_cache_join_path(char *out, size_t size, const char *directory, const char *name);
 
 #endif

@@ -285,8 +285,7 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
     pthread_mutex_lock(&model->window_lock);   /* waits only for a snapshot save or restore */
 
     double started = hr_now_seconds();
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
+    double wall = hr_wall_seconds();
     struct text_stream stream = { .fn = piece_fn, .user_data = user_data };
     if (model->engine->complete && !model->engine->decode)   /* the remote engine: one request */
         rc = hr_generate_remote(model, prompt, &p, stream_piece, &stream, stats, started);
@@ -302,6 +301,6 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
         rc = hr_fail(HR_ECANCELLED, "the generation was cancelled after %d tokens", stats->generated_tokens);
     pthread_mutex_unlock(&model->window_lock);
     atomic_store(&model->busy, false);
-    hr_metrics_record(model, client, (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9, stats, rc);
+    hr_metrics_record(model, client, wall, stats, rc);
     return rc;
 }

@@ -30,7 +30,7 @@ void hr_metrics_record(hr_model *model, const char *client, double started_at_wa
     record.tokens_per_second = stats->tokens_per_second;
     hr_process_memory self;
     if (hr_self_read(NULL, &self) == HR_OK) record.peak_rss_bytes = self.peak_rss;
-    hr_level level = HR_LEVEL_NORMAL;
+    enum hr_pressure_level level = HR_PRESSURE_NORMAL;
     if (ctx->monitor && hr_monitor_level(ctx->monitor, &level)) {
         record.pressure_known = true;
         record.pressure_level = (enum hr_pressure_level)level;

@@ -58,13 +58,24 @@ struct hr_model *hr_model_new(hr_context *ctx, const hr_engine_ops *engine, cons
     pthread_mutex_init(&model->queue_lock, NULL);
     pthread_cond_init(&model->queue_changed, NULL);
     pthread_mutex_init(&model->window_lock, NULL);
-    /* the file name without ".gguf": what headroomd and people call the model (general.name
-     * stays in hr_model_info.name) */
-    const char *base = strrchr(path, '/');
-    snprintf(model->name, sizeof model->name, "%s", base ? base + 1 : path);
-    size_t name_length = strlen(model->name);
-    if (name_length > 5 && strcmp(model->name + name_length - 5, ".gguf") == 0) model->name[name_length - 5] = '\0';
+    /* what headroomd and people call the model (general.name stays in hr_model_info.name) */
+    hr_model_name_from_path(path, model->name, sizeof model->name);
     return model;
+}
+
+HR_API size_t hr_model_name_from_path(const char *path, char *name, size_t size)
+{
+    if (!path) path = "";
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t length = strlen(base);
+    if (length > 5 && strcmp(base + length - 5, ".gguf") == 0) length -= 5;
+    if (name && size > 0) {
+        size_t kept = length < size ? length : size - 1;
+        memmove(name, base, kept);   /* `name` may be `path` itself */
+        name[kept] = '\0';
+    }
+    return length;
 }
 
 void hr_model_destroy(struct hr_model *model)

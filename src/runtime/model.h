@@ -8,14 +8,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "core/context.h"
+#include "runtime/context.h"
 #include "policy/guard.h"
 
 struct hr_session;
 
 /* What a KV snapshot must match to be restored into a model: the same file (by its resolved
  * path, size and modification time), window and cache types, on the same engine. Filled in at
- * load (runtime/cache.c), so a file replaced after the load does not change it. */
+ * load (runtime/snapshot_file.c), so a file replaced after the load does not change it. */
 struct hr_model_identity {
     bool known;                    /* false: snapshots are refused, `problem` says why */
     char problem[256];
@@ -97,7 +97,7 @@ bool hr_model_work(hr_model *model, int32_t *lowest_priority);
  * `reason` as the sentence. The model stays loaded. */
 void hr_model_cancel_work(hr_model *model, const char *reason);
 
-/* Fills model->identity from its file and engine (runtime/cache.c); never fails the load. */
+/* Fills model->identity from its file and engine (runtime/snapshot_file.c); never fails the load. */
 void hr_model_identity_init(hr_model *model);
 
 /* Makes sure window_tokens can hold the whole context window. */

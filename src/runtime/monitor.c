@@ -15,9 +15,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "core/context.h"
+#include "runtime/context.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "platform/platform.h"
 #include "probe/probe.h"
 
 enum {
@@ -37,7 +38,7 @@ struct source {
 };
 
 struct hr_monitor {
-    hr_thresholds thresholds;          /* immutable after start */
+    hr_pressure_thresholds thresholds;          /* immutable after start */
     double interval_min, interval_max;
     bool interval_max_auto;             /* decided by open_sources from what the kernel offers */
     hr_event_bus *events;
@@ -53,25 +54,8 @@ struct hr_monitor {
     hr_sample current;
     hr_pressure_signals signals;
     hr_classification classification;
-    hr_level fresh_level;               /* the same signals classified without the hold */
+    enum hr_pressure_level fresh_level;               /* the same signals classified without the hold */
 };
-
-hr_thresholds hr_thresholds_from_public(const hr_pressure_thresholds *p)
-{
-    hr_thresholds t = {
-        .warn_free_percent = p->warn_free_percent,
-        .critical_free_percent = p->critical_free_percent,
-        .free_margin_percent = p->free_margin_percent,
-        .warn_stall_some_percent = p->warn_stall_some_percent,
-        .critical_stall_some_percent = p->critical_stall_some_percent,
-        .critical_stall_full_percent = p->critical_stall_full_percent,
-        .stall_margin_ratio = p->stall_margin_ratio,
-        .warn_swap_in_per_second = p->warn_swap_in_per_second,
-        .critical_swap_per_second = p->critical_swap_per_second,
-        .hold_seconds = p->hold_seconds,
-    };
-    return t;
-}
 
 void hr_pressure_fill(const hr_sample *sample, const hr_pressure_signals *signals,
                       const hr_classification *classification, const char *detection,
@@ -218,7 +202,7 @@ static const hr_sample *reference_sample(const hr_sample *ring, int count, int n
 static bool moving(const hr_pressure_signals *signals, const hr_classification *classification,
                    const hr_sample *previous, const hr_sample *current)
 {
-    if (classification->level != HR_LEVEL_NORMAL) return true;
+    if (classification->level != HR_PRESSURE_NORMAL) return true;
     if (signals->stall_known && signals->stall_some_percent > 0.1) return true;
     if (signals->rates_known && signals->swap_in_per_second + signals->swap_out_per_second > 0) return true;
     if (previous) {
@@ -245,7 +229,7 @@ static void drain(struct source *s)
 static void *monitor_main(void *arg)
 {
     hr_monitor *m = arg;
-    pthread_setname_np(pthread_self(), "hr-monitor");
+    hr_thread_set_name("hr-monitor");
     hr_sample *ring = calloc(RING, sizeof *ring);
     if (!ring) {
         hr_log(HR_LOG_ERROR, "pressure monitor: out of memory; pressure is not monitored");
@@ -274,7 +258,7 @@ static void *monitor_main(void *arg)
 
         hr_pressure_signals signals;
         hr_classification classification;
-        hr_level before = state.level;
+        enum hr_pressure_level before = state.level;
         hr_pressure_signals_compute(reference_sample(ring, count, newest), &ring[newest], &signals);
         hr_classify(&signals, &m->thresholds, &state, ring[newest].timestamp, &classification);
         /* Without the hold: what memory looks like now, so the lifecycle stops unloading as soon
@@ -293,8 +277,8 @@ static void *monitor_main(void *arg)
         pthread_mutex_unlock(&m->lock);
 
         if (classification.changed) {
-            hr_log(HR_LOG_INFO, "memory pressure %s -> %s: %s", hr_level_name(before),
-                   hr_level_name(classification.level), classification.reason);
+            hr_log(HR_LOG_INFO, "memory pressure %s -> %s: %s", hr_pressure_level_name(before),
+                   hr_pressure_level_name(classification.level), classification.reason);
             hr_event event = {
                 .type = HR_EVENT_PRESSURE,
                 .timestamp = ring[newest].timestamp,
@@ -361,7 +345,7 @@ int hr_monitor_start(const hr_monitor_params *params, hr_monitor **out)
     }
     for (int i = 0; i < 2; i++) fcntl(m->wake[i], F_SETFD, FD_CLOEXEC);
     pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->updated, NULL);
+    hr_cond_init_monotonic(&m->updated);
     open_sources(m);
     int rc = pthread_create(&m->thread, NULL, monitor_main, m);
     if (rc != 0) {
@@ -397,16 +381,8 @@ int hr_monitor_pressure(hr_monitor *m, double wait_seconds, hr_pressure *out)
 {
     pthread_mutex_lock(&m->lock);
     if (!m->ready && wait_seconds > 0) {
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        double whole = floor(wait_seconds);
-        deadline.tv_sec += (time_t)whole;
-        deadline.tv_nsec += (long)((wait_seconds - whole) * 1e9);
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-        while (!m->ready && pthread_cond_timedwait(&m->updated, &m->lock, &deadline) == 0) {
+        double deadline = hr_now_seconds() + wait_seconds;
+        while (!m->ready && hr_cond_wait_until(&m->updated, &m->lock, deadline) == 0) {
         }
     }
     if (!m->ready) {
@@ -418,7 +394,7 @@ int hr_monitor_pressure(hr_monitor *m, double wait_seconds, hr_pressure *out)
     return HR_OK;
 }
 
-bool hr_monitor_level(hr_monitor *m, hr_level *out)
+bool hr_monitor_level(hr_monitor *m, enum hr_pressure_level *out)
 {
     pthread_mutex_lock(&m->lock);
     bool ready = m->ready;
@@ -427,7 +403,7 @@ bool hr_monitor_level(hr_monitor *m, hr_level *out)
     return ready;
 }
 
-bool hr_monitor_levels(hr_monitor *m, hr_level *held, hr_level *fresh)
+bool hr_monitor_levels(hr_monitor *m, enum hr_pressure_level *held, enum hr_pressure_level *fresh)
 {
     pthread_mutex_lock(&m->lock);
     bool ready = m->ready;

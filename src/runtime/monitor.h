@@ -12,7 +12,7 @@
 typedef struct hr_monitor hr_monitor;
 
 typedef struct hr_monitor_params {
-    hr_thresholds thresholds;
+    hr_pressure_thresholds thresholds;
     double interval_min;     /* seconds between samples while memory moves */
     double interval_max;     /* ... and when all is quiet */
     hr_event_bus *events;    /* where level changes go; outlives the monitor */
@@ -30,19 +30,16 @@ void hr_monitor_stop(hr_monitor *monitor);
 int hr_monitor_pressure(hr_monitor *monitor, double wait_seconds, hr_pressure *out);
 
 /* The latest level without waiting; false before the first reading. */
-bool hr_monitor_level(hr_monitor *monitor, hr_level *out);
+bool hr_monitor_level(hr_monitor *monitor, enum hr_pressure_level *out);
 
 /* The latest level with the classifier's hold, and the same signals classified afresh (a fall
  * shows at once); false before the first reading. */
-bool hr_monitor_levels(hr_monitor *monitor, hr_level *held, hr_level *fresh);
+bool hr_monitor_levels(hr_monitor *monitor, enum hr_pressure_level *held, enum hr_pressure_level *fresh);
 
 /* Fills an hr_pressure from a sample, its signals and a classification (shared with the path
  * that runs without a monitor). */
 void hr_pressure_fill(const hr_sample *sample, const hr_pressure_signals *signals,
                       const hr_classification *classification, const char *detection,
                       hr_pressure *out);
-
-/* The public thresholds as the policy's. */
-hr_thresholds hr_thresholds_from_public(const hr_pressure_thresholds *thresholds);
 
 #endif

@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "core/context.h"
+#include "runtime/context.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "policy/preflight.h"

@@ -10,15 +10,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "core/context.h"
+#include "runtime/context.h"
 #include "core/error.h"
 #include "probe/probe.h"
 #include "runtime/monitor.h"
-
-HR_API const char *hr_pressure_level_name(enum hr_pressure_level level)
-{
-    return hr_level_name((hr_level)level);
-}
 
 HR_API int hr_memory_sample(hr_context *ctx, hr_memory_status *out)
 {
@@ -81,7 +76,7 @@ static int check_without_monitor(hr_context *ctx, hr_pressure *out)
     }
     hr_probe_sample(NULL, hr_now_seconds(), now);
     hr_clear_error();
-    hr_thresholds thresholds = hr_thresholds_from_public(&ctx->params.thresholds);
+    hr_pressure_thresholds thresholds = ctx->params.thresholds;
     hr_pressure_signals signals;
     hr_classification classification;
     hr_pressure_signals_compute(&ctx->last_sample, now, &signals);

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "platform/platform.h"
 #include "runtime/model.h"
 
 enum { MAX_QUEUE_CAPACITY = 1 << 16 };
@@ -73,7 +74,6 @@ static void release(hr_session *s)
     free(s);
 }
 
-static struct timespec deadline_after(double seconds);
 
 /* ---- the worker ----------------------------------------------------------------------------- */
 
@@ -91,8 +91,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
         /* hr_model_free raises the model's cancel flag and joins this thread, so the wait wakes
          * every 0.25 s to look at it: a reader that stopped reading must not hold up an unload. */
         if (atomic_load(&s->model->cancel_requested)) break;
-        struct timespec deadline = deadline_after(0.25);
-        pthread_cond_timedwait(&s->writable, &s->lock, &deadline);
+        hr_cond_wait_until(&s->writable, &s->lock, hr_now_seconds() + 0.25);
         if (s->count < s->capacity || s->cancelled || s->stopped_because[0]) break;
         /* A reader that takes nothing holds the model; after reader_timeout it gives way, but
          * only to sessions that are waiting: alone on the model it may pause as long as it likes. */
@@ -165,9 +164,7 @@ static void run_session(hr_model *model, hr_session *s)
 static void *worker_main(void *arg)
 {
     hr_model *model = arg;
-    char name[16];
-    snprintf(name, sizeof name, "hr-worker");
-    pthread_setname_np(pthread_self(), name);
+    hr_thread_set_name("hr-worker");
     pthread_mutex_lock(&model->queue_lock);
     for (;;) {
         while (!model->queue_head && !model->stopping) pthread_cond_wait(&model->queue_changed, &model->queue_lock);
@@ -272,8 +269,8 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     snprintf(s->client, sizeof s->client, "%s", p.client ? p.client : "");
     s->references = 2;   /* the caller's and the worker's */
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->readable, NULL);
-    pthread_cond_init(&s->writable, NULL);
+    hr_cond_init_monotonic(&s->readable);
+    hr_cond_init_monotonic(&s->writable);
 
     pthread_mutex_lock(&model->queue_lock);
     if (model->stopping) {
@@ -301,20 +298,6 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     return HR_OK;
 }
 
-static struct timespec deadline_after(double seconds)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    time_t whole = (time_t)seconds;
-    t.tv_sec += whole;
-    t.tv_nsec += (long)((seconds - (double)whole) * 1e9);
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 /* How much of a piece fits without cutting a UTF-8 character in two. */
 static size_t whole_characters(const char *text, size_t available, size_t room)
 {
@@ -331,11 +314,11 @@ HR_API int hr_session_read(hr_session *s, char *buffer, size_t capacity, size_t 
     if (!s || !buffer || capacity < 2 || !length)
         return hr_fail(HR_EINVAL, "hr_session_read: session, a buffer of at least 2 bytes and length are required");
     *length = 0;
-    struct timespec deadline = deadline_after(timeout_seconds > 0 ? timeout_seconds : 0);
+    double deadline = hr_now_seconds() + (timeout_seconds > 0 ? timeout_seconds : 0);
     pthread_mutex_lock(&s->lock);
     while (s->count == 0 && !s->finished && !s->cancelled && timeout_seconds != 0) {
         if (timeout_seconds < 0) pthread_cond_wait(&s->readable, &s->lock);
-        else if (pthread_cond_timedwait(&s->readable, &s->lock, &deadline) == ETIMEDOUT) break;
+        else if (hr_cond_wait_until(&s->readable, &s->lock, deadline) == ETIMEDOUT) break;
     }
     int rc;
     if (s->cancelled) {

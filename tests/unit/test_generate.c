@@ -2,7 +2,7 @@
  * test_generate.c: the generation loop (runtime/generate.c) driven by a scripted fake engine:
  * stop reasons, whole-character streaming, cancellation, context limits, parameter checks,
  * prompt-prefix reuse (what is decoded, what is forgotten after a failure) and the snapshot
- * calls' bookkeeping (runtime/cache.c).
+ * calls' bookkeeping (runtime/snapshot.c).
  * The proof that generation works with llama.cpp is tests/integration/test_engine.c.
  */
 #include <dirent.h>
@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "core/context.h"
+#include "runtime/context.h"
 #include "core/error.h"
 #include "headroom.h"
 #include "runtime/model.h"

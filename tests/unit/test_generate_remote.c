@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "core/context.h"
+#include "runtime/context.h"
 #include "core/error.h"
 #include "headroom.h"
 

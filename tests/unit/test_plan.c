@@ -14,7 +14,7 @@
 #include "headroom.h"
 #include "policy/plan.h"
 
-static hr_plan_input input(hr_level level, hr_level fresh)
+static hr_plan_input input(enum hr_pressure_level level, enum hr_pressure_level fresh)
 {
     hr_plan_input in = {
         .now = 1000,
@@ -37,7 +37,7 @@ static void expired_models_unload_at_any_level(void **state)
 {
     (void)state;
     hr_plan_model models[3] = { idle_model(10, 990), idle_model(20, 1500), idle_model(30, 1000) };
-    hr_plan_input in = input(HR_LEVEL_NORMAL, HR_LEVEL_NORMAL);
+    hr_plan_input in = input(HR_PRESSURE_NORMAL, HR_PRESSURE_NORMAL);
     hr_plan plan;
     hr_plan_compute(&in, models, 3, &plan);
     assert_int_equal(plan.n_actions, 2);
@@ -55,7 +55,7 @@ static void models_in_use_pinned_or_working_never_expire(void **state)
     models[0].users = 1;
     models[1].pinned = true;
     models[2].working = true;
-    hr_plan_input in = input(HR_LEVEL_NORMAL, HR_LEVEL_NORMAL);
+    hr_plan_input in = input(HR_PRESSURE_NORMAL, HR_PRESSURE_NORMAL);
     hr_plan plan;
     hr_plan_compute(&in, models, 3, &plan);
     assert_int_equal(plan.n_actions, 0);
@@ -67,7 +67,7 @@ static void warn_frees_caches_then_one_idle_model_least_recently_used(void **sta
     (void)state;
     hr_plan_model models[4] = { idle_model(50, 0), idle_model(20, 0), idle_model(30, 0), idle_model(5, 0) };
     models[3].pinned = true;   /* the oldest, but pinned */
-    hr_plan_input in = input(HR_LEVEL_WARN, HR_LEVEL_WARN);
+    hr_plan_input in = input(HR_PRESSURE_WARN, HR_PRESSURE_WARN);
     hr_plan plan;
     hr_plan_compute(&in, models, 4, &plan);
     assert_int_equal(plan.n_actions, 2);
@@ -89,14 +89,14 @@ static void a_held_level_alone_unloads_nothing(void **state)
     (void)state;
     /* the classifier still says warn (its hold), but memory is back: no more unloading */
     hr_plan_model models[2] = { idle_model(20, 0), idle_model(30, 0) };
-    hr_plan_input in = input(HR_LEVEL_WARN, HR_LEVEL_NORMAL);
+    hr_plan_input in = input(HR_PRESSURE_WARN, HR_PRESSURE_NORMAL);
     hr_plan plan;
     hr_plan_compute(&in, models, 2, &plan);
     assert_int_equal(plan.n_actions, 0);
 
     in.pressure_actions = false;   /* switched off: nothing but deadlines */
-    in.fresh_level = HR_LEVEL_CRITICAL;
-    in.level = HR_LEVEL_CRITICAL;
+    in.fresh_level = HR_PRESSURE_CRITICAL;
+    in.level = HR_PRESSURE_CRITICAL;
     hr_plan_compute(&in, models, 2, &plan);
     assert_int_equal(plan.n_actions, 0);
     assert_true(plan.refuse_loads);   /* loads are refused under critical all the same */
@@ -109,7 +109,7 @@ static void critical_unloads_every_idle_model_then_cancels_the_lowest_priority_w
     models[0].working = true;
     models[0].users = 1;
     models[0].work_priority = 0;
-    hr_plan_input in = input(HR_LEVEL_CRITICAL, HR_LEVEL_CRITICAL);
+    hr_plan_input in = input(HR_PRESSURE_CRITICAL, HR_PRESSURE_CRITICAL);
     in.caches_freed = true;
     hr_plan plan;
     hr_plan_compute(&in, models, 4, &plan);

@@ -103,9 +103,9 @@ static void nothing_known(void **state)
     assert_true(sig.free_percent == 100.0);
     hr_classifier_state cs = { 0 };
     hr_classification c;
-    hr_thresholds t = hr_thresholds_default();
+    hr_pressure_thresholds t = hr_pressure_thresholds_default();
     hr_classify(&sig, &t, &cs, 0, &c);
-    assert_int_equal(c.level, HR_LEVEL_NORMAL);
+    assert_int_equal(c.level, HR_PRESSURE_NORMAL);
     assert_non_null(strstr(c.reason, "no memory source"));
 }
 
@@ -130,11 +130,11 @@ static hr_sample mac_sample(uint64_t free_pages, uint64_t inactive_pages, int le
 static void macos_values_classify(void **state)
 {
     (void)state;
-    hr_thresholds t = hr_thresholds_default();
-    struct { uint64_t free_pages, inactive_pages; int level; hr_level expected; uint64_t available; } cases[] = {
-        { 100000, 250000, 1, HR_LEVEL_NORMAL, 350000ull * 16384 },   /* 5.3 GiB, 33% */
-        { 40000, 60000, 2, HR_LEVEL_WARN, 100000ull * 16384 },       /* 1.5 GiB, 9.5% and level 2 */
-        { 8000, 12000, 4, HR_LEVEL_CRITICAL, 20000ull * 16384 },     /* 312 MiB, 1.9% and level 4 */
+    hr_pressure_thresholds t = hr_pressure_thresholds_default();
+    struct { uint64_t free_pages, inactive_pages; int level; enum hr_pressure_level expected; uint64_t available; } cases[] = {
+        { 100000, 250000, 1, HR_PRESSURE_NORMAL, 350000ull * 16384 },   /* 5.3 GiB, 33% */
+        { 40000, 60000, 2, HR_PRESSURE_WARN, 100000ull * 16384 },       /* 1.5 GiB, 9.5% and level 2 */
+        { 8000, 12000, 4, HR_PRESSURE_CRITICAL, 20000ull * 16384 },     /* 312 MiB, 1.9% and level 4 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hr_sample s = mac_sample(cases[i].free_pages, cases[i].inactive_pages, cases[i].level);
@@ -154,7 +154,7 @@ static void macos_values_classify(void **state)
     hr_classifier_state cs = { 0 };
     hr_classification c;
     hr_classify(&sig, &t, &cs, 0, &c);
-    assert_int_equal(c.level, HR_LEVEL_CRITICAL);
+    assert_int_equal(c.level, HR_PRESSURE_CRITICAL);
     assert_non_null(strstr(c.reason, "macOS reports critical"));
 }
 
@@ -242,9 +242,9 @@ static hr_pressure_signals free_signals(double free_percent)
     return sig;
 }
 
-static hr_level classify_once(const hr_pressure_signals *sig, hr_classification *c)
+static enum hr_pressure_level classify_once(const hr_pressure_signals *sig, hr_classification *c)
 {
-    hr_thresholds t = hr_thresholds_default();
+    hr_pressure_thresholds t = hr_pressure_thresholds_default();
     hr_classifier_state cs = { 0 };
     hr_classify(sig, &t, &cs, 0, c);
     return c->level;
@@ -255,41 +255,41 @@ static void levels_from_each_signal(void **state)
     (void)state;
     hr_classification c;
     hr_pressure_signals sig = free_signals(40);
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_NORMAL);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_NORMAL);
     assert_non_null(strstr(c.reason, "4000 MiB available, 40.0% of host"));
 
     sig = free_signals(12);
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_WARN);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_WARN);
     assert_non_null(strstr(c.reason, "12.0% of host (warn below 15%)"));
 
     sig = free_signals(3);
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_CRITICAL);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_CRITICAL);
 
     sig = free_signals(40);
     sig.stall_known = true;
     sig.interval = 0.5;
     sig.stall_some_percent = 12;
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_WARN);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_WARN);
     assert_non_null(strstr(c.reason, "tasks waited for memory 12% of the last 0.50 s"));
     sig.stall_full_percent = 25;
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_CRITICAL);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_CRITICAL);
     assert_non_null(strstr(c.reason, "every task waited"));
 
     sig = free_signals(40);
     sig.rates_known = true;
     sig.swap_in_per_second = 300;
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_WARN);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_WARN);
     sig.swap_out_per_second = 3000;
     sig.swap_in_per_second = 3000;
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_CRITICAL);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_CRITICAL);
     assert_non_null(strstr(c.reason, "swap thrashing"));
 
     sig = free_signals(40);
     sig.new_oom_events = 1;
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_CRITICAL);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_CRITICAL);
     sig = free_signals(40);
     sig.new_max_events = 2;
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_WARN);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_WARN);
 }
 
 static void several_reasons_are_all_named(void **state)
@@ -300,7 +300,7 @@ static void several_reasons_are_all_named(void **state)
     sig.stall_known = true;
     sig.interval = 1;
     sig.stall_full_percent = 80;
-    assert_int_equal(classify_once(&sig, &c), HR_LEVEL_CRITICAL);
+    assert_int_equal(classify_once(&sig, &c), HR_PRESSURE_CRITICAL);
     assert_non_null(strstr(c.reason, "2.0% of host"));
     assert_non_null(strstr(c.reason, "; every task waited for memory 80%"));
 }
@@ -308,35 +308,35 @@ static void several_reasons_are_all_named(void **state)
 static void rises_at_once_falls_after_calm_one_step_at_a_time(void **state)
 {
     (void)state;
-    hr_thresholds t = hr_thresholds_default();
+    hr_pressure_thresholds t = hr_pressure_thresholds_default();
     hr_classifier_state cs = { 0 };
     hr_classification c;
     hr_pressure_signals critical = free_signals(2), calm = free_signals(50);
 
     hr_classify(&critical, &t, &cs, 0.0, &c);
-    assert_int_equal(c.level, HR_LEVEL_CRITICAL);
+    assert_int_equal(c.level, HR_PRESSURE_CRITICAL);
     assert_true(c.changed);
 
     hr_classify(&calm, &t, &cs, 1.0, &c);           /* calm starts */
-    assert_int_equal(c.level, HR_LEVEL_CRITICAL);
+    assert_int_equal(c.level, HR_PRESSURE_CRITICAL);
     assert_false(c.changed);
     assert_non_null(strstr(c.reason, "held at critical for 10 s more"));
     hr_classify(&calm, &t, &cs, 10.9, &c);
-    assert_int_equal(c.level, HR_LEVEL_CRITICAL);
+    assert_int_equal(c.level, HR_PRESSURE_CRITICAL);
     hr_classify(&calm, &t, &cs, 11.0, &c);          /* 10 s of calm: one step down */
-    assert_int_equal(c.level, HR_LEVEL_WARN);
+    assert_int_equal(c.level, HR_PRESSURE_WARN);
     assert_true(c.changed);
     hr_classify(&calm, &t, &cs, 15.0, &c);
-    assert_int_equal(c.level, HR_LEVEL_WARN);
+    assert_int_equal(c.level, HR_PRESSURE_WARN);
     hr_classify(&calm, &t, &cs, 21.0, &c);          /* another 10 s: normal */
-    assert_int_equal(c.level, HR_LEVEL_NORMAL);
+    assert_int_equal(c.level, HR_PRESSURE_NORMAL);
     assert_true(c.changed);
 }
 
 static void a_relapse_restarts_the_calm_clock(void **state)
 {
     (void)state;
-    hr_thresholds t = hr_thresholds_default();
+    hr_pressure_thresholds t = hr_pressure_thresholds_default();
     hr_classifier_state cs = { 0 };
     hr_classification c;
     hr_pressure_signals warn = free_signals(12), calm = free_signals(50);
@@ -345,15 +345,15 @@ static void a_relapse_restarts_the_calm_clock(void **state)
     hr_classify(&warn, &t, &cs, 8, &c);             /* relapse */
     hr_classify(&calm, &t, &cs, 9, &c);
     hr_classify(&calm, &t, &cs, 15, &c);            /* 14 s after the first calm, 6 after the relapse */
-    assert_int_equal(c.level, HR_LEVEL_WARN);
+    assert_int_equal(c.level, HR_PRESSURE_WARN);
     hr_classify(&calm, &t, &cs, 19, &c);
-    assert_int_equal(c.level, HR_LEVEL_NORMAL);
+    assert_int_equal(c.level, HR_PRESSURE_NORMAL);
 }
 
 static void no_flapping_around_a_threshold(void **state)
 {
     (void)state;
-    hr_thresholds t = hr_thresholds_default();
+    hr_pressure_thresholds t = hr_pressure_thresholds_default();
     hr_classifier_state cs = { 0 };
     hr_classification c;
     int changes = 0;
@@ -364,23 +364,23 @@ static void no_flapping_around_a_threshold(void **state)
         changes += c.changed;
     }
     assert_int_equal(changes, 1);                    /* into warn once, then held */
-    assert_int_equal(c.level, HR_LEVEL_WARN);
+    assert_int_equal(c.level, HR_PRESSURE_WARN);
     /* inside the margin (15..20%) it holds; above it, it leaves after the hold time */
     hr_pressure_signals inside = free_signals(18);
     hr_classify(&inside, &t, &cs, 100, &c);
     hr_classify(&inside, &t, &cs, 200, &c);
-    assert_int_equal(c.level, HR_LEVEL_WARN);
+    assert_int_equal(c.level, HR_PRESSURE_WARN);
     assert_non_null(strstr(c.reason, "held at warn"));
     hr_pressure_signals above = free_signals(21);
     hr_classify(&above, &t, &cs, 201, &c);
     hr_classify(&above, &t, &cs, 211, &c);
-    assert_int_equal(c.level, HR_LEVEL_NORMAL);
+    assert_int_equal(c.level, HR_PRESSURE_NORMAL);
 }
 
 static void thresholds_can_be_changed(void **state)
 {
     (void)state;
-    hr_thresholds t = hr_thresholds_default();
+    hr_pressure_thresholds t = hr_pressure_thresholds_default();
     t.warn_free_percent = 40;   /* the Python SDK seed's conservative choice */
     t.critical_free_percent = 20;
     t.hold_seconds = 0;
@@ -388,11 +388,11 @@ static void thresholds_can_be_changed(void **state)
     hr_classification c;
     hr_pressure_signals sig = free_signals(30);
     hr_classify(&sig, &t, &cs, 0, &c);
-    assert_int_equal(c.level, HR_LEVEL_WARN);
+    assert_int_equal(c.level, HR_PRESSURE_WARN);
     sig = free_signals(60);
     hr_classify(&sig, &t, &cs, 1, &c);
-    assert_int_equal(c.level, HR_LEVEL_NORMAL);   /* no hold: down at once */
-    assert_string_equal(hr_level_name(HR_LEVEL_CRITICAL), "critical");
+    assert_int_equal(c.level, HR_PRESSURE_NORMAL);   /* no hold: down at once */
+    assert_string_equal(hr_pressure_level_name(HR_PRESSURE_CRITICAL), "critical");
 }
 
 int main(void)

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 bool cli_parse_int(const char *option, const char *text, long min, long max, long *out)
 {
@@ -53,6 +54,17 @@ bool cli_parse_float(const char *option, const char *text, double min, double ma
     }
     *out = value;
     return true;
+}
+
+bool cli_parse_load_mode(const char *text, enum hr_load_mode *out)
+{
+    static const struct { const char *name; enum hr_load_mode mode; } modes[] = {
+        { "auto", HR_LOAD_AUTO }, { "mmap", HR_LOAD_MMAP }, { "copy", HR_LOAD_COPY }, { "mlock", HR_LOAD_MLOCK },
+    };
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(text, modes[i].name) == 0) { *out = modes[i].mode; return true; }
+    fprintf(stderr, "headroom: --load-mode must be auto, mmap, copy or mlock, not '%s'\n", text);
+    return false;
 }
 
 void cli_log(enum hr_log_level level, const char *message, void *user_data)

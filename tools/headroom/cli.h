@@ -18,6 +18,8 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 bool cli_parse_int(const char *option, const char *text, long min, long max, long *out);
 bool cli_parse_u64(const char *option, const char *text, uint64_t *out);
 bool cli_parse_float(const char *option, const char *text, double min, double max, double *out);
+/* --load-mode: auto, mmap, copy or mlock. */
+bool cli_parse_load_mode(const char *text, enum hr_load_mode *out);
 
 /* A byte count in the unit a person reads fastest ("1.5 GiB"), written into buffer. */
 const char *cli_bytes(uint64_t bytes, char *buffer, size_t size);

@@ -40,17 +40,6 @@ static void usage(FILE *out)
             "Exit status: 0 ok, 1 warn, 2 refuse, 3 an error (a missing or corrupt file), 64 a usage error.\n");
 }
 
-static bool parse_load_mode(const char *text, enum hr_load_mode *out)
-{
-    static const struct { const char *name; enum hr_load_mode mode; } modes[] = {
-        { "auto", HR_LOAD_AUTO }, { "mmap", HR_LOAD_MMAP }, { "copy", HR_LOAD_COPY }, { "mlock", HR_LOAD_MLOCK },
-    };
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        if (strcmp(text, modes[i].name) == 0) { *out = modes[i].mode; return true; }
-    fprintf(stderr, "headroom: --load-mode must be auto, mmap, copy or mlock, not '%s'\n", text);
-    return false;
-}
-
 static void print_report(const char *path, const hr_preflight_result *r)
 {
     char w[32], k[32], c[32], o[32], t[32], a[32];
@@ -115,7 +104,7 @@ int cmd_check(int argc, char **argv)
         case 'K': params.type_k = optarg; break;
         case 'V': params.type_v = optarg; break;
         case 'L':
-            if (!parse_load_mode(optarg, &params.load_mode)) return EXIT_CHECK_USAGE;
+            if (!cli_parse_load_mode(optarg, &params.load_mode)) return EXIT_CHECK_USAGE;
             break;
         case 'T':
             if (!cli_parse_u64("--min-total", optarg, &params.min_total_bytes)) return EXIT_CHECK_USAGE;

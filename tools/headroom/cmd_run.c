@@ -72,17 +72,6 @@ static char *read_stdin(void)
     return text;
 }
 
-static bool parse_load_mode(const char *text, enum hr_load_mode *out)
-{
-    static const struct { const char *name; enum hr_load_mode mode; } modes[] = {
-        { "auto", HR_LOAD_AUTO }, { "mmap", HR_LOAD_MMAP }, { "copy", HR_LOAD_COPY }, { "mlock", HR_LOAD_MLOCK },
-    };
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        if (strcmp(text, modes[i].name) == 0) { *out = modes[i].mode; return true; }
-    fprintf(stderr, "headroom: --load-mode must be auto, mmap, copy or mlock, not '%s'\n", text);
-    return false;
-}
-
 static const char *stop_reason_name(enum hr_stop_reason reason)
 {
     switch (reason) {
@@ -171,7 +160,7 @@ int cmd_run(int argc, char **argv)
             generate_params.top_p = (float)real;
             break;
         case 'L':
-            if (!parse_load_mode(optarg, &model_params.load_mode)) return EXIT_USAGE;
+            if (!cli_parse_load_mode(optarg, &model_params.load_mode)) return EXIT_USAGE;
             break;
         case 'J': stats_json = true; break;
         case 'q': quiet = true; break;

@@ -259,6 +259,12 @@ struct stream {
     bool first, finished;
 };
 
+/* POLLRDHUP (a peer's half-close, seen without reading) is Linux's; elsewhere the MSG_PEEK below
+ * notices the end-of-file alone. */
+#ifndef POLLRDHUP
+#define POLLRDHUP 0
+#endif
+
 /* A peer that closed its end reads as end-of-file; data waiting (a pipelined request) or
  * EAGAIN means it is still there. */
 bool client_gone(int fd)

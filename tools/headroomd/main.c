@@ -242,10 +242,11 @@ static bool add_model(server *srv, const char *path)
         return false;
     }
     server_model *m = &srv->models[srv->n_models];
-    const char *base = strrchr(path, '/');
-    snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : path);
-    size_t length = strlen(m->name);
-    if (length > 5 && strcmp(m->name + length - 5, ".gguf") == 0) m->name[length - 5] = '\0';
+    if (hr_model_name_from_path(path, m->name, sizeof m->name) >= sizeof m->name) {
+        fprintf(stderr, "headroomd: the model file name %s is too long (at most %zu bytes without .gguf)\n",
+                path, sizeof m->name - 1);
+        return false;
+    }
     if (server_find_model(srv, m->name)) {
         fprintf(stderr, "headroomd: two models are called '%s' (%s); rename one\n", m->name, path);
         return false;

@@ -14,11 +14,10 @@ server_model *server_find_model(server *srv, const char *name)
     if (!name) return NULL;
     char wanted[256];
     snprintf(wanted, sizeof wanted, "%s", name);
-    /* Ollama clients say "name:latest"; some say the file name */
+    /* Ollama clients say "name:latest"; some say the file name (never a path: that is not a name) */
     size_t length = strlen(wanted);
     if (length > 7 && strcmp(wanted + length - 7, ":latest") == 0) wanted[length - 7] = '\0';
-    length = strlen(wanted);
-    if (length > 5 && strcmp(wanted + length - 5, ".gguf") == 0) wanted[length - 5] = '\0';
+    if (!strchr(wanted, '/')) hr_model_name_from_path(wanted, wanted, sizeof wanted);
     for (int i = 0; i < srv->n_models; i++)
         if (strcmp(srv->models[i].name, wanted) == 0) return &srv->models[i];
     return NULL;

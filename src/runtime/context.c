@@ -1,13 +1,14 @@
 /*
- * context.c: creating and freeing hr_context, default parameters, version, the clock.
- * The context is the root every other object hangs off; it starts no threads yet.
+ * context.c: creating and freeing hr_context, its default parameters, the version. The context
+ * is the root every other object hangs off: creating it starts the hr-monitor thread (unless
+ * params.monitor is false) and the registry, whose hr-lifecycle thread starts with the first
+ * registered model; freeing it stops both, registry first.
  */
-#include "core/context.h"
+#include "runtime/context.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -20,33 +21,14 @@ HR_API const char *hr_version(void)
     return HEADROOM_VERSION;
 }
 
-double hr_now_seconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
-}
-
 HR_API hr_context_params hr_context_default_params(void)
 {
-    hr_thresholds t = hr_thresholds_default();
     hr_context_params params = {
         .log_fn = NULL,
         .log_user_data = NULL,
         .log_level = HR_LOG_WARN,
         .monitor = true,
-        .thresholds = {
-            .warn_free_percent = t.warn_free_percent,
-            .critical_free_percent = t.critical_free_percent,
-            .free_margin_percent = t.free_margin_percent,
-            .warn_stall_some_percent = t.warn_stall_some_percent,
-            .critical_stall_some_percent = t.critical_stall_some_percent,
-            .critical_stall_full_percent = t.critical_stall_full_percent,
-            .stall_margin_ratio = t.stall_margin_ratio,
-            .warn_swap_in_per_second = t.warn_swap_in_per_second,
-            .critical_swap_per_second = t.critical_swap_per_second,
-            .hold_seconds = t.hold_seconds,
-        },
+        .thresholds = hr_pressure_thresholds_default(),
         .sample_interval_min = 0.02,
         .sample_interval_max = 0,   /* automatic: see headroom.h */
         .metrics_capacity = 100,
@@ -101,7 +83,7 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
         hr_log_set_sink(ctx->params.log_fn, ctx->params.log_user_data, ctx->params.log_level);
     if (ctx->params.monitor) {
         hr_monitor_params monitor = {
-            .thresholds = hr_thresholds_from_public(&ctx->params.thresholds),
+            .thresholds = ctx->params.thresholds,
             .interval_min = ctx->params.sample_interval_min,
             .interval_max = ctx->params.sample_interval_max,
             .events = &ctx->events,

@@ -1,12 +1,15 @@
 /*
- * context.h: the hr_context struct, shared by the rooms that hang off it.
- * A context owns the engine table and the settings every model loaded through it uses.
+ * context.h: the hr_context struct, shared by the rooms that hang off it. A context owns the
+ * engine table, the settings every model loaded through it uses, the event bus, the monitor
+ * (hr-monitor), the registry (and with it hr-lifecycle), the metrics ring and the cache's place.
+ * It lives in runtime/ because it owns runtime objects; core/ below it knows nothing of it.
  */
-#ifndef HR_CORE_CONTEXT_H
-#define HR_CORE_CONTEXT_H
+#ifndef HR_RUNTIME_CONTEXT_H
+#define HR_RUNTIME_CONTEXT_H
 
 #include <pthread.h>
 
+#include "core/clock.h"
 #include "core/events.h"
 #include "core/memory.h"
 #include "engine/engine.h"
@@ -41,8 +44,5 @@ struct hr_context {
 /* Replaces the engine models are loaded with: the seam that lets unit tests drive the runtime
  * with a fake engine. Only before any model is loaded. */
 void hr_context_use_engine(hr_context *ctx, const hr_engine_ops *engine);
-
-/* Monotonic seconds; the one clock the runtime reads. */
-double hr_now_seconds(void);
 
 #endif

@@ -1,0 +1,43 @@
+/*
+ * platform.h: the few operating-system calls that differ between Linux and macOS, behind one
+ * interface (libuv's src/unix/linux.c and darwin.c). linux.c is built and tested here; darwin.c
+ * is written for Apple's API but is not compiled on this project's machines (docs/building.md).
+ * Nothing here includes anything above it in the tree, and nothing else calls these APIs directly.
+ */
+#ifndef HR_PLATFORM_PLATFORM_H
+#define HR_PLATFORM_PLATFORM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+/* Names the calling thread (what top, gdb and perf show); truncated to the 15 bytes Linux keeps. */
+void hr_thread_set_name(const char *name);
+
+/* Hands freed heap back to the kernel where the allocator can (glibc's malloc_trim), so that an
+ * unload's measured RSS drop is memory other processes can use. Does nothing elsewhere. */
+void hr_heap_trim(void);
+
+/* Initialises `cond` for hr_cond_wait_until(): its deadlines are on the monotonic clock of
+ * hr_now_seconds(), so a wall-clock step (NTP, a suspended laptop) neither stretches nor cuts a
+ * wait. Returns 0 or an errno value. */
+int hr_cond_init_monotonic(pthread_cond_t *cond);
+
+/* Waits on `cond` (made by hr_cond_init_monotonic) with `mutex` held until it is signalled or the
+ * monotonic time `deadline` (hr_now_seconds() seconds) passes. Returns 0, or ETIMEDOUT. A deadline
+ * already past returns ETIMEDOUT at once; spurious wake-ups return 0, as with pthreads. */
+int hr_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, double deadline);
+
+/* A file's modification time in nanoseconds since the epoch. */
+int64_t hr_stat_mtime_ns(const struct stat *st);
+
+/* Drops the page cache of the regular file open as `fd` and returns the bytes that left memory,
+ * measured with mincore before and after (0 where it cannot tell, or where the platform cannot
+ * drop a file's pages: macOS has no posix_fadvise). Never reads the file. */
+uint64_t hr_file_drop_page_cache(int fd);
+
+/* False where hr_file_drop_page_cache can never drop anything. */
+bool hr_file_can_drop_page_cache(void);
+
+#endif

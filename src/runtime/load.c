@@ -1,0 +1,173 @@
+/*
+ * load.c: the load path (docs/lifecycle.md). Preflight; if it refuses, unload idle models and
+ * ask again; load; if the engine fails for want of memory, unload idle models and retry once;
+ * when the model cannot be had here, the configured fall-back serves it, and the event says so.
+ * Loads are refused while pressure is critical and while the guard's gate (gate.c) holds a model.
+ */
+#include "runtime/registry_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "runtime/context.h"
+#include "runtime/model.h"
+
+static bool fallback_configured(const hr_context *ctx)
+{
+    return ctx->params.fallback.url && ctx->params.fallback.url[0];
+}
+
+/* Records a model that was just loaded (locally or through the fall-back) and says so. */
+static void record_load(struct hr_registry *r, struct model_entry *e, hr_model *model, uint64_t rss_added,
+                        const char *reason)
+{
+    hr_model_info info;
+    hr_model_get_info(model, &info);
+    pthread_mutex_lock(&r->lock);
+    e->weight_bytes = info.weight_bytes;
+    e->n_ctx = info.n_ctx;
+    e->guard_freed = false;
+    e->remote = info.remote;
+    model->guard.expected = e->expected_speed;   /* what it did here before */
+    e->rss_added = rss_added;
+    e->loads++;
+    e->loaded_at_wall = hr_wall_seconds();
+    pthread_mutex_unlock(&r->lock);
+    hr_registry_publish(r->ctx, HR_EVENT_MODEL, e->name, "loaded", reason, -(int64_t)rss_added);
+}
+
+/* Serves `e` through the configured fall-back, saying why the local model is not used. */
+static int load_fallback(struct hr_registry *r, struct model_entry *e, hr_model **out, const char *why)
+{
+    hr_remote_params remote = r->ctx->params.fallback;
+    if (!remote.model) remote.model = e->name;
+    int rc = hr_model_load_remote(r->ctx, e->path, &remote, out);
+    if (rc != HR_OK) {
+        char problem[512];
+        snprintf(problem, sizeof problem, "%s", hr_last_error());
+        hr_registry_publish(r->ctx, HR_EVENT_MODEL, e->name, "load_failed", problem, 0);
+        return hr_fail(HR_EMEMORY, "%s; the fall-back %s could not serve it either: %s", why, remote.url, problem);
+    }
+    char reason[1200];
+    snprintf(reason, sizeof reason, "served by the fall-back %s (model %s) because %s", remote.url, remote.model, why);
+    hr_log(HR_LOG_WARN, "%s: %s", e->name, reason);
+    record_load(r, e, *out, 0, reason);
+    return HR_OK;
+}
+
+/* The load path (docs/lifecycle.md): preflight; if it refuses, unload idle models and ask
+ * again; load; if the engine fails for want of memory, unload idle models and retry once;
+ * when the model cannot be had here, the fall-back serves it if one is configured.
+ * Called without the lock on an entry marked LOADING. */
+static int load_marked(struct hr_registry *r, struct model_entry *e, hr_model **out)
+{
+    hr_context *ctx = r->ctx;
+    hr_preflight_params pp = hr_preflight_default_params();
+    pp.n_ctx = e->params.n_ctx;
+    pp.n_batch = e->params.n_batch;
+    pp.n_gpu_layers = e->params.n_gpu_layers;
+    pp.load_mode = e->params.load_mode;
+    pp.type_k = e->params.type_k;
+    pp.type_v = e->params.type_v;
+    pp.fallback = ctx->params.fallback.url;
+    hr_preflight_result pf;
+    int rc = hr_preflight(ctx, e->path, &pp, &pf);
+    if (rc == HR_OK && pf.verdict == HR_VERDICT_REFUSE) {
+        char why[200];
+        snprintf(why, sizeof why, "to make room for %s (preflight: %.0f MiB missing)", e->name,
+                 (double)pf.missing_bytes / 1048576.0);
+        if (hr_registry_unload_idle(r, e, why) > 0) rc = hr_preflight(ctx, e->path, &pp, &pf);
+    }
+    if (rc != HR_OK) {   /* a missing or broken file: the same sentence a load gives */
+        char sentence[512];
+        snprintf(sentence, sizeof sentence, "%s", hr_last_error());
+        hr_registry_publish(ctx, HR_EVENT_MODEL, e->name, "load_failed", sentence, 0);
+        hr_fail(rc, "%s", sentence);
+        return rc;
+    }
+    if (pf.verdict == HR_VERDICT_REFUSE) {
+        char why[1500];
+        snprintf(why, sizeof why, "%s does not fit here: %s%s%s", e->name, pf.reason, pf.guidance[0] ? ". " : "",
+                 pf.guidance);
+        if (fallback_configured(ctx)) return load_fallback(r, e, out, why);
+        hr_registry_publish(ctx, HR_EVENT_MODEL, e->name, "load_refused", why, 0);
+        return hr_fail(HR_EMEMORY, "%s", why);
+    }
+    if (pf.verdict == HR_VERDICT_WARN) hr_log(HR_LOG_WARN, "%s: loading with little room: %s", e->name, pf.reason);
+
+    uint64_t before = hr_registry_process_rss();
+    rc = hr_model_load(ctx, e->path, &e->params, out);
+    if (rc == HR_ENOMEM || rc == HR_EENGINE) {
+        /* the engine could not get its memory: make room and try once more */
+        char first[512];
+        snprintf(first, sizeof first, "%s", hr_last_error());
+        char reason[200];
+        snprintf(reason, sizeof reason, "to make room for %s, whose load failed", e->name);
+        if (hr_registry_unload_idle(r, e, reason) > 0) {
+            hr_log(HR_LOG_WARN, "loading %s failed (%s); retrying after unloading idle models", e->name, first);
+            before = hr_registry_process_rss();
+            rc = hr_model_load(ctx, e->path, &e->params, out);
+        } else {
+            hr_fail(rc, "%s", first);
+        }
+    }
+    if (rc != HR_OK) {
+        char sentence[512];
+        snprintf(sentence, sizeof sentence, "%s", hr_last_error());
+        hr_registry_publish(ctx, HR_EVENT_MODEL, e->name, "load_failed", sentence, 0);
+        if (fallback_configured(ctx) && rc != HR_ENOENT && rc != HR_EACCES && rc != HR_EFORMAT) {
+            char why[600];
+            snprintf(why, sizeof why, "loading it here failed: %s", sentence);
+            return load_fallback(r, e, out, why);
+        }
+        hr_fail(rc, "%s", sentence);
+        return rc;
+    }
+    int restored = hr_model_snapshot_restore(*out);
+    if (restored == HR_OK) hr_log(HR_LOG_INFO, "%s: its last conversation restored from a KV snapshot", e->name);
+    else if (restored != HR_ENOENT && restored != HR_ENOTSUP)
+        hr_log(HR_LOG_WARN, "%s: KV snapshot not restored: %s", e->name, hr_last_error());
+    uint64_t after = hr_registry_process_rss();
+    hr_model_info info;
+    hr_model_get_info(*out, &info);
+    /* placement: a GPU was there and meant to take every layer, but some stayed on the CPU */
+    bool gpu = pf.n_devices > 1 && e->params.n_gpu_layers != 0;
+    if (gpu && info.n_layer_gpu < info.n_layer)
+        hr_log(HR_LOG_WARN, "%s: only %d of %d layers were placed on the GPU: decoding will be slower than the "
+               "preflight assumed", e->name, info.n_layer_gpu, info.n_layer);
+    char reason[160];
+    snprintf(reason, sizeof reason, "load %d: process RSS grew %.1f MiB (preflight estimated %.1f MiB, %s)",
+             e->loads + 1, ((double)after - (double)before) / 1048576.0, (double)pf.total_bytes / 1048576.0,
+             hr_verdict_name(pf.verdict));
+    record_load(r, e, *out, after > before ? after - before : 0, reason);
+    return HR_OK;
+}
+
+/* Refuses a load while pressure is critical; the sentence says why and what to do. */
+static int refuse_under_pressure(hr_context *ctx, const char *name)
+{
+    hr_pressure p;
+    if (!ctx->monitor || hr_pressure_check(ctx, &p) != HR_OK || p.level != HR_PRESSURE_CRITICAL) return HR_OK;
+    char sentence[1200];
+    snprintf(sentence, sizeof sentence,
+             "not loading %s now: memory pressure is critical (%s; %.0f MiB available in %s). Retry "
+             "when it has passed, close programs that use memory, or configure a fall-back endpoint",
+             name, p.reason, (double)p.effective_available_bytes / 1048576.0, p.binding_scope);
+    hr_registry_publish(ctx, HR_EVENT_MODEL, name, "load_refused", sentence, 0);
+    return hr_fail(HR_EMEMORY, "%s", sentence);
+}
+
+int hr_load_path_run(struct hr_registry *r, struct model_entry *e, hr_model **out)
+{
+    int rc = hr_gate_check(r, e);   /* first: its sentence is the more specific */
+    if (rc == HR_OK) rc = refuse_under_pressure(r->ctx, e->name);
+    if (rc == HR_OK) return load_marked(r, e, out);
+    if (rc == HR_EMEMORY && fallback_configured(r->ctx)) {
+        char why[1200];
+        snprintf(why, sizeof why, "%s", hr_last_error());
+        return load_fallback(r, e, out, why);
+    }
+    return rc;
+}

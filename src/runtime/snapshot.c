@@ -1,0 +1,209 @@
+/*
+ * snapshot.c: hr_model_snapshot_save and _restore: a loaded model's context window written to
+ * the cache directory through the engine's state files, and read back into the same model, so a
+ * conversation survives an unload. The file's format is snapshot_file.c's; the directory, its
+ * budget and eviction cache.c's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "runtime/cache.h"
+#include "runtime/model.h"
+#include "runtime/snapshot_file.h"
+
+/* A snapshot call never waits for a generation (it may run for minutes); a generation that
+ * starts meanwhile waits for the snapshot call instead (model.h, window_lock). */
+static bool claim(hr_model *model)
+{
+    return pthread_mutex_trylock(&model->window_lock) == 0;
+}
+
+static int save_window(hr_model *model, bool *saved)
+{
+    hr_context *ctx = model->ctx;
+    const hr_engine_ops *engine = model->engine;
+    if (!engine->state_save || !engine->state_size)
+        return hr_fail(HR_ENOTSUP, "the %s engine cannot save its context window", engine->name);
+    if (model->window_count == 0) return HR_OK;
+    if (!model->identity.known) return hr_fail(HR_ENOTSUP, "no snapshot was saved: %s", model->identity.problem);
+
+    char directory[PATH_MAX];
+    int dirfd;
+    int rc = hr_cache_open_kv(ctx, true, &dirfd, directory, sizeof directory);
+    if (rc != HR_OK) return rc;
+
+    /* Nothing new since the last save or restore: that snapshot stands; only its use counts. */
+    if (model->window_saved && utimensat(dirfd, model->snapshot_name, NULL, AT_SYMLINK_NOFOLLOW) == 0) {
+        close(dirfd);
+        return HR_OK;
+    }
+
+    uint64_t needed = engine->state_size(model->engine_model) + sizeof(struct hr_snapshot_trailer);
+    if (needed > ctx->cache_budget_bytes) {
+        hr_log(HR_LOG_INFO, "no snapshot of %s saved: its %llu bytes exceed the cache's whole budget of %llu",
+               model->name, (unsigned long long)needed, (unsigned long long)ctx->cache_budget_bytes);
+        close(dirfd);
+        return HR_OK;
+    }
+    /* Leave room for the user's other programs: 1% of the file system, at most 256 MiB. */
+    struct statvfs fs;
+    if (fstatvfs(dirfd, &fs) == 0) {
+        uint64_t available = (uint64_t)fs.f_bavail * fs.f_frsize;
+        uint64_t reserve = (uint64_t)fs.f_blocks * fs.f_frsize / 100;
+        if (reserve > ((uint64_t)256 << 20)) reserve = (uint64_t)256 << 20;
+        if (available < needed + reserve) {
+            close(dirfd);
+            return hr_snapshot_disk_full(directory, needed);
+        }
+    }
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char name[HR_SNAPSHOT_NAME_LENGTH + 1], temp[HR_SNAPSHOT_NAME_LENGTH + 6], temp_path[PATH_MAX];
+    hr_snapshot_name(name, model->identity.hash,
+                     (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec, (unsigned)getpid());
+    snprintf(temp, sizeof temp, ".%s.tmp", name);
+    hr_cache_join_path(temp_path, sizeof temp_path, directory, temp);
+
+    /* Made here first so the file is private to the user (the engine opens it with fopen). */
+    int fd = openat(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int error = errno;
+        close(dirfd);
+        return hr_fail(hr_code_for_errno(error) == HR_EACCES ? HR_EACCES : HR_EIO,
+                       "cannot create a snapshot in %s: %s", directory, strerror(error));
+    }
+    close(fd);
+
+    struct hr_snapshot_trailer t;
+    hr_snapshot_trailer_init(&t, model, (double)now.tv_sec + (double)now.tv_nsec * 1e-9);
+
+    double started = hr_now_seconds();
+    rc = engine->state_save(model->engine_model, temp_path, model->window_tokens, model->window_count);
+    if (rc == HR_EIO && strstr(hr_last_error(), "is full")) rc = hr_snapshot_disk_full(directory, needed);
+    if (rc == HR_OK) rc = hr_snapshot_finish(dirfd, temp, directory, &t);
+    if (rc == HR_OK && renameat(dirfd, temp, dirfd, name) != 0)
+        rc = hr_fail(HR_EIO, "could not name the snapshot %s/%s: %s", directory, name, strerror(errno));
+    if (rc != HR_OK) {
+        unlinkat(dirfd, temp, 0);
+        close(dirfd);
+        return rc;
+    }
+    fsync(dirfd);   /* the rename itself, durable; a failure here costs only the snapshot */
+    hr_log(HR_LOG_INFO, "saved a snapshot of %s: %d tokens, %llu bytes in %.3f s, %s/%s", model->name,
+           model->window_count, (unsigned long long)(t.state_bytes + sizeof t), hr_now_seconds() - started,
+           directory, name);
+    model->window_saved = true;
+    snprintf(model->snapshot_name, sizeof model->snapshot_name, "%s", name);
+    *saved = true;
+    hr_cache_evict(ctx, dirfd, directory, name);
+    close(dirfd);
+    return HR_OK;
+}
+
+HR_API int hr_model_snapshot_save(hr_model *model, bool *saved)
+{
+    hr_clear_error();
+    bool ignored;
+    if (!saved) saved = &ignored;
+    *saved = false;
+    if (!model) return hr_fail(HR_EINVAL, "hr_model_snapshot_save: model is required");
+    if (!claim(model))
+        return hr_fail(HR_EBUSY, "a generation is running on %s; cancel it before saving its snapshot", model->name);
+    int rc = save_window(model, saved);
+    pthread_mutex_unlock(&model->window_lock);
+    return rc;
+}
+
+static int restore_window(hr_model *model)
+{
+    hr_context *ctx = model->ctx;
+    const hr_engine_ops *engine = model->engine;
+    if (!engine->state_load)
+        return hr_fail(HR_ENOTSUP, "the %s engine cannot restore a context window", engine->name);
+    if (!model->identity.known) return hr_fail(HR_ENOTSUP, "no snapshot can be restored: %s", model->identity.problem);
+    char directory[PATH_MAX];
+    int dirfd;
+    int rc = hr_cache_open_kv(ctx, false, &dirfd, directory, sizeof directory);
+    if (rc == HR_ENOENT)
+        return hr_fail(HR_ENOENT, "there is no snapshot of %s with a window of %d tokens (%s does not exist)",
+                       model->name, model->identity.n_ctx, directory);
+    if (rc != HR_OK) return rc;
+    struct hr_snapshot *list = NULL;
+    size_t count = 0;
+    rc = hr_cache_scan(dirfd, directory, &list, &count);
+    if (rc != HR_OK) {
+        close(dirfd);
+        return rc;
+    }
+    const struct hr_snapshot *newest = NULL;
+    size_t others = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!hr_snapshot_matches(&list[i].trailer, &model->identity)) {
+            if (strcmp(list[i].trailer.model_path, model->identity.path) == 0) others++;
+            continue;
+        }
+        if (!newest || list[i].trailer.created_at > newest->trailer.created_at ||
+            (list[i].trailer.created_at == newest->trailer.created_at && strcmp(list[i].name, newest->name) > 0))
+            newest = &list[i];
+    }
+    if (!newest) {
+        free(list);
+        close(dirfd);
+        if (others > 0)
+            return hr_fail(HR_ENOENT, "there is no snapshot of %s with a window of %d tokens: %zu snapshot%s of this "
+                           "file %s made for another window, cache type or version of the file, and cannot be used",
+                           model->name, model->identity.n_ctx, others, others == 1 ? "" : "s",
+                           others == 1 ? "was" : "were");
+        return hr_fail(HR_ENOENT, "there is no snapshot of %s with a window of %d tokens in %s", model->name,
+                       model->identity.n_ctx, directory);
+    }
+    rc = hr_model_window_reserve(model);
+    if (rc == HR_OK) {
+        char path[PATH_MAX];
+        hr_cache_join_path(path, sizeof path, directory, newest->name);
+        double started = hr_now_seconds();
+        int32_t tokens = 0;
+        model->window_count = 0;
+        model->window_saved = false;
+        rc = engine->state_load(model->engine_model, path, model->window_tokens, model->window_capacity, &tokens);
+        if (rc == HR_OK && tokens != newest->trailer.tokens) {
+            engine->reset(model->engine_model);
+            rc = hr_fail(HR_EFORMAT, "snapshot %s holds %d tokens but its trailer says %d; it was not restored",
+                         path, tokens, newest->trailer.tokens);
+        }
+        if (rc == HR_OK) {
+            model->window_count = tokens;
+            model->window_saved = true;
+            snprintf(model->snapshot_name, sizeof model->snapshot_name, "%s", newest->name);
+            utimensat(dirfd, newest->name, NULL, AT_SYMLINK_NOFOLLOW);   /* its last use, for eviction */
+            hr_log(HR_LOG_INFO, "restored a snapshot of %s: %d tokens in %.3f s from %s", model->name, tokens,
+                   hr_now_seconds() - started, path);
+        }
+    }
+    free(list);
+    close(dirfd);
+    return rc;
+}
+
+HR_API int hr_model_snapshot_restore(hr_model *model)
+{
+    hr_clear_error();
+    if (!model) return hr_fail(HR_EINVAL, "hr_model_snapshot_restore: model is required");
+    if (!claim(model))
+        return hr_fail(HR_EBUSY, "a generation is running on %s; a snapshot can be restored only into an idle model",
+                       model->name);
+    int rc = restore_window(model);
+    pthread_mutex_unlock(&model->window_lock);
+    return rc;
+}
