@@ -5,6 +5,8 @@
  * POST {url}/v1/completions streamed as server-sent events (sse.c), each event's JSON read with
  * cJSON. The chat template comes from the local file's GGUF header, read without its weights.
  * It holds no policy: it asks, streams and turns every failure into a sentence a person can act on.
+ * Over 600 lines on purpose: one request's state (struct request) runs through the transfer, the
+ * server's answers and the completion stream, and the file reads best as that one story.
  */
 #include "engine/engine.h"
 
