@@ -25,8 +25,9 @@ own=$(sed -n 's/^[0-9]*:[^:]*\bmemory\b[^:]*://p' /proc/self/cgroup | head -n 1)
 [[ -n $own ]] || { echo "skipped: no cgroup v1 memory controller in /proc/self/cgroup"; exit 77; }
 [[ $own == / ]] && own=""
 cgroup=/sys/fs/cgroup/memory$own/headroom-fallback-$$
-mkdir "$cgroup" 2>/dev/null || { cgroup=""; echo "skipped: cannot create a child memory cgroup"; exit 77; }
-echo $((120 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes" || { echo "skipped: cannot set a memory limit"; exit 77; }
+error=$(mkdir "$cgroup" 2>&1) || { echo "skipped: cannot create a child memory cgroup: ${error#mkdir: }"; cgroup=""; exit 77; }
+error=$( (echo $((120 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes") 2>&1) \
+    || { echo "skipped: cannot set a memory limit on $cgroup: ${error##*: }"; exit 77; }
 
 start_server b --model "$model" --port 0 --ctx 256 --threads 1
 b_url=$url b_pid=$pid

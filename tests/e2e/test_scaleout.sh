@@ -31,8 +31,9 @@ own=$(sed -n 's/^[0-9]*:[^:]*\bmemory\b[^:]*://p' /proc/self/cgroup | head -n 1)
 [[ -n $own ]] || skip "no cgroup v1 memory controller in /proc/self/cgroup"
 [[ $own == / ]] && own=""
 cgroup=/sys/fs/cgroup/memory$own/headroom-scaleout-$$
-mkdir "$cgroup" 2>/dev/null || { cgroup=""; skip "cannot create a child memory cgroup under /sys/fs/cgroup/memory$own"; }
-echo $((256 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes" || skip "cannot set a memory limit"
+error=$(mkdir "$cgroup" 2>&1) || { cgroup=""; skip "cannot create a child memory cgroup: ${error#mkdir: }"; }
+error=$( (echo $((256 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes") 2>&1) \
+    || skip "cannot set a memory limit on $cgroup: ${error##*: }"
 
 start_node() {   # start_node NAME: starts headroomd, sets NAME_port and NAME_pid
     "$headroomd" --model "$model" --port 0 --keep-alive -1 >"$scratch/$1.out" 2>"$scratch/$1.err" &

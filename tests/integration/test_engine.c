@@ -1,9 +1,11 @@
 /*
  * test_engine.c: libheadroom with the real llama.cpp engine on a model made by headroom-mkmodel:
  * load, describe, generate, cancel, unload, and clear errors for bad model files.
- * usage: test_engine TINY_MODEL.gguf SCRATCH_DIR
+ * usage: test_engine [--only=CASE,... | --except=CASE,...] TINY_MODEL.gguf SCRATCH_DIR
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,12 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/utf8.h"
 #include "headroom.h"
+#include "skip.h"
 
 static const char *tiny_model;
 static const char *scratch;
@@ -327,18 +331,102 @@ static void corrupt_header(void **state)
     expect_load_error(path, HR_EFORMAT, "corrupt");
 }
 
+/* What the process that tried to load an unreadable file tells the test. */
+struct verdict {
+    enum { LOAD_TRIED, COULD_NOT_DROP, COULD_NOT_REACH, COULD_READ } stage;
+    int error;   /* errno where the stage is not LOAD_TRIED */
+    int rc;
+    char sentence[1024];
+};
+
+/* uid and gid "nobody" on Debian and most distributions; no passwd entry is needed */
+static const uid_t UNPRIVILEGED = 65534;
+
+/* The child's side: become an ordinary user if root (root reads every file whatever its mode),
+ * check that the file can be reached but not read, then load it through headroom. Never returns
+ * into cmocka: a forked child that failed an assertion would run the remaining cases itself. */
+static void try_unreadable(const char *path, int reply)
+{
+    struct verdict v = { .stage = LOAD_TRIED };
+    struct stat st;
+    if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(UNPRIVILEGED) != 0 || setuid(UNPRIVILEGED) != 0)) {
+        v.stage = COULD_NOT_DROP;
+        v.error = errno;
+    } else if (stat(path, &st) != 0) {
+        v.stage = COULD_NOT_REACH;
+        v.error = errno;
+    } else {
+        int fd = open(path, O_RDONLY);
+        if (fd >= 0) {
+            close(fd);
+            v.stage = COULD_READ;
+        }
+    }
+    if (v.stage == LOAD_TRIED) {
+        hr_context_params params = hr_context_default_params();
+        params.monitor = false;
+        hr_context *ctx = NULL;
+        hr_model *model = NULL;
+        v.rc = hr_context_create(&params, &ctx);
+        if (v.rc == HR_OK) {
+            v.rc = hr_model_load(ctx, path, NULL, &model);
+            if (model) hr_model_free(model);
+        }
+        snprintf(v.sentence, sizeof v.sentence, "%s", hr_last_error());
+        hr_context_free(ctx);
+    }
+    _exit(write(reply, &v, sizeof v) == (ssize_t)sizeof v ? 0 : 1);
+}
+
+/* A file this user may reach but not read: HR_EACCES, with a sentence that says so and names
+ * the file. As root the load runs in a child that has dropped to uid/gid 65534. */
 static void unreadable_file(void **state)
 {
     (void)state;
-    if (geteuid() == 0) skip();   /* root reads everything: nothing to test */
-    char *path = scratch_path("unreadable.gguf");
+    /* in /tmp, which every user may pass through (the scratch directory's parents may not be);
+     * the directory may be passed through but not listed, the file is nobody's to read */
+    char directory[] = "/tmp/headroom-unreadable-XXXXXX", path[64];
+    assert_non_null(mkdtemp(directory));
+    assert_int_equal(chmod(directory, 0711), 0);
+    snprintf(path, sizeof path, "%s/model.gguf", directory);
     write_file(path, "GGUF", 4);
-    chmod(path, 0);
-    expect_load_error(path, HR_EACCES, "permission denied");
+    assert_int_equal(chmod(path, 0), 0);
+
+    int pipe_fds[2];
+    assert_int_equal(pipe(pipe_fds), 0);
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(pipe_fds[0]);
+        try_unreadable(path, pipe_fds[1]);
+    }
+    close(pipe_fds[1]);
+    struct verdict v;
+    ssize_t got = read(pipe_fds[0], &v, sizeof v);
+    close(pipe_fds[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    unlink(path);
+    rmdir(directory);
+    assert_int_equal(got, (ssize_t)sizeof v);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    if (v.stage == COULD_NOT_DROP)
+        skip_because("running as root, and cannot become an unprivileged user (uid %d) to meet an unreadable file: %s",
+                     (int)UNPRIVILEGED, strerror(v.error));
+    if (v.stage == COULD_READ)
+        skip_because("this process reads %s despite mode 000 (a capability such as CAP_DAC_OVERRIDE?)", path);
+    if (v.stage == COULD_NOT_REACH) fail_msg("the test's own file %s cannot be reached: %s", path, strerror(v.error));
+    if (v.rc != HR_EACCES || !strstr(v.sentence, "permission denied") || !strstr(v.sentence, path))
+        fail_msg("loading %s: got %s \"%s\", wanted %s with \"permission denied\" and the path", path,
+                 hr_strerror(v.rc), v.sentence, hr_strerror(HR_EACCES));
+    print_message("  as uid %d: %s\n", (int)geteuid() == 0 ? (int)UNPRIVILEGED : (int)geteuid(), v.sentence);
 }
 
 int main(int argc, char **argv)
 {
+    if (select_cases(&argc, argv) != 0) return 2;
     if (argc != 3) {
         fprintf(stderr, "usage: %s TINY_MODEL.gguf SCRATCH_DIR\n", argv[0]);
         return 2;
@@ -361,5 +449,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(corrupt_header),
         cmocka_unit_test(unreadable_file),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return run_cases(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 
 #include "headroom.h"
 #include "live_cgroup.h"
+#include "skip.h"
 
 static const long LIMIT_MIB = 120;
 static const char *mid_model;
@@ -97,10 +98,9 @@ static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **s
     posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     close(fd);
     if (!make_limited_cgroup(400)) {
-        fprintf(stderr, "skipped: %s\n", skip_reason);
         hr_unsubscribe(ctx, subscription);
         hr_context_free(ctx);
-        skip();
+        skip_because("%s", skip_reason);
     }
 
     /* healthy: room enough (preflight says so), the guard learns the speed and stays quiet */
@@ -149,6 +149,7 @@ static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **s
 
 int main(int argc, char **argv)
 {
+    if (select_cases(&argc, argv) != 0) return 2;
     if (argc != 2) {
         fprintf(stderr, "usage: %s MID_MODEL.gguf\n", argv[0]);
         return 2;
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    int result = run_cases(tests, NULL, NULL);
     live_cgroup_cleanup();
-    return failed;
+    return result;
 }

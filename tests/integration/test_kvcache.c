@@ -4,7 +4,7 @@
  * stopped (and as one decoded from scratch), snapshots are kept to their model and window, the
  * budget evicts the least recently used, clearing touches only headroom's files and goes on past
  * a permission error, and a full disk leaves nothing behind.
- * usage: test_kvcache TINY_MODEL.gguf SCRATCH_DIR
+ * usage: test_kvcache [--only=CASE,... | --except=CASE,...] TINY_MODEL.gguf SCRATCH_DIR
  *        test_kvcache --make-snapshots MODEL.gguf CACHE_DIR COUNT   (a fixture for test_cli_cache.sh)
  */
 #include <dirent.h>
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,6 +29,7 @@
 
 #include "headroom.h"
 #include "runtime/model.h"
+#include "skip.h"
 
 static const char *tiny_model;
 static const char *scratch;
@@ -355,7 +357,25 @@ static bool set_immutable(const char *path, bool on)
     return ok;
 }
 
-/* (d) clear removes headroom's files only, follows no link, and goes on past a failure */
+/* Three snapshots of one growing conversation in CTX's cache; their paths in SNAPSHOTS. */
+static void save_three_snapshots(hr_context *ctx, char snapshots[3][512])
+{
+    hr_model *model = load(ctx, 256);
+    struct text out;
+    bool saved;
+    for (int i = 0; i < 3; i++) {
+        generate(model, PROMPT, 4, &out, NULL);
+        assert_int_equal(hr_model_snapshot_save(model, &saved), HR_OK);
+        hr_cache_entry *entries = NULL;
+        size_t count = 0;
+        assert_int_equal(hr_cache_list(ctx, &entries, &count), HR_OK);
+        snprintf(snapshots[i], 512, "%s", entries[0].path);
+        hr_free(entries);
+    }
+    hr_model_free(model);
+}
+
+/* (d) clear removes headroom's files only and follows no link */
 static void clear_touches_only_its_own_files(void **state)
 {
     (void)state;
@@ -364,20 +384,8 @@ static void clear_touches_only_its_own_files(void **state)
     snprintf(kv, sizeof kv, "%s/kv", cache);
     snprintf(outside, sizeof outside, "%s/outside", cache);
     hr_context *ctx = new_context(cache, 0);
-    hr_model *model = load(ctx, 256);
-    struct text out;
-    bool saved;
     char snapshots[3][512];
-    for (int i = 0; i < 3; i++) {
-        generate(model, PROMPT, 4, &out, NULL);
-        assert_int_equal(hr_model_snapshot_save(model, &saved), HR_OK);
-        hr_cache_entry *entries = NULL;
-        size_t count = 0;
-        assert_int_equal(hr_cache_list(ctx, &entries, &count), HR_OK);
-        snprintf(snapshots[i], sizeof snapshots[i], "%s", entries[0].path);
-        hr_free(entries);
-    }
-    hr_model_free(model);
+    save_three_snapshots(ctx, snapshots);
 
     /* what must survive: a person's file, a file with headroom's name pattern but not its
      * contents, a link (with headroom's name) to a real snapshot outside kv/, a subdirectory */
@@ -402,32 +410,13 @@ static void clear_touches_only_its_own_files(void **state)
     snprintf(path, sizeof path, "%s/.aaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-dddddddd.hrkv.tmp", kv);
     write_file(path, "qsgg", 4);
 
-    /* one snapshot that cannot be removed */
-    bool immutable = set_immutable(snapshots[1], true);
-    if (!immutable) print_message("skipping the permission-error check: cannot set the immutable flag here (%s)\n",
-                                  strerror(errno));
-
     hr_cache_clear_report report;
     struct problems problems = { 0 };
-    int rc = hr_cache_clear(ctx, &report, on_problem, &problems);
-    if (immutable) {
-        set_immutable(snapshots[1], false);
-        assert_int_equal(rc, HR_EACCES);
-        assert_non_null(strstr(hr_last_error(), "1 of headroom's files could not be removed"));
-        assert_int_equal(report.failed, 1);
-        assert_int_equal(problems.count, 1);
-        assert_int_equal(problems.code, HR_EACCES);
-        assert_string_equal(problems.path, snapshots[1]);
-        assert_int_equal(report.removed, 3);   /* two snapshots and the leftover */
-        assert_int_equal(access(snapshots[1], F_OK), 0);
-    } else {
-        assert_int_equal(rc, HR_OK);
-        assert_int_equal(report.removed, 4);
-    }
+    assert_int_equal(hr_cache_clear(ctx, &report, on_problem, &problems), HR_OK);
+    assert_int_equal(report.removed, 4);   /* three snapshots and the leftover */
     assert_int_equal(report.skipped, 5);   /* notes, the impostor, the link, sub/, the fresh temp */
     assert_true(report.bytes_removed > 0);
-    assert_int_equal(access(snapshots[0], F_OK), -1);
-    assert_int_equal(access(snapshots[2], F_OK), -1);
+    for (int i = 0; i < 3; i++) assert_int_equal(access(snapshots[i], F_OK), -1);
     assert_int_equal(access(leftover, F_OK), -1);
     snprintf(path, sizeof path, "%s/notes.txt", kv);
     assert_int_equal(access(path, F_OK), 0);
@@ -452,13 +441,75 @@ static void clear_touches_only_its_own_files(void **state)
     hr_cache_entry *entries = NULL;
     size_t count = 0;
     assert_int_equal(hr_cache_list(ctx, &entries, &count), HR_EACCES);
-    model = load(ctx, 256);
+    hr_model *model = load(ctx, 256);
+    struct text out;
+    bool saved = true;
     generate(model, PROMPT, 4, &out, NULL);
     assert_int_equal(hr_model_snapshot_save(model, &saved), HR_EACCES);
     assert_false(saved);
     assert_int_equal(count_entries(moved), before);
     hr_model_free(model);
     hr_context_free(ctx);
+}
+
+/* (d) ... and goes on past a file it cannot remove, saying which */
+static void clear_goes_on_past_a_file_it_cannot_remove(void **state)
+{
+    (void)state;
+    char cache[1024];
+    fresh_dir(cache, sizeof cache, "clear-failure");
+    hr_context *ctx = new_context(cache, 0);
+    char snapshots[3][512];
+    save_three_snapshots(ctx, snapshots);
+    if (!set_immutable(snapshots[1], true)) {
+        int error = errno;
+        hr_context_free(ctx);
+        skip_because("cannot make a file that cannot be removed: the immutable flag on %s needs CAP_LINUX_IMMUTABLE "
+                     "and a file system that has it (%s)", snapshots[1], strerror(error));
+    }
+    hr_cache_clear_report report;
+    struct problems problems = { 0 };
+    int rc = hr_cache_clear(ctx, &report, on_problem, &problems);
+    set_immutable(snapshots[1], false);
+    assert_int_equal(rc, HR_EACCES);
+    assert_non_null(strstr(hr_last_error(), "1 of headroom's files could not be removed"));
+    assert_int_equal(report.failed, 1);
+    assert_int_equal(problems.count, 1);
+    assert_int_equal(problems.code, HR_EACCES);
+    assert_string_equal(problems.path, snapshots[1]);
+    assert_int_equal(report.removed, 2);   /* the other two snapshots: clear went on past it */
+    assert_int_equal(access(snapshots[0], F_OK), -1);
+    assert_int_equal(access(snapshots[1], F_OK), 0);
+    assert_int_equal(access(snapshots[2], F_OK), -1);
+    hr_context_free(ctx);
+}
+
+static bool write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+    return close(fd) == 0 && ok;
+}
+
+/* A 64 KiB tmpfs on MOUNTPOINT, a file system that fills up: as root directly; otherwise in a
+ * user and mount namespace of this process's own, where the kernel lets ordinary users have one
+ * (the process must be single-threaded then: the case runs in an entry of its own). 0 or the
+ * errno of the plain mount. */
+static int mount_small_tmpfs(const char *mountpoint)
+{
+    if (mount("tmpfs", mountpoint, "tmpfs", 0, "size=64k") == 0) return 0;
+    int error = errno;
+    if (geteuid() == 0) return error;
+    char map[64];
+    snprintf(map, sizeof map, "0 %d 1", (int)geteuid());
+    char group_map[64];
+    snprintf(group_map, sizeof group_map, "0 %d 1", (int)getegid());
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0 || !write_text("/proc/self/setgroups", "deny") ||
+        !write_text("/proc/self/uid_map", map) || !write_text("/proc/self/gid_map", group_map) ||
+        mount("tmpfs", mountpoint, "tmpfs", 0, "size=64k") != 0)
+        return error;
+    return 0;
 }
 
 /* (e) a full disk: HR_EIO with a sentence that says so, and no file left, both where headroom
@@ -470,10 +521,10 @@ static void full_disk_leaves_nothing(void **state)
     snprintf(mountpoint, sizeof mountpoint, "%s/full", scratch);
     umount(mountpoint);
     mkdir(mountpoint, 0700);
-    if (mount("tmpfs", mountpoint, "tmpfs", 0, "size=64k") != 0) {
-        print_message("skipping the full-disk test: cannot mount a 64 KiB tmpfs here (%s)\n", strerror(errno));
-        skip();
-    }
+    int error = mount_small_tmpfs(mountpoint);
+    if (error != 0)
+        skip_because("cannot mount a 64 KiB tmpfs on %s to fill up (%s; root may, and ordinary users where the "
+                     "kernel allows them a user namespace)", mountpoint, strerror(error));
     snprintf(cache, sizeof cache, "%s/cache", mountpoint);
     snprintf(kv, sizeof kv, "%s/kv", cache);
     hr_context *ctx = new_context(cache, 0);
@@ -542,6 +593,7 @@ static int make_snapshots(const char *model_path, const char *cache_dir, int cou
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--make-snapshots") == 0) return make_snapshots(argv[2], argv[3], atoi(argv[4]));
+    if (select_cases(&argc, argv) != 0) return 2;
     if (argc != 3) {
         fprintf(stderr, "usage: %s TINY_MODEL.gguf SCRATCH_DIR\n", argv[0]);
         return 2;
@@ -553,7 +605,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(snapshot_is_kept_to_its_model_and_window),
         cmocka_unit_test(budget_evicts_least_recently_used),
         cmocka_unit_test(clear_touches_only_its_own_files),
+        cmocka_unit_test(clear_goes_on_past_a_file_it_cannot_remove),
         cmocka_unit_test(full_disk_leaves_nothing),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return run_cases(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 
 #include "headroom.h"
 #include "live_cgroup.h"
+#include "skip.h"
 
 #define MiB (1024L * 1024L)
 static const long LIMIT_MIB = 448;
@@ -69,8 +70,7 @@ struct fixture {
 static int setup(void **state)
 {
     if (!make_limited_cgroup(LIMIT_MIB)) {
-        fprintf(stderr, "skipped: %s\n", skip_reason);
-        *state = NULL;
+        *state = NULL;   /* the case skips, with skip_reason */
         return 0;
     }
     struct fixture *f = calloc(1, sizeof *f);
@@ -151,7 +151,7 @@ static bool wait_for_level(hr_context *ctx, enum hr_pressure_level level, double
 static void an_idle_model_is_unloaded_before_the_oom_killer_acts(void **state)
 {
     struct fixture *f = *state;
-    if (!f) skip();
+    if (!f) skip_because("%s", skip_reason);
     hr_model *model = NULL;
     assert_int_equal(hr_registry_acquire(f->ctx, "mid", &model), HR_OK);
     hr_generate_params g = hr_generate_default_params();
@@ -205,7 +205,7 @@ static void *read_then_release(void *arg)
 static void critical_cancels_low_priority_work_and_refuses_loads(void **state)
 {
     struct fixture *f = *state;
-    if (!f) skip();
+    if (!f) skip_because("%s", skip_reason);
     struct reader r = { .ctx = f->ctx };
     assert_int_equal(hr_registry_acquire(f->ctx, "mid", &r.model), HR_OK);
     hr_session_params sp = hr_session_default_params();
@@ -246,6 +246,7 @@ static void critical_cancels_low_priority_work_and_refuses_loads(void **state)
 
 int main(int argc, char **argv)
 {
+    if (select_cases(&argc, argv) != 0) return 2;
     if (argc != 2) {
         fprintf(stderr, "usage: %s MID_MODEL.gguf\n", argv[0]);
         return 2;
@@ -255,7 +256,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(an_idle_model_is_unloaded_before_the_oom_killer_acts, setup, teardown),
         cmocka_unit_test_setup_teardown(critical_cancels_low_priority_work_and_refuses_loads, setup, teardown),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    int result = run_cases(tests, NULL, NULL);
     live_cgroup_cleanup();
-    return failed;
+    return result;
 }

@@ -24,6 +24,7 @@
 
 #include "headroom.h"
 #include "live_cgroup.h"
+#include "skip.h"
 
 #define MiB (1024L * 1024L)
 static const long LIMIT_MIB = 256;
@@ -68,10 +69,7 @@ static bool wait_for_level(struct watch *w, enum hr_pressure_level level, double
 static void hog_drives_warn_critical_and_back(void **state)
 {
     (void)state;
-    if (!make_limited_cgroup(LIMIT_MIB)) {
-        fprintf(stderr, "skipped: %s\n", skip_reason);
-        skip();
-    }
+    if (!make_limited_cgroup(LIMIT_MIB)) skip_because("%s", skip_reason);
     struct watch w = { .level = HR_PRESSURE_NORMAL };
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.changed, NULL);
@@ -113,12 +111,13 @@ static void hog_drives_warn_critical_and_back(void **state)
     remove_limited_cgroup();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (select_cases(&argc, argv) != 0) return 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hog_drives_warn_critical_and_back),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    int result = run_cases(tests, NULL, NULL);
     live_cgroup_cleanup();
-    return failed;
+    return result;
 }

@@ -1,8 +1,9 @@
 /*
  * test_probe_live.c: the memory probes on the real machine: one sample must be plausible, the
  * kernel's notification paths must register (PSI triggers; cgroup v1 memory.pressure_level,
- * fired for real in a child cgroup). A source this machine lacks is skipped with a reason.
- * usage: test_probe_live [SCRATCH_DIR]
+ * fired for real in a child cgroup). A source this machine lacks is skipped with a reason; each
+ * case that can skip is a ctest entry of its own (integration.probe_live.CASE).
+ * usage: test_probe_live [--only=CASE,...] [SCRATCH_DIR]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,17 +23,9 @@
 
 #include "core/error.h"
 #include "probe/probe.h"
+#include "skip.h"
 
 typedef hr_sample sample_t;
-
-/* cmocka 1.1's skip() takes no reason; the log should say which source this machine lacks */
-#define skip_because(...)              \
-    do {                               \
-        print_message("skipped: ");    \
-        print_message(__VA_ARGS__);    \
-        print_message("\n");           \
-        skip();                        \
-    } while (0)
 
 static const char *scratch = "/tmp";
 
@@ -202,6 +195,7 @@ static void v1_pressure_level_fires(void **state)
 
 int main(int argc, char **argv)
 {
+    if (select_cases(&argc, argv) != 0) return 2;
     if (argc > 1) scratch = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(host_and_self),
@@ -210,5 +204,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(psi_triggers),
         cmocka_unit_test(v1_pressure_level_fires),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return run_cases(tests, NULL, NULL);
 }
