@@ -2,7 +2,7 @@
 # test_engine_smoke.sh: scripts/bootstrap's engine smoke test. HEADROOM_ENGINE_PREFIX pointed at an
 # engine that crashes must stop bootstrap with one sentence naming the cause and a non-zero exit;
 # the real engine passes with only its prefix on stdout. Nothing is downloaded or rebuilt: the
-# crashing engine is the real one with a 2 KB library in front of it, and bootstrap's cache is a
+# crashing engine is the real one with a small library in front of it, and bootstrap's cache is a
 # scratch directory.
 #
 # usage: test_engine_smoke.sh SOURCE_DIR ENGINE_PREFIX SCRATCH_DIR     (exits 77 where it cannot run)
