@@ -437,7 +437,17 @@ typedef struct hr_generate_params {
     float top_p;          /* 1: off; default 0.95 */
     float min_p;          /* 0: off; default 0.05 */
     uint64_t seed;        /* sampling seed; the same seed and inputs give the same tokens */
+    /* Stop sequences (UTF-8, each non-empty, at most HR_MAX_STOP_BYTES bytes): the generation
+     * ends before the first of them appears in the text (stop_reason HR_STOP_SEQUENCE), and
+     * that stop text is never passed to piece_fn. Text that could be the start of one is held
+     * until it is decided (passed on as soon as it cannot be, or at the end). Matched on the
+     * text, so across token boundaries. NULL (default) or stop_count 0: none. Borrowed:
+     * hr_generate reads them during the call only; hr_session_start copies them. */
+    const char *const *stop;
+    size_t stop_count;    /* at most HR_MAX_STOP_SEQUENCES */
 } hr_generate_params;
+
+enum { HR_MAX_STOP_SEQUENCES = 64, HR_MAX_STOP_BYTES = 1024 };
 
 HR_API hr_generate_params hr_generate_default_params(void);
 
@@ -453,6 +463,7 @@ enum hr_stop_reason {
     HR_STOP_END_OF_TEXT,   /* the model produced an end-of-generation token */
     HR_STOP_CONTEXT_FULL,  /* the context window is full */
     HR_STOP_CANCELLED,     /* cancelled by the piece callback or hr_model_cancel() */
+    HR_STOP_SEQUENCE,      /* one of hr_generate_params.stop appeared (it was not passed on) */
 };
 
 typedef struct hr_generation_stats {

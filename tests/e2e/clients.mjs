@@ -249,5 +249,61 @@ await check("ollama: generate() with keep_alive 0 and no prompt unloads the mode
     assert.deepEqual((await ollama.ps()).models, []);
 });
 
+// ---- stop sequences: greedy text, then a stop taken from its middle must cut it there ----
+const stopPrompt = "Once upon a time";
+const full = (await openai.completions.create({ model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0 })).choices[0].text;
+// a stop of 3 characters from the middle (spanning pieces, most likely), and one that never comes
+const stopText = [...full].slice(4, 7).join("");
+const cut = full.slice(0, full.indexOf(stopText));
+console.log(`# stop test: greedy text ${JSON.stringify(full)}, stop ${JSON.stringify(stopText)}`);
+
+await check("openai: completions.create({stop}): the text ends before the stop, finish_reason stop", async () => {
+    assert.ok(stopText.length > 0, `greedy text too short: ${JSON.stringify(full)}`);
+    const r = await openai.completions.create({
+        model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0, stop: ["\u2603never", stopText],
+    });
+    assert.equal(r.choices[0].text, cut);
+    assert.equal(r.choices[0].finish_reason, "stop");
+});
+
+await check("openai: completions.create({stop, stream}): chunks add up to the cut text, never the stop", async () => {
+    const stream = await openai.completions.create({
+        model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0, stop: stopText, stream: true,
+    });
+    let text = "", finish = null;
+    for await (const chunk of stream) {
+        text += chunk.choices[0]?.text ?? "";
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(text, cut);
+    assert.equal(finish, "stop");
+});
+
+await check("openai: a stop that never appears changes nothing (held prefixes are emitted)", async () => {
+    const r = await openai.completions.create({
+        model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0, stop: [full + "x"],
+    });
+    assert.equal(r.choices[0].text, full);
+    assert.equal(r.choices[0].finish_reason, "length");
+});
+
+await check("ollama: generate({options.stop}) whole and streamed: cut before the stop, done_reason stop", async () => {
+    const r = await ollama.generate({ model: "tiny", prompt: stopPrompt, options: { num_predict: 24, temperature: 0, stop: [stopText] } });
+    assert.equal(r.response, cut);
+    assert.equal(r.done_reason, "stop");
+    const stream = await ollama.generate({ model: "tiny", prompt: stopPrompt, options: { num_predict: 24, temperature: 0, stop: [stopText] }, stream: true });
+    let text = "", last = null;
+    for await (const part of stream) { text += part.response; last = part; }
+    assert.equal(text, cut);
+    assert.equal(last.done_reason, "stop");
+});
+
+await check("openai: a bad stop is a BadRequestError naming 'stop'", async () => {
+    await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", stop: [1] }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "stop");
+    await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", stop: Array(17).fill("a") }),
+        (error) => error instanceof OpenAI.BadRequestError && /at most 16/.test(error.message));
+});
+
 console.log("# clients.mjs: every check ran");
 process.exit(failures === 0 ? 0 : 1);

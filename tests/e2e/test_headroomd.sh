@@ -269,7 +269,9 @@ bad "absurd max_tokens (1e9)" 400 POST /v1/completions '{"model":"tiny","prompt"
 bad "max_tokens: 0" 400 POST /v1/completions '{"model":"tiny","prompt":"x","max_tokens":0}' "'max_tokens' must be between 1" max_tokens
 bad "n: 2" 400 POST /v1/completions '{"model":"tiny","prompt":"x","n":2}' "'n' must be between 1 and 1" n
 bad 'stream: "yes"' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stream":"yes"}' "'stream' must be true or false" stream
-bad "stop sequences (not supported yet)" 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":["\\n"]}' "'stop' sequences are not supported" stop
+bad "stop: 5" 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":5}' "'stop' must be a string or an array of strings" stop
+bad 'stop: [""]' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":["a",""]}' "'stop' must not hold an empty string" stop
+bad "options.stop: 17 sequences" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]}}' "at most 16 are accepted" ''
 bad "chat without messages" 400 POST /v1/chat/completions '{"model":"tiny"}' "'messages' must be a non-empty array" messages
 bad "chat with empty messages" 400 POST /v1/chat/completions '{"model":"tiny","messages":[]}' "'messages' must be a non-empty array" messages
 bad "chat content: 5" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":5}]}' 'messages\[0\]\.content must be a string or an array of parts' messages

@@ -53,7 +53,7 @@ static void add_text(const struct ollama_stream *s, cJSON *line, const char *tex
 
 static void add_stats(cJSON *line, const hr_generation_stats *stats)
 {
-    cJSON_AddStringToObject(line, "done_reason", stats->stop_reason == HR_STOP_END_OF_TEXT ? "stop" : "length");
+    cJSON_AddStringToObject(line, "done_reason", stats->stop_reason == HR_STOP_END_OF_TEXT || stats->stop_reason == HR_STOP_SEQUENCE ? "stop" : "length");
     cJSON_AddNumberToObject(line, "total_duration", (double)llround(stats->total_seconds * 1e9));
     cJSON_AddNumberToObject(line, "load_duration", 0);
     cJSON_AddNumberToObject(line, "prompt_eval_count", stats->prompt_tokens);
@@ -98,7 +98,7 @@ static const stream_format ndjson_format = {
 };
 
 /* options{} and the top-level fields Ollama clients send. */
-static void read_options(field_check *c, const cJSON *json, hr_session_params *params)
+static void read_options(field_check *c, const cJSON *json, hr_session_params *params, const char **stops)
 {
     const cJSON *options = cJSON_GetObjectItemCaseSensitive(json, "options");
     if (options && !cJSON_IsNull(options) && !cJSON_IsObject(options)) {
@@ -116,6 +116,8 @@ static void read_options(field_check *c, const cJSON *json, hr_session_params *p
     field_number(c, options, "min_p", 0, 0.999, &params->generate.min_p);
     field_int(c, options, "top_k", 0, 1 << 20, &params->generate.top_k);
     field_u64(c, options, "seed", &params->generate.seed);
+    field_stop(c, options, "stop", stops, &params->generate.stop_count);
+    params->generate.stop = stops;
 }
 
 static bool read_keep_alive(field_check *c, const cJSON *json, double *keep_alive)
@@ -182,7 +184,8 @@ static enum MHD_Result generate(request *r, bool chat)
     field_string(&c, r->json, "system", false, &system);
     field_bool(&c, r->json, "stream", &stream);
     field_bool(&c, r->json, "raw", &raw);
-    read_options(&c, r->json, &params);
+    const char *stops[MAX_STOP_SEQUENCES];
+    read_options(&c, r->json, &params, stops);
     read_keep_alive(&c, r->json, &keep_alive);
     if (c.failed) return c.reply;
 

@@ -23,7 +23,7 @@ struct openai_stream {
 
 static const char *finish_reason(enum hr_stop_reason reason)
 {
-    return reason == HR_STOP_END_OF_TEXT ? "stop" : "length";
+    return reason == HR_STOP_END_OF_TEXT || reason == HR_STOP_SEQUENCE ? "stop" : "length";
 }
 
 static cJSON *usage_json(const hr_generation_stats *stats)
@@ -203,10 +203,10 @@ static enum MHD_Result generate(request *r, bool chat)
     field_int(&c, r->json, "n", 1, 1, &n);
     const cJSON *options = cJSON_GetObjectItemCaseSensitive(r->json, "stream_options");
     if (cJSON_IsObject(options)) field_bool(&c, options, "include_usage", &include_usage);
+    const char *stops[MAX_STOP_SEQUENCES];
+    field_stop(&c, r->json, "stop", stops, &params.generate.stop_count);
+    params.generate.stop = stops;
     if (c.failed) return c.reply;
-    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(r->json, "stop");
-    if (stop && !cJSON_IsNull(stop) && !(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) == 0))
-        return reply_error(r, 400, "stop", "'stop' sequences are not supported yet");
 
     server_model *entry = server_find_model(r->srv, model_name);
     if (!entry)

@@ -477,6 +477,33 @@ bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out)
     return true;
 }
 
+bool field_stop(field_check *c, const cJSON *object, const char *key, const char **stops, size_t *count)
+{
+    *count = 0;
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (cJSON_IsString(value)) {
+        if (value->valuestring[0] == '\0') return true;   /* "" stops nothing, as OpenAI treats it */
+        stops[(*count)++] = value->valuestring;
+        return true;
+    }
+    if (!cJSON_IsArray(value))
+        return field_fail(c, key, "'%s' must be a string or an array of strings", key);
+    if (cJSON_GetArraySize(value) > MAX_STOP_SEQUENCES)
+        return field_fail(c, key, "'%s' has %d sequences; at most %d are accepted", key, cJSON_GetArraySize(value),
+                          MAX_STOP_SEQUENCES);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, value) {
+        if (!cJSON_IsString(item)) return field_fail(c, key, "'%s' must be a string or an array of strings", key);
+        if (item->valuestring[0] == '\0') return field_fail(c, key, "'%s' must not hold an empty string", key);
+        if (strlen(item->valuestring) > MAX_STOP_BYTES)
+            return field_fail(c, key, "each of '%s' may be at most %d bytes", key, MAX_STOP_BYTES);
+        stops[(*count)++] = item->valuestring;
+    }
+    return true;
+}
+
 bool parse_duration(const cJSON *value, double *seconds)
 {
     if (cJSON_IsNumber(value)) {

@@ -160,6 +160,10 @@ bool field_int(field_check *c, const cJSON *object, const char *key, long min, l
 bool field_number(field_check *c, const cJSON *object, const char *key, double min, double max, float *out);
 bool field_u64(field_check *c, const cJSON *object, const char *key, uint64_t *out);
 bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out);
+/* Stop sequences: a string or an array of at most MAX_STOP_SEQUENCES non-empty strings, each at
+ * most MAX_STOP_BYTES; `stops` (room for MAX_STOP_SEQUENCES) borrows them from `object`. */
+enum { MAX_STOP_SEQUENCES = 16, MAX_STOP_BYTES = 256 };
+bool field_stop(field_check *c, const cJSON *object, const char *key, const char **stops, size_t *count);
 
 /* Refuses new work while memory pressure is critical: 503 with Retry-After and the reason, so a
  * load balancer sends the request to another node. Returns true after replying. */
