@@ -27,8 +27,26 @@ HR_API hr_generate_params hr_generate_default_params(void)
         .top_p = 0.95f,
         .min_p = 0.05f,
         .seed = 42,
+        .typical_p = 1.0f,
+        .repeat_penalty = 1.0f,
+        .repeat_last_n = 64,
+        .mirostat_tau = 5.0f,
+        .mirostat_eta = 0.1f,
     };
     return params;
+}
+
+hr_engine_sampling hr_engine_sampling_from(const hr_generate_params *p)
+{
+    hr_engine_sampling sampling = {
+        .temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
+        .seed = p->seed, .typical_p = p->typical_p, .repeat_penalty = p->repeat_penalty,
+        .repeat_last_n = p->repeat_last_n, .presence_penalty = p->presence_penalty,
+        .frequency_penalty = p->frequency_penalty, .mirostat = p->mirostat,
+        .mirostat_tau = p->mirostat_tau, .mirostat_eta = p->mirostat_eta,
+        .logit_bias = p->logit_bias, .logit_bias_count = p->logit_bias_count,
+    };
+    return sampling;
 }
 
 /* Carries bytes of a character split across tokens until the rest arrives. */
@@ -133,6 +151,28 @@ static int check_params(const hr_generate_params *p)
         return hr_fail(HR_EINVAL, "top_p %g is out of range: use a value in (0, 1]", p->top_p);
     if (!isfinite(p->min_p) || p->min_p < 0 || p->min_p >= 1)
         return hr_fail(HR_EINVAL, "min_p %g is out of range: use a value in [0, 1)", p->min_p);
+    if (!isfinite(p->typical_p) || p->typical_p <= 0 || p->typical_p > 1)
+        return hr_fail(HR_EINVAL, "typical_p %g is out of range: use a value in (0, 1]", p->typical_p);
+    if (!isfinite(p->repeat_penalty) || p->repeat_penalty <= 0 || p->repeat_penalty > 100)
+        return hr_fail(HR_EINVAL, "repeat_penalty %g is out of range: use a value in (0, 100] (1: off)", p->repeat_penalty);
+    if (p->repeat_last_n < 0 || p->repeat_last_n > MAX_GENERATED_TOKENS)
+        return hr_fail(HR_EINVAL, "repeat_last_n %d is out of range: use 0 (off) to %d", p->repeat_last_n,
+                       MAX_GENERATED_TOKENS);
+    if (!isfinite(p->presence_penalty) || fabsf(p->presence_penalty) > 100)
+        return hr_fail(HR_EINVAL, "presence_penalty %g is out of range: use -100 to 100", p->presence_penalty);
+    if (!isfinite(p->frequency_penalty) || fabsf(p->frequency_penalty) > 100)
+        return hr_fail(HR_EINVAL, "frequency_penalty %g is out of range: use -100 to 100", p->frequency_penalty);
+    if (p->mirostat < 0 || p->mirostat > 2)
+        return hr_fail(HR_EINVAL, "mirostat %d is not 0 (off), 1 or 2", p->mirostat);
+    if (!isfinite(p->mirostat_tau) || p->mirostat_tau < 0 || !isfinite(p->mirostat_eta) || p->mirostat_eta < 0)
+        return hr_fail(HR_EINVAL, "mirostat_tau and mirostat_eta must be finite and non-negative");
+    if (p->logit_bias_count > HR_MAX_LOGIT_BIAS || (p->logit_bias_count > 0 && !p->logit_bias))
+        return hr_fail(HR_EINVAL, "logit_bias holds %zu entries: use at most %d, with a non-NULL array",
+                       p->logit_bias_count, HR_MAX_LOGIT_BIAS);
+    for (size_t i = 0; i < p->logit_bias_count; i++)
+        if (p->logit_bias[i].token < 0 || isnan(p->logit_bias[i].bias) || p->logit_bias[i].bias == INFINITY)
+            return hr_fail(HR_EINVAL, "logit_bias entry %zu: token %d with bias %g (a token id >= 0 and a "
+                           "finite bias or -INFINITY)", i, p->logit_bias[i].token, p->logit_bias[i].bias);
     return hr_generate_check_stops(p);
 }
 
@@ -248,7 +288,11 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
     if (rc != HR_OK) return rc;
 
     hr_engine_sampler *sampler = NULL;
-    hr_engine_sampling sampling = { p->temperature, p->top_k, p->top_p, p->min_p, p->seed };
+    for (size_t i = 0; i < p->logit_bias_count; i++)
+        if (p->logit_bias[i].token >= info.n_vocab)
+            return hr_fail(HR_EINVAL, "logit_bias names token %d, but the vocabulary has %d tokens",
+                           p->logit_bias[i].token, info.n_vocab);
+    hr_engine_sampling sampling = hr_engine_sampling_from(p);
     rc = engine->sampler_create(em, &sampling, &sampler);
     if (rc != HR_OK) return rc;
 

@@ -28,6 +28,7 @@ struct hr_session {
     char *prompt;
     hr_generate_params params;  /* its stop sequences point into `stops` */
     char *stops;                /* one block: the pointer array, then the strings */
+    hr_logit_bias *logit_bias;  /* the copy params.logit_bias points at */
     char client[64];
     struct hr_session *next;    /* the model's queue link, guarded by model->queue_lock */
 
@@ -70,6 +71,7 @@ static void release(hr_session *s)
     free(s->ring);
     free(s->prompt);
     free(s->stops);
+    free(s->logit_bias);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->readable);
     pthread_cond_destroy(&s->writable);
@@ -279,10 +281,18 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     s->prompt = strdup(prompt);
     s->ring = calloc((size_t)p.queue_capacity, sizeof *s->ring);
     if (s->prompt && p.generate.stop_count > 0) copy_stops(&p.generate, &s->stops);
-    if (!s->prompt || !s->ring || (p.generate.stop_count > 0 && !s->stops)) {
+    if (s->prompt && p.generate.logit_bias_count > 0) {
+        size_t bytes = sizeof *s->logit_bias * p.generate.logit_bias_count;
+        s->logit_bias = malloc(bytes);
+        if (s->logit_bias) memcpy(s->logit_bias, p.generate.logit_bias, bytes);
+        p.generate.logit_bias = s->logit_bias;
+    }
+    if (!s->prompt || !s->ring || (p.generate.stop_count > 0 && !s->stops) ||
+        (p.generate.logit_bias_count > 0 && !s->logit_bias)) {
         free(s->prompt);
         free(s->ring);
         free(s->stops);
+        free(s->logit_bias);
         free(s);
         return hr_fail(HR_ENOMEM, "out of memory starting a session");
     }

@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -497,6 +498,25 @@ static void bad_parameters_are_refused(void **state)
     params = hr_generate_default_params();
     params.top_p = 0;
     assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    params = hr_generate_default_params();
+    params.typical_p = 0;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "typical_p"));
+    params = hr_generate_default_params();
+    params.mirostat = 3;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    params = hr_generate_default_params();
+    params.repeat_penalty = 0;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    params = hr_generate_default_params();
+    hr_logit_bias bias = { 5, NAN };
+    params.logit_bias = &bias;
+    params.logit_bias_count = 1;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "logit_bias entry 0"));
+    bias.bias = 1;   /* a token beyond the (fake, empty) vocabulary */
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "vocabulary"));
     assert_int_equal(hr_generate(NULL, "hi", NULL, collect, &c, NULL), HR_EINVAL);
     assert_int_equal(hr_generate(f->model, NULL, NULL, collect, &c, NULL), HR_EINVAL);
     assert_int_equal(c.pieces, 0);

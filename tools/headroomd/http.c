@@ -504,6 +504,55 @@ bool field_stop(field_check *c, const cJSON *object, const char *key, const char
     return true;
 }
 
+/* Whether a client set a field to something other than its "off" value (null, false, 0, "",
+ * "none", [], {} or {"type":"text"}): what clients send by default must pass. */
+static bool field_is_set(const cJSON *value)
+{
+    if (!value || cJSON_IsNull(value) || cJSON_IsFalse(value)) return false;
+    if (cJSON_IsNumber(value)) return value->valuedouble != 0;
+    if (cJSON_IsString(value)) return value->valuestring[0] != '\0' && strcmp(value->valuestring, "none") != 0;
+    if (cJSON_IsArray(value) || cJSON_IsObject(value)) {
+        if (cJSON_GetArraySize(value) == 0) return false;
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(value, "type");
+        return !(cJSON_IsObject(value) && cJSON_GetArraySize(value) == 1 && cJSON_IsString(type) &&
+                 strcmp(type->valuestring, "text") == 0);
+    }
+    return true;
+}
+
+bool field_refused(field_check *c, const cJSON *object, const char *key, const char *why)
+{
+    if (c->failed) return false;
+    if (!field_is_set(cJSON_GetObjectItemCaseSensitive(object, key))) return true;
+    return field_fail(c, key, "'%s' is not supported: %s", key, why);
+}
+
+bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_logit_bias *biases, size_t *count)
+{
+    *count = 0;
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (!cJSON_IsObject(value))
+        return field_fail(c, key, "'%s' must be an object of token ids to biases from -100 to 100", key);
+    if (cJSON_GetArraySize(value) > MAX_LOGIT_BIAS)
+        return field_fail(c, key, "'%s' has %d entries; at most %d are accepted", key, cJSON_GetArraySize(value),
+                          MAX_LOGIT_BIAS);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, value) {
+        char *end = NULL;
+        long token = strtol(item->string, &end, 10);
+        if (!item->string[0] || *end != '\0' || token < 0 || token > INT32_MAX)
+            return field_fail(c, key, "'%s' keys must be token ids (whole numbers), not '%s'", key, item->string);
+        if (!cJSON_IsNumber(item) || !(item->valuedouble >= -100 && item->valuedouble <= 100))
+            return field_fail(c, key, "'%s' biases must be numbers from -100 to 100", key);
+        /* OpenAI: -100 bans the token */
+        float bias = item->valuedouble <= -100 ? -INFINITY : (float)item->valuedouble;
+        biases[(*count)++] = (hr_logit_bias){ (int32_t)token, bias };
+    }
+    return true;
+}
+
 bool parse_duration(const cJSON *value, double *seconds)
 {
     if (cJSON_IsNumber(value)) {

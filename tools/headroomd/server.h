@@ -164,6 +164,12 @@ bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out)
  * most MAX_STOP_BYTES; `stops` (room for MAX_STOP_SEQUENCES) borrows them from `object`. */
 enum { MAX_STOP_SEQUENCES = 16, MAX_STOP_BYTES = 256 };
 bool field_stop(field_check *c, const cJSON *object, const char *key, const char **stops, size_t *count);
+/* A field headroomd does not implement yet and that would change the output: a 400 that names it
+ * and says `why`, unless it holds its "off" value (null, false, 0, "", "none", [], {"type":"text"}). */
+bool field_refused(field_check *c, const cJSON *object, const char *key, const char *why);
+/* OpenAI's logit_bias: {"token id": bias from -100 to 100}; -100 bans the token. */
+enum { MAX_LOGIT_BIAS = 300 };
+bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_logit_bias *biases, size_t *count);
 
 /* Refuses new work while memory pressure is critical: 503 with Retry-After and the reason, so a
  * load balancer sends the request to another node. Returns true after replying. */
