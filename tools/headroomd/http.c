@@ -32,6 +32,10 @@ static enum MHD_Result queue(request *r, unsigned int status, struct MHD_Respons
     if (!response) return MHD_NO;
     if (status >= 500) atomic_fetch_add(&r->srv->server_errors, 1);
     else if (status >= 400) atomic_fetch_add(&r->srv->client_errors, 1);
+    if (r->origin) {   /* CORS: the allowed origin may read the reply */
+        MHD_add_response_header(response, "Access-Control-Allow-Origin", r->origin);
+        MHD_add_response_header(response, "Vary", "Origin");
+    }
     enum MHD_Result result = MHD_queue_response(r->connection, status, response);
     MHD_destroy_response(response);
     return result;
@@ -585,6 +589,37 @@ static bool authorized(server *srv, struct MHD_Connection *connection)
     return difference == 0;
 }
 
+/* Loopback origins are allowed as Ollama allows them (any port, http or https), so a page served
+ * on this machine can call its own server; others only when configured. */
+static bool origin_allowed(const server *srv, const char *origin)
+{
+    static const char *const loopback[] = { "http://localhost", "https://localhost", "http://127.0.0.1",
+                                            "https://127.0.0.1", "http://[::1]", "https://[::1]" };
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        size_t length = strlen(loopback[i]);
+        if (strncmp(origin, loopback[i], length) != 0) continue;
+        const char *rest = origin + length;
+        if (*rest == '\0') return true;
+        if (*rest == ':' && rest[1] && strspn(rest + 1, "0123456789") == strlen(rest + 1)) return true;
+    }
+    for (int i = 0; i < srv->config.n_cors_origins; i++)
+        if (strcmp(srv->config.cors_origins[i], "*") == 0 || strcasecmp(srv->config.cors_origins[i], origin) == 0)
+            return true;
+    return false;
+}
+
+/* A browser's preflight: which methods and headers a cross-origin request may use. */
+static enum MHD_Result reply_preflight(request *r)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!response) return MHD_NO;
+    MHD_add_response_header(response, "Access-Control-Allow-Methods", "GET, POST, HEAD, OPTIONS");
+    MHD_add_response_header(response, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(response, "Access-Control-Max-Age", "600");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, POST, HEAD, OPTIONS");
+    return queue(r, 204, response);
+}
+
 static enum api_style style_of(const char *path)
 {
     if (strncmp(path, "/v1/", 4) == 0) return STYLE_OPENAI;
@@ -635,6 +670,16 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const 
         .body = pending->body ? pending->body : "", .body_length = pending->length,
         .json = NULL, .style = style_of(url),
     };
+    const char *origin = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Host");
+    /* the dashboard's own page, wherever it is reached from, is the same origin */
+    bool same_origin = origin && host && strncmp(origin, "http://", 7) == 0 && strcmp(origin + 7, host) == 0;
+    if (origin && (same_origin || origin_allowed(srv, origin))) r.origin = origin;
+    else if (origin)
+        return reply_error(&r, 403, NULL, "requests from the web origin '%s' are not allowed; start headroomd "
+                           "with --cors-origin '%s' (or HEADROOM_ORIGINS) to allow it", origin, origin);
+    /* browsers send no credentials with a preflight, so it comes before the key check */
+    if (strcmp(method, "OPTIONS") == 0) return reply_preflight(&r);
     /* Health is for load balancers and the page holds no data; everything else needs the key. */
     bool open_path = strcmp(url, "/health") == 0 || strcmp(url, "/") == 0 || strcmp(url, "/dashboard") == 0;
     if (!open_path && !authorized(srv, connection))

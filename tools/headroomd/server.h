@@ -18,6 +18,7 @@
 #include "headroom.h"
 
 #define MAX_MODELS 64
+#define MAX_CORS_ORIGINS 32
 
 typedef struct server_config {
     char host[256];               /* --host, HEADROOM_HOST (default 127.0.0.1) */
@@ -40,6 +41,9 @@ typedef struct server_config {
     size_t max_body_bytes;        /* --max-body: largest request body (default 1 MiB) */
     int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
     char config_file[4096];       /* --config, HEADROOM_CONFIG */
+    char cors_origins[MAX_CORS_ORIGINS][256]; /* --cors-origin, HEADROOM_ORIGINS: browser origins
+                                     allowed besides loopback ones ("*": any) */
+    int n_cors_origins;
 } server_config;
 
 /* One model headroomd may serve: found at start-up, loaded on first use. */
@@ -86,6 +90,7 @@ typedef struct request {
     size_t body_length;
     cJSON *json;                  /* the parsed body (POST with a JSON body), owned by http.c */
     enum api_style style;
+    const char *origin;           /* the browser's Origin header when it is allowed (replies echo it) */
 } request;
 
 /* ---- replies (http.c); each queues the response and returns what MHD expects ---------------- */
