@@ -430,6 +430,11 @@ HR_API char *hr_preflight_json(const hr_preflight_result *result);
 
 /* ---- generation --------------------------------------------------------------------------- */
 
+typedef struct hr_logit_bias {
+    int32_t token;        /* a token id of the model's vocabulary */
+    float bias;
+} hr_logit_bias;
+
 typedef struct hr_generate_params {
     int32_t max_tokens;   /* stop after this many generated tokens; must be > 0 */
     float temperature;    /* 0: greedy (deterministic); default 0.8 */
@@ -437,7 +442,30 @@ typedef struct hr_generate_params {
     float top_p;          /* 1: off; default 0.95 */
     float min_p;          /* 0: off; default 0.05 */
     uint64_t seed;        /* sampling seed; the same seed and inputs give the same tokens */
+    float typical_p;      /* locally typical sampling; 1: off (default) */
+    float repeat_penalty; /* divides the logits of tokens among the last repeat_last_n; 1: off (default) */
+    int32_t repeat_last_n;/* generated tokens the penalties look back on; 0: off; default 64 */
+    float presence_penalty;  /* subtracted once from a token that appeared; 0: off (default) */
+    float frequency_penalty; /* subtracted per appearance; 0: off (default) */
+    int32_t mirostat;     /* 0: off (default), 1: Mirostat, 2: Mirostat 2.0 (replaces top_k, top_p,
+                             min_p and typical_p; temperature still applies) */
+    float mirostat_tau;   /* target surprise; default 5 */
+    float mirostat_eta;   /* learning rate; default 0.1 */
+    /* Added to the logits of the tokens named before any other step (-INFINITY bans a token).
+     * Borrowed as `stop` is: read during hr_generate, copied by hr_session_start. NULL: none. */
+    const hr_logit_bias *logit_bias;
+    size_t logit_bias_count;  /* at most HR_MAX_LOGIT_BIAS */
+    /* Stop sequences (UTF-8, each non-empty, at most HR_MAX_STOP_BYTES bytes): the generation
+     * ends before the first of them appears in the text (stop_reason HR_STOP_SEQUENCE), and
+     * that stop text is never passed to piece_fn. Text that could be the start of one is held
+     * until it is decided (passed on as soon as it cannot be, or at the end). Matched on the
+     * text, so across token boundaries. NULL (default) or stop_count 0: none. Borrowed:
+     * hr_generate reads them during the call only; hr_session_start copies them. */
+    const char *const *stop;
+    size_t stop_count;    /* at most HR_MAX_STOP_SEQUENCES */
 } hr_generate_params;
+
+enum { HR_MAX_STOP_SEQUENCES = 64, HR_MAX_STOP_BYTES = 1024, HR_MAX_LOGIT_BIAS = 1024 };
 
 HR_API hr_generate_params hr_generate_default_params(void);
 
@@ -453,6 +481,7 @@ enum hr_stop_reason {
     HR_STOP_END_OF_TEXT,   /* the model produced an end-of-generation token */
     HR_STOP_CONTEXT_FULL,  /* the context window is full */
     HR_STOP_CANCELLED,     /* cancelled by the piece callback or hr_model_cancel() */
+    HR_STOP_SEQUENCE,      /* one of hr_generate_params.stop appeared (it was not passed on) */
 };
 
 typedef struct hr_generation_stats {

@@ -60,7 +60,20 @@ typedef struct hr_engine_sampling {
     float top_p;
     float min_p;
     uint64_t seed;
+    float typical_p;          /* the fields below as in hr_generate_params */
+    float repeat_penalty;
+    int32_t repeat_last_n;
+    float presence_penalty;
+    float frequency_penalty;
+    int32_t mirostat;
+    float mirostat_tau;
+    float mirostat_eta;
+    const hr_logit_bias *logit_bias;   /* borrowed during sampler_create / complete */
+    size_t logit_bias_count;
 } hr_engine_sampling;
+
+/* The engine's sampling parameters for one generation's hr_generate_params (runtime/generate.c). */
+hr_engine_sampling hr_engine_sampling_from(const hr_generate_params *params);
 
 /* A whole request, for engines that cannot work token by token (the remote engine). */
 typedef struct hr_engine_complete_params {

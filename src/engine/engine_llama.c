@@ -494,23 +494,44 @@ static bool llama_is_state_file(const unsigned char *head, size_t length)
 static int llama_sampler_new(hr_engine_model *model, const hr_engine_sampling *params,
                              hr_engine_sampler **out)
 {
-    (void)model;
     hr_engine_sampler *sampler = calloc(1, sizeof *sampler);
     if (!sampler) return hr_fail(HR_ENOMEM, "out of memory creating a sampler");
     struct llama_sampler_chain_params chain_params = llama_sampler_chain_default_params();
     chain_params.no_perf = true;
     sampler->chain = llama_sampler_chain_init(chain_params);
+    struct llama_sampler *chain = sampler->chain;
+    int32_t n_vocab = llama_vocab_n_tokens(model->vocab);
+    /* llama.cpp's common sampler order: biases and penalties first, so greedy decoding sees them */
+    if (params->logit_bias_count > 0) {
+        llama_logit_bias biases[HR_MAX_LOGIT_BIAS];
+        for (size_t i = 0; i < params->logit_bias_count; i++)
+            biases[i] = (llama_logit_bias){ params->logit_bias[i].token, params->logit_bias[i].bias };
+        llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(n_vocab, (int32_t)params->logit_bias_count, biases));
+    }
+    if (params->repeat_last_n > 0 && (params->repeat_penalty != 1.0f || params->presence_penalty != 0 ||
+                                      params->frequency_penalty != 0))
+        llama_sampler_chain_add(chain, llama_sampler_init_penalties(n_vocab, params->repeat_last_n, params->repeat_penalty,
+                                                                    params->frequency_penalty,
+                                                                    params->presence_penalty));
+    /* llama.cpp takes a 32-bit seed; fold the high half in so 64-bit seeds still differ. */
+    uint32_t seed = (uint32_t)(params->seed ^ (params->seed >> 32));
+    if (seed == LLAMA_DEFAULT_SEED) seed ^= 1; /* LLAMA_DEFAULT_SEED would mean "random" */
     if (params->temperature <= 0.0f) {
-        llama_sampler_chain_add(sampler->chain, llama_sampler_init_greedy());
+        llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    } else if (params->mirostat == 1) {
+        llama_sampler_chain_add(chain, llama_sampler_init_temp(params->temperature));
+        llama_sampler_chain_add(chain, llama_sampler_init_mirostat(n_vocab, seed, params->mirostat_tau,
+                                                                   params->mirostat_eta, 100));
+    } else if (params->mirostat == 2) {
+        llama_sampler_chain_add(chain, llama_sampler_init_temp(params->temperature));
+        llama_sampler_chain_add(chain, llama_sampler_init_mirostat_v2(seed, params->mirostat_tau, params->mirostat_eta));
     } else {
-        if (params->top_k > 0) llama_sampler_chain_add(sampler->chain, llama_sampler_init_top_k(params->top_k));
-        if (params->top_p < 1.0f) llama_sampler_chain_add(sampler->chain, llama_sampler_init_top_p(params->top_p, 1));
-        if (params->min_p > 0.0f) llama_sampler_chain_add(sampler->chain, llama_sampler_init_min_p(params->min_p, 1));
-        llama_sampler_chain_add(sampler->chain, llama_sampler_init_temp(params->temperature));
-        /* llama.cpp takes a 32-bit seed; fold the high half in so 64-bit seeds still differ. */
-        uint32_t seed = (uint32_t)(params->seed ^ (params->seed >> 32));
-        if (seed == LLAMA_DEFAULT_SEED) seed ^= 1; /* LLAMA_DEFAULT_SEED would mean "random" */
-        llama_sampler_chain_add(sampler->chain, llama_sampler_init_dist(seed));
+        if (params->top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(params->top_k));
+        if (params->typical_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_typical(params->typical_p, 1));
+        if (params->top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(params->top_p, 1));
+        if (params->min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(params->min_p, 1));
+        llama_sampler_chain_add(chain, llama_sampler_init_temp(params->temperature));
+        llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
     }
     *out = sampler;
     return HR_OK;

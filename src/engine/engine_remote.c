@@ -554,6 +554,31 @@ static char *completion_body(const hr_engine_model *m, const char *prompt, const
     if (m->extended_sampling) {
         cJSON_AddNumberToObject(body, "top_k", p->sampling.top_k);
         cJSON_AddNumberToObject(body, "min_p", shortest(p->sampling.min_p));
+        /* llama.cpp's server names; sent only when they change something */
+        if (p->sampling.typical_p < 1.0f) cJSON_AddNumberToObject(body, "typical_p", shortest(p->sampling.typical_p));
+        if (p->sampling.repeat_penalty != 1.0f) {
+            cJSON_AddNumberToObject(body, "repeat_penalty", shortest(p->sampling.repeat_penalty));
+            cJSON_AddNumberToObject(body, "repeat_last_n", p->sampling.repeat_last_n);
+        }
+        if (p->sampling.mirostat > 0) {
+            cJSON_AddNumberToObject(body, "mirostat", p->sampling.mirostat);
+            cJSON_AddNumberToObject(body, "mirostat_tau", shortest(p->sampling.mirostat_tau));
+            cJSON_AddNumberToObject(body, "mirostat_eta", shortest(p->sampling.mirostat_eta));
+        }
+    }
+    /* OpenAI's own fields: every compatible server takes them */
+    if (p->sampling.presence_penalty != 0)
+        cJSON_AddNumberToObject(body, "presence_penalty", shortest(p->sampling.presence_penalty));
+    if (p->sampling.frequency_penalty != 0)
+        cJSON_AddNumberToObject(body, "frequency_penalty", shortest(p->sampling.frequency_penalty));
+    if (p->sampling.logit_bias_count > 0) {
+        cJSON *bias = cJSON_AddObjectToObject(body, "logit_bias");
+        for (size_t i = 0; bias && i < p->sampling.logit_bias_count; i++) {
+            char token[16];
+            snprintf(token, sizeof token, "%d", (int)p->sampling.logit_bias[i].token);
+            float value = p->sampling.logit_bias[i].bias;
+            cJSON_AddNumberToObject(bias, token, isinf(value) ? -100 : shortest(value));   /* OpenAI's ban */
+        }
     }
     char seed[24];
     snprintf(seed, sizeof seed, "%" PRIu64, p->sampling.seed);   /* exact: a double holds 53 bits */

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/stop.h"
 #include "core/utf8.h"
 #include "runtime/guard.h"
 #include "runtime/model.h"
@@ -26,8 +27,26 @@ HR_API hr_generate_params hr_generate_default_params(void)
         .top_p = 0.95f,
         .min_p = 0.05f,
         .seed = 42,
+        .typical_p = 1.0f,
+        .repeat_penalty = 1.0f,
+        .repeat_last_n = 64,
+        .mirostat_tau = 5.0f,
+        .mirostat_eta = 0.1f,
     };
     return params;
+}
+
+hr_engine_sampling hr_engine_sampling_from(const hr_generate_params *p)
+{
+    hr_engine_sampling sampling = {
+        .temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
+        .seed = p->seed, .typical_p = p->typical_p, .repeat_penalty = p->repeat_penalty,
+        .repeat_last_n = p->repeat_last_n, .presence_penalty = p->presence_penalty,
+        .frequency_penalty = p->frequency_penalty, .mirostat = p->mirostat,
+        .mirostat_tau = p->mirostat_tau, .mirostat_eta = p->mirostat_eta,
+        .logit_bias = p->logit_bias, .logit_bias_count = p->logit_bias_count,
+    };
+    return sampling;
 }
 
 /* Carries bytes of a character split across tokens until the rest arrives. */
@@ -37,6 +56,9 @@ struct text_stream {
     char *buffer;            /* held bytes + one piece */
     size_t buffer_capacity;
     char *out;               /* the same, repaired; up to 3x as long */
+    hr_stop_matcher stops;   /* whole text in, text before any stop sequence out */
+    char *piece;             /* what goes to fn, NUL-terminated */
+    size_t piece_capacity;
     hr_piece_fn fn;
     void *user_data;
 };
@@ -55,7 +77,10 @@ static int reserve(struct text_stream *stream, size_t length)
     return HR_OK;
 }
 
-/* Emits what of held + piece is whole; returns non-zero when the caller asked to stop. */
+static int pass_on(struct text_stream *stream, const char *text, size_t length);
+
+/* Emits what of held + piece is whole and before any stop sequence; returns non-zero when the
+ * caller asked to stop or a stop sequence was found (stream->stops.matched tells which). */
 static int stream_bytes(struct text_stream *stream, const char *piece, size_t length, int final)
 {
     size_t total = stream->held_length + length;
@@ -68,8 +93,29 @@ static int stream_bytes(struct text_stream *stream, const char *piece, size_t le
     stream->held_length = total - consumed;   /* at most 3: an incomplete character */
     memcpy(stream->held, stream->buffer + consumed, stream->held_length);
     if (written == 0) return 0;
-    stream->out[written] = '\0';
-    return stream->fn(stream->out, written, stream->user_data) != 0;
+    const char *emit;
+    size_t emit_length;
+    if (hr_stop_feed(&stream->stops, stream->out, written, &emit, &emit_length) != HR_OK) return HR_ENOMEM;
+    /* the text before a stop sequence still goes on; then the generation ends */
+    if (emit_length > 0) {
+        int stop = pass_on(stream, emit, emit_length);
+        if (stop) return stop;
+    }
+    return stream->stops.matched;
+}
+
+/* Hands text to the caller NUL-terminated; returns non-zero when the caller asked to stop. */
+static int pass_on(struct text_stream *stream, const char *text, size_t length)
+{
+    if (length + 1 > stream->piece_capacity) {
+        char *piece = realloc(stream->piece, (length + 1) * 2);
+        if (!piece) return HR_ENOMEM;
+        stream->piece = piece;
+        stream->piece_capacity = (length + 1) * 2;
+    }
+    memcpy(stream->piece, text, length);
+    stream->piece[length] = '\0';
+    return stream->fn(stream->piece, length, stream->user_data) != 0;
 }
 
 /* The text of a whole-request engine (generate_remote.c) goes through the same repair. */
@@ -105,6 +151,50 @@ static int check_params(const hr_generate_params *p)
         return hr_fail(HR_EINVAL, "top_p %g is out of range: use a value in (0, 1]", p->top_p);
     if (!isfinite(p->min_p) || p->min_p < 0 || p->min_p >= 1)
         return hr_fail(HR_EINVAL, "min_p %g is out of range: use a value in [0, 1)", p->min_p);
+    if (!isfinite(p->typical_p) || p->typical_p <= 0 || p->typical_p > 1)
+        return hr_fail(HR_EINVAL, "typical_p %g is out of range: use a value in (0, 1]", p->typical_p);
+    if (!isfinite(p->repeat_penalty) || p->repeat_penalty <= 0 || p->repeat_penalty > 100)
+        return hr_fail(HR_EINVAL, "repeat_penalty %g is out of range: use a value in (0, 100] (1: off)", p->repeat_penalty);
+    if (p->repeat_last_n < 0 || p->repeat_last_n > MAX_GENERATED_TOKENS)
+        return hr_fail(HR_EINVAL, "repeat_last_n %d is out of range: use 0 (off) to %d", p->repeat_last_n,
+                       MAX_GENERATED_TOKENS);
+    if (!isfinite(p->presence_penalty) || fabsf(p->presence_penalty) > 100)
+        return hr_fail(HR_EINVAL, "presence_penalty %g is out of range: use -100 to 100", p->presence_penalty);
+    if (!isfinite(p->frequency_penalty) || fabsf(p->frequency_penalty) > 100)
+        return hr_fail(HR_EINVAL, "frequency_penalty %g is out of range: use -100 to 100", p->frequency_penalty);
+    if (p->mirostat < 0 || p->mirostat > 2)
+        return hr_fail(HR_EINVAL, "mirostat %d is not 0 (off), 1 or 2", p->mirostat);
+    if (!isfinite(p->mirostat_tau) || p->mirostat_tau < 0 || !isfinite(p->mirostat_eta) || p->mirostat_eta < 0)
+        return hr_fail(HR_EINVAL, "mirostat_tau and mirostat_eta must be finite and non-negative");
+    if (p->logit_bias_count > HR_MAX_LOGIT_BIAS || (p->logit_bias_count > 0 && !p->logit_bias))
+        return hr_fail(HR_EINVAL, "logit_bias holds %zu entries: use at most %d, with a non-NULL array",
+                       p->logit_bias_count, HR_MAX_LOGIT_BIAS);
+    for (size_t i = 0; i < p->logit_bias_count; i++)
+        if (p->logit_bias[i].token < 0 || isnan(p->logit_bias[i].bias) || p->logit_bias[i].bias == INFINITY)
+            return hr_fail(HR_EINVAL, "logit_bias entry %zu: token %d with bias %g (a token id >= 0 and a "
+                           "finite bias or -INFINITY)", i, p->logit_bias[i].token, p->logit_bias[i].bias);
+    return hr_generate_check_stops(p);
+}
+
+int hr_generate_check_stops(const hr_generate_params *p)
+{
+    if (p->stop_count > HR_MAX_STOP_SEQUENCES)
+        return hr_fail(HR_EINVAL, "%zu stop sequences are too many: use at most %d", p->stop_count,
+                       HR_MAX_STOP_SEQUENCES);
+    if (p->stop_count > 0 && !p->stop) return hr_fail(HR_EINVAL, "stop_count is %zu but stop is NULL", p->stop_count);
+    for (size_t i = 0; i < p->stop_count; i++) {
+        const char *text = p->stop[i];
+        size_t length = text ? strlen(text) : 0;
+        if (length == 0) return hr_fail(HR_EINVAL, "stop sequence %zu is empty", i);
+        if (length > HR_MAX_STOP_BYTES)
+            return hr_fail(HR_EINVAL, "stop sequence %zu is %zu bytes: use at most %d", i, length, HR_MAX_STOP_BYTES);
+        /* whole UTF-8 only: the matcher relies on it never to pass on half a character */
+        char repaired[3 * HR_MAX_STOP_BYTES];
+        size_t consumed = 0;
+        size_t written = hr_utf8_take(text, length, 1, repaired, sizeof repaired, &consumed);
+        if (written != length || memcmp(repaired, text, length) != 0)
+            return hr_fail(HR_EINVAL, "stop sequence %zu is not valid UTF-8", i);
+    }
     return HR_OK;
 }
 
@@ -198,7 +288,11 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
     if (rc != HR_OK) return rc;
 
     hr_engine_sampler *sampler = NULL;
-    hr_engine_sampling sampling = { p->temperature, p->top_k, p->top_p, p->min_p, p->seed };
+    for (size_t i = 0; i < p->logit_bias_count; i++)
+        if (p->logit_bias[i].token >= info.n_vocab)
+            return hr_fail(HR_EINVAL, "logit_bias names token %d, but the vocabulary has %d tokens",
+                           p->logit_bias[i].token, info.n_vocab);
+    hr_engine_sampling sampling = hr_engine_sampling_from(p);
     rc = engine->sampler_create(em, &sampling, &sampler);
     if (rc != HR_OK) return rc;
 
@@ -236,7 +330,7 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
             free(large);
         }
         if (stop == HR_ENOMEM) { rc = hr_fail(HR_ENOMEM, "out of memory streaming text"); break; }
-        if (stop) { stats->stop_reason = HR_STOP_CANCELLED; break; }
+        if (stop) { stats->stop_reason = stream->stops.matched ? HR_STOP_SEQUENCE : HR_STOP_CANCELLED; break; }
 
         if (stats->generated_tokens >= p->max_tokens) { stats->stop_reason = HR_STOP_MAX_TOKENS; break; }
         if (model->window_count >= info.n_ctx) { stats->stop_reason = HR_STOP_CONTEXT_FULL; break; }
@@ -287,12 +381,23 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
     double started = hr_now_seconds();
     double wall = hr_wall_seconds();
     struct text_stream stream = { .fn = piece_fn, .user_data = user_data };
+    hr_stop_init(&stream.stops, p.stop, p.stop_count);
     if (model->engine->complete && !model->engine->decode)   /* the remote engine: one request */
         rc = hr_generate_remote(model, prompt, &p, stream_piece, &stream, stats, started);
     else
         rc = run_generation(model, prompt, &p, &stream, stats, started);
-    if (stream.held_length > 0 && stats->stop_reason != HR_STOP_CANCELLED)
+    /* the remote engine sees a stop sequence as its reader stopping */
+    if (stream.stops.matched && stats->stop_reason == HR_STOP_CANCELLED) stats->stop_reason = HR_STOP_SEQUENCE;
+    if (stream.held_length > 0 && rc == HR_OK && stats->stop_reason != HR_STOP_CANCELLED)
         stream_bytes(&stream, "", 0, 1);   /* a character that never completed: U+FFFD */
+    if (rc == HR_OK && stats->stop_reason != HR_STOP_CANCELLED && !stream.stops.matched) {
+        const char *held;   /* text that might have begun a stop sequence, which never came */
+        size_t held_length;
+        hr_stop_flush(&stream.stops, &held, &held_length);
+        if (held_length > 0) pass_on(&stream, held, held_length);
+    }
+    hr_stop_free(&stream.stops);
+    free(stream.piece);
     free(stream.buffer);
     free(stream.out);
     if (stats->total_seconds == 0) stats->total_seconds = hr_now_seconds() - started;

@@ -29,7 +29,7 @@ int hr_generate_remote(hr_model *model, const char *prompt, const hr_generate_pa
 {
     hr_engine_complete_params params = {
         .max_tokens = p->max_tokens,
-        .sampling = { p->temperature, p->top_k, p->top_p, p->min_p, p->seed },
+        .sampling = hr_engine_sampling_from(p),
         .abort_fn = hr_model_abort_requested,
         .abort_user_data = model,
     };

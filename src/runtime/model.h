@@ -68,6 +68,9 @@ struct hr_model {
 };
 
 /* The generation loop behind hr_generate(), with the metrics record's client name. */
+/* The checks of hr_generate_params.stop, shared with hr_session_start. */
+int hr_generate_check_stops(const hr_generate_params *params);
+
 int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_params *params,
                     hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats, const char *client);
 

@@ -26,7 +26,9 @@ struct piece {
 struct hr_session {
     hr_model *model;            /* immutable; alive while `running` or queued (the worker holds it) */
     char *prompt;
-    hr_generate_params params;
+    hr_generate_params params;  /* its stop sequences point into `stops` */
+    char *stops;                /* one block: the pointer array, then the strings */
+    hr_logit_bias *logit_bias;  /* the copy params.logit_bias points at */
     char client[64];
     struct hr_session *next;    /* the model's queue link, guarded by model->queue_lock */
 
@@ -68,6 +70,8 @@ static void release(hr_session *s)
     for (int i = 0; i < s->count; i++) free(s->ring[(s->head + i) % s->capacity].text);
     free(s->ring);
     free(s->prompt);
+    free(s->stops);
+    free(s->logit_bias);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->readable);
     pthread_cond_destroy(&s->writable);
@@ -233,6 +237,24 @@ void hr_model_cancel_work(hr_model *model, const char *reason)
 
 /* ---- the caller's side ---------------------------------------------------------------------- */
 
+/* Copies params->stop into one block (*block) and points params->stop at the copies. */
+static void copy_stops(hr_generate_params *params, char **block)
+{
+    size_t bytes = sizeof(char *) * params->stop_count;
+    for (size_t i = 0; i < params->stop_count; i++) bytes += strlen(params->stop[i]) + 1;
+    *block = malloc(bytes);
+    if (!*block) return;
+    char **pointers = (char **)*block;
+    char *text = *block + sizeof(char *) * params->stop_count;
+    for (size_t i = 0; i < params->stop_count; i++) {
+        size_t length = strlen(params->stop[i]) + 1;
+        memcpy(text, params->stop[i], length);
+        pointers[i] = text;
+        text += length;
+    }
+    params->stop = (const char *const *)pointers;
+}
+
 HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_session_params *params,
                             hr_session **out)
 {
@@ -251,13 +273,26 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     if (p.generate.max_tokens <= 0 || p.generate.max_tokens > (1 << 20))
         return hr_fail(HR_EINVAL, "max_tokens %d is out of range: use 1 to %d", p.generate.max_tokens, 1 << 20);
 
+    int checked = hr_generate_check_stops(&p.generate);
+    if (checked != HR_OK) return checked;
+
     hr_session *s = calloc(1, sizeof *s);
     if (!s) return hr_fail(HR_ENOMEM, "out of memory starting a session");
     s->prompt = strdup(prompt);
     s->ring = calloc((size_t)p.queue_capacity, sizeof *s->ring);
-    if (!s->prompt || !s->ring) {
+    if (s->prompt && p.generate.stop_count > 0) copy_stops(&p.generate, &s->stops);
+    if (s->prompt && p.generate.logit_bias_count > 0) {
+        size_t bytes = sizeof *s->logit_bias * p.generate.logit_bias_count;
+        s->logit_bias = malloc(bytes);
+        if (s->logit_bias) memcpy(s->logit_bias, p.generate.logit_bias, bytes);
+        p.generate.logit_bias = s->logit_bias;
+    }
+    if (!s->prompt || !s->ring || (p.generate.stop_count > 0 && !s->stops) ||
+        (p.generate.logit_bias_count > 0 && !s->logit_bias)) {
         free(s->prompt);
         free(s->ring);
+        free(s->stops);
+        free(s->logit_bias);
         free(s);
         return hr_fail(HR_ENOMEM, "out of memory starting a session");
     }

@@ -249,5 +249,104 @@ await check("ollama: generate() with keep_alive 0 and no prompt unloads the mode
     assert.deepEqual((await ollama.ps()).models, []);
 });
 
+// ---- stop sequences: greedy text, then a stop taken from its middle must cut it there ----
+const stopPrompt = "Once upon a time";
+const full = (await openai.completions.create({ model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0 })).choices[0].text;
+// a stop of 3 characters from the middle (spanning pieces, most likely), and one that never comes
+const stopText = [...full].slice(4, 7).join("");
+const cut = full.slice(0, full.indexOf(stopText));
+console.log(`# stop test: greedy text ${JSON.stringify(full)}, stop ${JSON.stringify(stopText)}`);
+
+await check("openai: completions.create({stop}): the text ends before the stop, finish_reason stop", async () => {
+    assert.ok(stopText.length > 0, `greedy text too short: ${JSON.stringify(full)}`);
+    const r = await openai.completions.create({
+        model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0, stop: ["\u2603never", stopText],
+    });
+    assert.equal(r.choices[0].text, cut);
+    assert.equal(r.choices[0].finish_reason, "stop");
+});
+
+await check("openai: completions.create({stop, stream}): chunks add up to the cut text, never the stop", async () => {
+    const stream = await openai.completions.create({
+        model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0, stop: stopText, stream: true,
+    });
+    let text = "", finish = null;
+    for await (const chunk of stream) {
+        text += chunk.choices[0]?.text ?? "";
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(text, cut);
+    assert.equal(finish, "stop");
+});
+
+await check("openai: a stop that never appears changes nothing (held prefixes are emitted)", async () => {
+    const r = await openai.completions.create({
+        model: "tiny", prompt: stopPrompt, max_tokens: 24, temperature: 0, stop: [full + "x"],
+    });
+    assert.equal(r.choices[0].text, full);
+    assert.equal(r.choices[0].finish_reason, "length");
+});
+
+await check("ollama: generate({options.stop}) whole and streamed: cut before the stop, done_reason stop", async () => {
+    const r = await ollama.generate({ model: "tiny", prompt: stopPrompt, options: { num_predict: 24, temperature: 0, stop: [stopText] } });
+    assert.equal(r.response, cut);
+    assert.equal(r.done_reason, "stop");
+    const stream = await ollama.generate({ model: "tiny", prompt: stopPrompt, options: { num_predict: 24, temperature: 0, stop: [stopText] }, stream: true });
+    let text = "", last = null;
+    for await (const part of stream) { text += part.response; last = part; }
+    assert.equal(text, cut);
+    assert.equal(last.done_reason, "stop");
+});
+
+await check("openai: a bad stop is a BadRequestError naming 'stop'", async () => {
+    await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", stop: [1] }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "stop");
+    await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", stop: Array(17).fill("a") }),
+        (error) => error instanceof OpenAI.BadRequestError && /at most 16/.test(error.message));
+});
+
+// ---- the sampling set: every field is taken (a refused one would throw), seeds reproduce ----
+await check("openai: the sampling set with a seed gives the same text twice", async () => {
+    const ask = () => openai.completions.create({
+        model: "tiny", prompt: "Roses are", max_tokens: 12, temperature: 0.9, seed: 7, top_p: 0.9,
+        presence_penalty: 0.5, frequency_penalty: 0.3, top_k: 20, min_p: 0.01, typical_p: 0.95,
+        repeat_penalty: 1.1, repeat_last_n: 32,
+    });
+    const [a, b] = [await ask(), await ask()];
+    assert.equal(a.choices[0].text, b.choices[0].text);
+    assert.equal(a.usage.completion_tokens, 12);
+});
+
+await check("openai: logit_bias +100 on one token makes greedy decoding repeat it", async () => {
+    const r = await openai.completions.create({ model: "tiny", prompt: "Roses are", max_tokens: 3, temperature: 0, logit_bias: { 300: 100 } });
+    assert.match(r.choices[0].text, /^(.+)\1\1$/su);
+    const banned = await openai.completions.create({ model: "tiny", prompt: "Roses are", max_tokens: 3, temperature: 0, logit_bias: { 300: -100 } });
+    assert.doesNotMatch(banned.choices[0].text, new RegExp(`^(${r.choices[0].text.slice(0, r.choices[0].text.length / 3).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})`, "u"));
+});
+
+await check("openai: logprobs, tools and response_format json are BadRequestErrors naming the field", async () => {
+    for (const [field, value] of [["logprobs", 2], ["response_format", { type: "json_object" }]]) {
+        await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", [field]: value }),
+            (error) => error instanceof OpenAI.BadRequestError && error.param === field, field);
+    }
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages,
+        tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "tools");
+});
+
+await check("ollama: mirostat 2 and the penalties with a seed give the same text twice", async () => {
+    const options = { num_predict: 12, temperature: 0.8, seed: 3, mirostat: 2, mirostat_tau: 4, mirostat_eta: 0.2,
+                      repeat_penalty: 1.2, repeat_last_n: -1, presence_penalty: 0.2, frequency_penalty: 0.2, typical_p: 0.9 };
+    const a = await ollama.generate({ model: "tiny", prompt: "Roses are", options });
+    const b = await ollama.generate({ model: "tiny", prompt: "Roses are", options });
+    assert.equal(a.response, b.response);
+    assert.equal(a.eval_count, 12);
+});
+
+await check("ollama: format json is a ResponseError 400 that names 'format'", async () => {
+    await assert.rejects(ollama.generate({ model: "tiny", prompt: "x", format: "json" }),
+        (error) => error.name === "ResponseError" && error.status_code === 400 && /'format' is not supported/.test(error.error));
+});
+
 console.log("# clients.mjs: every check ran");
 process.exit(failures === 0 ? 0 : 1);

@@ -269,7 +269,18 @@ bad "absurd max_tokens (1e9)" 400 POST /v1/completions '{"model":"tiny","prompt"
 bad "max_tokens: 0" 400 POST /v1/completions '{"model":"tiny","prompt":"x","max_tokens":0}' "'max_tokens' must be between 1" max_tokens
 bad "n: 2" 400 POST /v1/completions '{"model":"tiny","prompt":"x","n":2}' "'n' must be between 1 and 1" n
 bad 'stream: "yes"' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stream":"yes"}' "'stream' must be true or false" stream
-bad "stop sequences (not supported yet)" 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":["\\n"]}' "'stop' sequences are not supported" stop
+bad "stop: 5" 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":5}' "'stop' must be a string or an array of strings" stop
+bad 'stop: [""]' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":["a",""]}' "'stop' must not hold an empty string" stop
+bad "options.stop: 17 sequences" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]}}' "at most 16 are accepted" ''
+bad "logprobs: true" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true}' "'logprobs' is not supported" logprobs
+bad "echo: true" 400 POST /v1/completions '{"model":"tiny","prompt":"x","echo":true}' "'echo' is not supported" echo
+bad "best_of: 2" 400 POST /v1/completions '{"model":"tiny","prompt":"x","best_of":2}' "'best_of' must be between 1 and 1" best_of
+bad 'logit_bias: {"x": 1}' 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"x":1}}' "'logit_bias' keys must be token ids" logit_bias
+bad "logit_bias beyond the vocabulary" 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"99999999":1}}' "logit_bias names token 99999999" ''
+bad "presence_penalty: 3" 400 POST /v1/completions '{"model":"tiny","prompt":"x","presence_penalty":3}' "'presence_penalty' must be between -2 and 2" presence_penalty
+bad "ollama format: json" 400 POST /api/generate '{"model":"tiny","prompt":"x","format":"json"}' "'format' is not supported" ''
+bad "ollama mirostat: 3" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"mirostat":3}}' "'mirostat' must be between 0 and 2" ''
+bad "ollama chat images" 400 POST /api/chat '{"model":"tiny","messages":[{"role":"user","content":"x","images":["aGk="]}]}' "images are not supported" ''
 bad "chat without messages" 400 POST /v1/chat/completions '{"model":"tiny"}' "'messages' must be a non-empty array" messages
 bad "chat with empty messages" 400 POST /v1/chat/completions '{"model":"tiny","messages":[]}' "'messages' must be a non-empty array" messages
 bad "chat content: 5" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":5}]}' 'messages\[0\]\.content must be a string or an array of parts' messages

@@ -1,12 +1,13 @@
 /*
  * test_generate.c: the generation loop (runtime/generate.c) driven by a scripted fake engine:
- * stop reasons, whole-character streaming, cancellation, context limits, parameter checks,
+ * stop reasons, stop sequences, whole-character streaming, cancellation, context limits, parameter checks,
  * prompt-prefix reuse (what is decoded, what is forgotten after a failure) and the snapshot
  * calls' bookkeeping (runtime/snapshot.c).
  * The proof that generation works with llama.cpp is tests/integration/test_engine.c.
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -379,6 +380,110 @@ static void second_generation_on_a_busy_model_is_refused(void **state)
     assert_int_equal(c.nested_rc, HR_EBUSY);
 }
 
+static void stop_sequence_over_three_tokens_ends_before_it(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const pieces[] = { "Yes", ".", "\n", "Us", "er", ":", " more" };
+    use_script(pieces, 7);
+    hr_generate_params params = hr_generate_default_params();
+    const char *stops[] = { "User:", "###" };
+    params.stop = stops;
+    params.stop_count = 2;
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, &stats), HR_OK);
+    assert_string_equal(c.text, "Yes.\n");
+    assert_int_equal(stats.stop_reason, HR_STOP_SEQUENCE);
+    assert_int_equal(stats.generated_tokens, 6);   /* the tokens that completed the stop count */
+}
+
+static void held_prefix_that_never_completes_is_emitted(void **state)
+{
+    struct fixture *f = *state;
+    /* "Us" might begin "User:" and is held; the text ends, so it goes out after all */
+    static const char *const pieces[] = { "ok", " Us" };
+    use_script(pieces, 2);
+    hr_generate_params params = hr_generate_default_params();
+    const char *stops[] = { "User:" };
+    params.stop = stops;
+    params.stop_count = 1;
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, &stats), HR_OK);
+    assert_string_equal(c.text, "ok Us");
+    assert_int_equal(stats.stop_reason, HR_STOP_END_OF_TEXT);
+}
+
+static void stop_sequence_after_a_split_character(void **state)
+{
+    struct fixture *f = *state;
+    /* "é" split over two tokens, then the stop "é!" completes across them */
+    static const char *const pieces[] = { "caf", "\xC3", "\xA9", "!", "x" };
+    use_script(pieces, 5);
+    hr_generate_params params = hr_generate_default_params();
+    const char *stops[] = { "\xC3\xA9!" };
+    params.stop = stops;
+    params.stop_count = 1;
+    struct collected c = { 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, &stats), HR_OK);
+    assert_string_equal(c.text, "caf");
+    assert_int_equal(c.bad_utf8_pieces, 0);
+    assert_int_equal(stats.stop_reason, HR_STOP_SEQUENCE);
+}
+
+static void session_copies_its_stop_sequences(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const pieces[] = { "a", "b", "END", "c" };
+    use_script(pieces, 4);
+    hr_session_params params = hr_session_default_params();
+    char stop[8];
+    strcpy(stop, "END");
+    const char *stops[] = { stop };
+    params.generate.stop = stops;
+    params.generate.stop_count = 1;
+    hr_session *session = NULL;
+    assert_int_equal(hr_session_start(f->model, "hi", &params, &session), HR_OK);
+    strcpy(stop, "zzz");   /* the caller's copy changes; the session's must not */
+    char text[64] = "", buffer[16];
+    size_t length;
+    int rc;
+    while ((rc = hr_session_read(session, buffer, sizeof buffer, &length, -1)) == HR_OK) strncat(text, buffer, length);
+    assert_int_equal(rc, HR_EOF);
+    assert_string_equal(text, "ab");
+    hr_generation_stats stats;
+    assert_int_equal(hr_session_stats(session, &stats), HR_OK);
+    assert_int_equal(stats.stop_reason, HR_STOP_SEQUENCE);
+    hr_session_free(session);
+}
+
+static void bad_stop_sequences_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct collected c = { 0 };
+    hr_generate_params params = hr_generate_default_params();
+    const char *empty[] = { "ok", "" };
+    params.stop = empty;
+    params.stop_count = 2;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "stop sequence 1 is empty"));
+    const char *broken[] = { "\xC3" };
+    params.stop = broken;
+    params.stop_count = 1;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "UTF-8"));
+    params.stop_count = HR_MAX_STOP_SEQUENCES + 1;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    hr_session_params session_params = hr_session_default_params();
+    session_params.generate.stop = empty;
+    session_params.generate.stop_count = 2;
+    hr_session *session = NULL;
+    assert_int_equal(hr_session_start(f->model, "hi", &session_params, &session), HR_EINVAL);
+    assert_null(session);
+    assert_int_equal(c.pieces, 0);
+}
+
 static void bad_parameters_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -393,6 +498,25 @@ static void bad_parameters_are_refused(void **state)
     params = hr_generate_default_params();
     params.top_p = 0;
     assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    params = hr_generate_default_params();
+    params.typical_p = 0;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "typical_p"));
+    params = hr_generate_default_params();
+    params.mirostat = 3;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    params = hr_generate_default_params();
+    params.repeat_penalty = 0;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    params = hr_generate_default_params();
+    hr_logit_bias bias = { 5, NAN };
+    params.logit_bias = &bias;
+    params.logit_bias_count = 1;
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "logit_bias entry 0"));
+    bias.bias = 1;   /* a token beyond the (fake, empty) vocabulary */
+    assert_int_equal(hr_generate(f->model, "hi", &params, collect, &c, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "vocabulary"));
     assert_int_equal(hr_generate(NULL, "hi", NULL, collect, &c, NULL), HR_EINVAL);
     assert_int_equal(hr_generate(f->model, NULL, NULL, collect, &c, NULL), HR_EINVAL);
     assert_int_equal(c.pieces, 0);
@@ -738,6 +862,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(prompt_longer_than_context_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(second_generation_on_a_busy_model_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_parameters_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_sequence_over_three_tokens_ends_before_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(held_prefix_that_never_completes_is_emitted, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_sequence_after_a_split_character, setup, teardown),
+        cmocka_unit_test_setup_teardown(session_copies_its_stop_sequences, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_stop_sequences_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(follow_up_decodes_only_the_new_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(same_prompt_decodes_its_last_token, setup, teardown),
         cmocka_unit_test_setup_teardown(diverging_prompt_keeps_the_common_part, setup, teardown),

@@ -79,6 +79,7 @@ static const char *stop_reason_name(enum hr_stop_reason reason)
     case HR_STOP_END_OF_TEXT: return "end_of_text";
     case HR_STOP_CONTEXT_FULL: return "context_full";
     case HR_STOP_CANCELLED: return "cancelled";
+    case HR_STOP_SEQUENCE: return "stop_sequence";
     case HR_STOP_NONE: break;
     }
     return "error";

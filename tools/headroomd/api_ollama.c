@@ -53,7 +53,7 @@ static void add_text(const struct ollama_stream *s, cJSON *line, const char *tex
 
 static void add_stats(cJSON *line, const hr_generation_stats *stats)
 {
-    cJSON_AddStringToObject(line, "done_reason", stats->stop_reason == HR_STOP_END_OF_TEXT ? "stop" : "length");
+    cJSON_AddStringToObject(line, "done_reason", stats->stop_reason == HR_STOP_END_OF_TEXT || stats->stop_reason == HR_STOP_SEQUENCE ? "stop" : "length");
     cJSON_AddNumberToObject(line, "total_duration", (double)llround(stats->total_seconds * 1e9));
     cJSON_AddNumberToObject(line, "load_duration", 0);
     cJSON_AddNumberToObject(line, "prompt_eval_count", stats->prompt_tokens);
@@ -98,7 +98,7 @@ static const stream_format ndjson_format = {
 };
 
 /* options{} and the top-level fields Ollama clients send. */
-static void read_options(field_check *c, const cJSON *json, hr_session_params *params)
+static void read_options(field_check *c, const cJSON *json, hr_session_params *params, const char **stops)
 {
     const cJSON *options = cJSON_GetObjectItemCaseSensitive(json, "options");
     if (options && !cJSON_IsNull(options) && !cJSON_IsObject(options)) {
@@ -116,6 +116,18 @@ static void read_options(field_check *c, const cJSON *json, hr_session_params *p
     field_number(c, options, "min_p", 0, 0.999, &params->generate.min_p);
     field_int(c, options, "top_k", 0, 1 << 20, &params->generate.top_k);
     field_u64(c, options, "seed", &params->generate.seed);
+    field_stop(c, options, "stop", stops, &params->generate.stop_count);
+    field_number(c, options, "typical_p", 1e-6, 1, &params->generate.typical_p);
+    field_number(c, options, "repeat_penalty", 0.01, 100, &params->generate.repeat_penalty);
+    field_int(c, options, "repeat_last_n", -1, 1 << 20, &params->generate.repeat_last_n);
+    /* Ollama: -1 looks back over the whole context; the penalties see the generated tokens */
+    if (params->generate.repeat_last_n < 0) params->generate.repeat_last_n = params->generate.max_tokens;
+    field_number(c, options, "presence_penalty", -2, 2, &params->generate.presence_penalty);
+    field_number(c, options, "frequency_penalty", -2, 2, &params->generate.frequency_penalty);
+    field_int(c, options, "mirostat", 0, 2, &params->generate.mirostat);
+    field_number(c, options, "mirostat_tau", 0, 100, &params->generate.mirostat_tau);
+    field_number(c, options, "mirostat_eta", 0, 10, &params->generate.mirostat_eta);
+    params->generate.stop = stops;
 }
 
 static bool read_keep_alive(field_check *c, const cJSON *json, double *keep_alive)
@@ -147,6 +159,15 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
         if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
             free(list);
             c->reply = reply_error(c->r, 400, "messages", "messages[%d] needs a string role and a string content", i);
+            c->failed = true;
+            return NULL;
+        }
+        const cJSON *images = cJSON_GetObjectItemCaseSensitive(message, "images");
+        const cJSON *tool_calls = cJSON_GetObjectItemCaseSensitive(message, "tool_calls");
+        if ((images && cJSON_GetArraySize(images) > 0) || (tool_calls && cJSON_GetArraySize(tool_calls) > 0)) {
+            free(list);
+            c->reply = reply_error(c->r, 400, "messages", "messages[%d]: %s not supported", i,
+                                   images && cJSON_GetArraySize(images) > 0 ? "images are" : "tool calls are");
             c->failed = true;
             return NULL;
         }
@@ -182,8 +203,14 @@ static enum MHD_Result generate(request *r, bool chat)
     field_string(&c, r->json, "system", false, &system);
     field_bool(&c, r->json, "stream", &stream);
     field_bool(&c, r->json, "raw", &raw);
-    read_options(&c, r->json, &params);
+    const char *stops[MAX_STOP_SEQUENCES];
+    read_options(&c, r->json, &params, stops);
     read_keep_alive(&c, r->json, &keep_alive);
+    /* fields that would change the answer and are not implemented: refused, never dropped */
+    field_refused(&c, r->json, "format", "JSON mode and schemas are not implemented");
+    field_refused(&c, r->json, "tools", "tool calls are not implemented");
+    field_refused(&c, r->json, "images", "images are not supported");
+    field_refused(&c, r->json, "suffix", "insertion (suffix) is not implemented");
     if (c.failed) return c.reply;
 
     server_model *entry = server_find_model(r->srv, model_name);

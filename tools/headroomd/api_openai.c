@@ -23,7 +23,7 @@ struct openai_stream {
 
 static const char *finish_reason(enum hr_stop_reason reason)
 {
-    return reason == HR_STOP_END_OF_TEXT ? "stop" : "length";
+    return reason == HR_STOP_END_OF_TEXT || reason == HR_STOP_SEQUENCE ? "stop" : "length";
 }
 
 static cJSON *usage_json(const hr_generation_stats *stats)
@@ -199,14 +199,41 @@ static enum MHD_Result generate(request *r, bool chat)
     field_number(&c, r->json, "temperature", 0, 2, &params.generate.temperature);
     field_number(&c, r->json, "top_p", 1e-6, 1, &params.generate.top_p);
     field_u64(&c, r->json, "seed", &params.generate.seed);
+    /* llama.cpp server's extensions, which clients written for it send */
+    field_int(&c, r->json, "top_k", 0, 1 << 20, &params.generate.top_k);
+    field_number(&c, r->json, "min_p", 0, 0.999, &params.generate.min_p);
+    field_number(&c, r->json, "typical_p", 1e-6, 1, &params.generate.typical_p);
+    field_number(&c, r->json, "repeat_penalty", 0.01, 100, &params.generate.repeat_penalty);
+    field_int(&c, r->json, "repeat_last_n", 0, 1 << 20, &params.generate.repeat_last_n);
+    field_number(&c, r->json, "presence_penalty", -2, 2, &params.generate.presence_penalty);
+    field_number(&c, r->json, "frequency_penalty", -2, 2, &params.generate.frequency_penalty);
+    hr_logit_bias biases[MAX_LOGIT_BIAS];
+    field_logit_bias(&c, r->json, "logit_bias", biases, &params.generate.logit_bias_count);
+    params.generate.logit_bias = biases;
+    /* fields that would change the answer and are not implemented: refused, never dropped */
+    field_refused(&c, r->json, "logprobs", "log-probabilities are not implemented");
+    field_refused(&c, r->json, "top_logprobs", "log-probabilities are not implemented");
+    field_refused(&c, r->json, "response_format", "JSON mode and schemas are not implemented; only {\"type\":\"text\"}");
+    field_refused(&c, r->json, "tools", "tool calls are not implemented");
+    field_refused(&c, r->json, "tool_choice", "tool calls are not implemented");
+    field_refused(&c, r->json, "functions", "function calls are not implemented");
+    field_refused(&c, r->json, "function_call", "function calls are not implemented");
+    field_refused(&c, r->json, "grammar", "grammars are not implemented");
+    field_refused(&c, r->json, "json_schema", "JSON schemas are not implemented");
+    if (!chat) {
+        field_refused(&c, r->json, "echo", "echoing the prompt is not implemented");
+        field_refused(&c, r->json, "suffix", "insertion (suffix) is not implemented");
+        int32_t best_of = 1;
+        field_int(&c, r->json, "best_of", 1, 1, &best_of);
+    }
     field_bool(&c, r->json, "stream", &stream);
     field_int(&c, r->json, "n", 1, 1, &n);
     const cJSON *options = cJSON_GetObjectItemCaseSensitive(r->json, "stream_options");
     if (cJSON_IsObject(options)) field_bool(&c, options, "include_usage", &include_usage);
+    const char *stops[MAX_STOP_SEQUENCES];
+    field_stop(&c, r->json, "stop", stops, &params.generate.stop_count);
+    params.generate.stop = stops;
     if (c.failed) return c.reply;
-    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(r->json, "stop");
-    if (stop && !cJSON_IsNull(stop) && !(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) == 0))
-        return reply_error(r, 400, "stop", "'stop' sequences are not supported yet");
 
     server_model *entry = server_find_model(r->srv, model_name);
     if (!entry)

@@ -32,6 +32,10 @@ static enum MHD_Result queue(request *r, unsigned int status, struct MHD_Respons
     if (!response) return MHD_NO;
     if (status >= 500) atomic_fetch_add(&r->srv->server_errors, 1);
     else if (status >= 400) atomic_fetch_add(&r->srv->client_errors, 1);
+    if (r->origin) {   /* CORS: the allowed origin may read the reply */
+        MHD_add_response_header(response, "Access-Control-Allow-Origin", r->origin);
+        MHD_add_response_header(response, "Vary", "Origin");
+    }
     enum MHD_Result result = MHD_queue_response(r->connection, status, response);
     MHD_destroy_response(response);
     return result;
@@ -477,6 +481,82 @@ bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out)
     return true;
 }
 
+bool field_stop(field_check *c, const cJSON *object, const char *key, const char **stops, size_t *count)
+{
+    *count = 0;
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (cJSON_IsString(value)) {
+        if (value->valuestring[0] == '\0') return true;   /* "" stops nothing, as OpenAI treats it */
+        stops[(*count)++] = value->valuestring;
+        return true;
+    }
+    if (!cJSON_IsArray(value))
+        return field_fail(c, key, "'%s' must be a string or an array of strings", key);
+    if (cJSON_GetArraySize(value) > MAX_STOP_SEQUENCES)
+        return field_fail(c, key, "'%s' has %d sequences; at most %d are accepted", key, cJSON_GetArraySize(value),
+                          MAX_STOP_SEQUENCES);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, value) {
+        if (!cJSON_IsString(item)) return field_fail(c, key, "'%s' must be a string or an array of strings", key);
+        if (item->valuestring[0] == '\0') return field_fail(c, key, "'%s' must not hold an empty string", key);
+        if (strlen(item->valuestring) > MAX_STOP_BYTES)
+            return field_fail(c, key, "each of '%s' may be at most %d bytes", key, MAX_STOP_BYTES);
+        stops[(*count)++] = item->valuestring;
+    }
+    return true;
+}
+
+/* Whether a client set a field to something other than its "off" value (null, false, 0, "",
+ * "none", [], {} or {"type":"text"}): what clients send by default must pass. */
+static bool field_is_set(const cJSON *value)
+{
+    if (!value || cJSON_IsNull(value) || cJSON_IsFalse(value)) return false;
+    if (cJSON_IsNumber(value)) return value->valuedouble != 0;
+    if (cJSON_IsString(value)) return value->valuestring[0] != '\0' && strcmp(value->valuestring, "none") != 0;
+    if (cJSON_IsArray(value) || cJSON_IsObject(value)) {
+        if (cJSON_GetArraySize(value) == 0) return false;
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(value, "type");
+        return !(cJSON_IsObject(value) && cJSON_GetArraySize(value) == 1 && cJSON_IsString(type) &&
+                 strcmp(type->valuestring, "text") == 0);
+    }
+    return true;
+}
+
+bool field_refused(field_check *c, const cJSON *object, const char *key, const char *why)
+{
+    if (c->failed) return false;
+    if (!field_is_set(cJSON_GetObjectItemCaseSensitive(object, key))) return true;
+    return field_fail(c, key, "'%s' is not supported: %s", key, why);
+}
+
+bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_logit_bias *biases, size_t *count)
+{
+    *count = 0;
+    if (c->failed) return false;
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!value || cJSON_IsNull(value)) return true;
+    if (!cJSON_IsObject(value))
+        return field_fail(c, key, "'%s' must be an object of token ids to biases from -100 to 100", key);
+    if (cJSON_GetArraySize(value) > MAX_LOGIT_BIAS)
+        return field_fail(c, key, "'%s' has %d entries; at most %d are accepted", key, cJSON_GetArraySize(value),
+                          MAX_LOGIT_BIAS);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, value) {
+        char *end = NULL;
+        long token = strtol(item->string, &end, 10);
+        if (!item->string[0] || *end != '\0' || token < 0 || token > INT32_MAX)
+            return field_fail(c, key, "'%s' keys must be token ids (whole numbers), not '%s'", key, item->string);
+        if (!cJSON_IsNumber(item) || !(item->valuedouble >= -100 && item->valuedouble <= 100))
+            return field_fail(c, key, "'%s' biases must be numbers from -100 to 100", key);
+        /* OpenAI: -100 bans the token */
+        float bias = item->valuedouble <= -100 ? -INFINITY : (float)item->valuedouble;
+        biases[(*count)++] = (hr_logit_bias){ (int32_t)token, bias };
+    }
+    return true;
+}
+
 bool parse_duration(const cJSON *value, double *seconds)
 {
     if (cJSON_IsNumber(value)) {
@@ -507,6 +587,37 @@ static bool authorized(server *srv, struct MHD_Connection *connection)
     unsigned char difference = 0;
     for (size_t i = 0; i < expected; i++) difference |= (unsigned char)(given[i] ^ srv->config.api_key[i]);
     return difference == 0;
+}
+
+/* Loopback origins are allowed as Ollama allows them (any port, http or https), so a page served
+ * on this machine can call its own server; others only when configured. */
+static bool origin_allowed(const server *srv, const char *origin)
+{
+    static const char *const loopback[] = { "http://localhost", "https://localhost", "http://127.0.0.1",
+                                            "https://127.0.0.1", "http://[::1]", "https://[::1]" };
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        size_t length = strlen(loopback[i]);
+        if (strncmp(origin, loopback[i], length) != 0) continue;
+        const char *rest = origin + length;
+        if (*rest == '\0') return true;
+        if (*rest == ':' && rest[1] && strspn(rest + 1, "0123456789") == strlen(rest + 1)) return true;
+    }
+    for (int i = 0; i < srv->config.n_cors_origins; i++)
+        if (strcmp(srv->config.cors_origins[i], "*") == 0 || strcasecmp(srv->config.cors_origins[i], origin) == 0)
+            return true;
+    return false;
+}
+
+/* A browser's preflight: which methods and headers a cross-origin request may use. */
+static enum MHD_Result reply_preflight(request *r)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!response) return MHD_NO;
+    MHD_add_response_header(response, "Access-Control-Allow-Methods", "GET, POST, HEAD, OPTIONS");
+    MHD_add_response_header(response, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(response, "Access-Control-Max-Age", "600");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, POST, HEAD, OPTIONS");
+    return queue(r, 204, response);
 }
 
 static enum api_style style_of(const char *path)
@@ -559,6 +670,16 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const 
         .body = pending->body ? pending->body : "", .body_length = pending->length,
         .json = NULL, .style = style_of(url),
     };
+    const char *origin = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Host");
+    /* the dashboard's own page, wherever it is reached from, is the same origin */
+    bool same_origin = origin && host && strncmp(origin, "http://", 7) == 0 && strcmp(origin + 7, host) == 0;
+    if (origin && (same_origin || origin_allowed(srv, origin))) r.origin = origin;
+    else if (origin)
+        return reply_error(&r, 403, NULL, "requests from the web origin '%s' are not allowed; start headroomd "
+                           "with --cors-origin '%s' (or HEADROOM_ORIGINS) to allow it", origin, origin);
+    /* browsers send no credentials with a preflight, so it comes before the key check */
+    if (strcmp(method, "OPTIONS") == 0) return reply_preflight(&r);
     /* Health is for load balancers and the page holds no data; everything else needs the key. */
     bool open_path = strcmp(url, "/health") == 0 || strcmp(url, "/") == 0 || strcmp(url, "/dashboard") == 0;
     if (!open_path && !authorized(srv, connection))

@@ -61,6 +61,8 @@ static void usage(FILE *out)
             "  --queue N             pieces buffered per stream (default 64)\n"
             "  --reader-timeout D    a client that reads nothing for D while others wait for its model\n"
             "                        loses its turn (default 30s; 0 = never)\n"
+            "  --cors-origin ORIGIN  a browser origin allowed besides loopback ones; repeatable,\n"
+            "                        '*' allows any (HEADROOM_ORIGINS: a comma-separated list)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
             "  --pressure-actions on|off  under memory pressure unload idle models, cancel low-priority\n"
@@ -126,6 +128,23 @@ static bool set_option(server_config *c, const char *name, const char *value)
             return false;
         }
     } else if (strcmp(name, "api-key") == 0) snprintf(c->api_key, sizeof c->api_key, "%s", value);
+    else if (strcmp(name, "cors-origin") == 0) {
+        /* a comma-separated list too, as Ollama's OLLAMA_ORIGINS */
+        for (const char *at = value; *at;) {
+            while (*at == ' ') at++;
+            size_t length = strcspn(at, ",");
+            if (length > 0) {
+                if (c->n_cors_origins >= MAX_CORS_ORIGINS || length >= sizeof c->cors_origins[0]) {
+                    fprintf(stderr, "headroomd: --cors-origin: at most %d origins of %zu bytes each\n",
+                            MAX_CORS_ORIGINS, sizeof c->cors_origins[0] - 1);
+                    return false;
+                }
+                snprintf(c->cors_origins[c->n_cors_origins++], sizeof c->cors_origins[0], "%.*s", (int)length, at);
+            }
+            at += length;
+            if (*at == ',') at++;
+        }
+    }
     else if (strcmp(name, "fallback-url") == 0) {
         if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
             fprintf(stderr, "headroomd: --fallback-url must start with http:// or https://, not '%s'\n", value);
@@ -216,7 +235,7 @@ static bool read_environment(server_config *c)
         { "HEADROOM_API_KEY", "api-key" }, { "HEADROOM_CTX", "ctx" }, { "HEADROOM_THREADS", "threads" },
         { "HEADROOM_FALLBACK_URL", "fallback-url" }, { "HEADROOM_FALLBACK_MODEL", "fallback-model" },
         { "HEADROOM_FALLBACK_API_KEY", "fallback-api-key" }, { "HEADROOM_PRESSURE_ACTIONS", "pressure-actions" },
-        { "HEADROOM_GUARD", "guard" },
+        { "HEADROOM_GUARD", "guard" }, { "HEADROOM_ORIGINS", "cors-origin" },
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *value = getenv(names[i].variable);
@@ -305,6 +324,7 @@ int main(int argc, char **argv)
         { "keep-alive", required_argument, NULL, 0 }, { "api-key", required_argument, NULL, 0 },
         { "ctx", required_argument, NULL, 0 }, { "threads", required_argument, NULL, 0 },
         { "queue", required_argument, NULL, 0 }, { "reader-timeout", required_argument, NULL, 0 },
+        { "cors-origin", required_argument, NULL, 0 },
         { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },
         { "max-body", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },

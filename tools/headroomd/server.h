@@ -18,6 +18,7 @@
 #include "headroom.h"
 
 #define MAX_MODELS 64
+#define MAX_CORS_ORIGINS 32
 
 typedef struct server_config {
     char host[256];               /* --host, HEADROOM_HOST (default 127.0.0.1) */
@@ -40,6 +41,9 @@ typedef struct server_config {
     size_t max_body_bytes;        /* --max-body: largest request body (default 1 MiB) */
     int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
     char config_file[4096];       /* --config, HEADROOM_CONFIG */
+    char cors_origins[MAX_CORS_ORIGINS][256]; /* --cors-origin, HEADROOM_ORIGINS: browser origins
+                                     allowed besides loopback ones ("*": any) */
+    int n_cors_origins;
 } server_config;
 
 /* One model headroomd may serve: found at start-up, loaded on first use. */
@@ -86,6 +90,7 @@ typedef struct request {
     size_t body_length;
     cJSON *json;                  /* the parsed body (POST with a JSON body), owned by http.c */
     enum api_style style;
+    const char *origin;           /* the browser's Origin header when it is allowed (replies echo it) */
 } request;
 
 /* ---- replies (http.c); each queues the response and returns what MHD expects ---------------- */
@@ -160,6 +165,16 @@ bool field_int(field_check *c, const cJSON *object, const char *key, long min, l
 bool field_number(field_check *c, const cJSON *object, const char *key, double min, double max, float *out);
 bool field_u64(field_check *c, const cJSON *object, const char *key, uint64_t *out);
 bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out);
+/* Stop sequences: a string or an array of at most MAX_STOP_SEQUENCES non-empty strings, each at
+ * most MAX_STOP_BYTES; `stops` (room for MAX_STOP_SEQUENCES) borrows them from `object`. */
+enum { MAX_STOP_SEQUENCES = 16, MAX_STOP_BYTES = 256 };
+bool field_stop(field_check *c, const cJSON *object, const char *key, const char **stops, size_t *count);
+/* A field headroomd does not implement yet and that would change the output: a 400 that names it
+ * and says `why`, unless it holds its "off" value (null, false, 0, "", "none", [], {"type":"text"}). */
+bool field_refused(field_check *c, const cJSON *object, const char *key, const char *why);
+/* OpenAI's logit_bias: {"token id": bias from -100 to 100}; -100 bans the token. */
+enum { MAX_LOGIT_BIAS = 300 };
+bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_logit_bias *biases, size_t *count);
 
 /* Refuses new work while memory pressure is critical: 503 with Retry-After and the reason, so a
  * load balancer sends the request to another node. Returns true after replying. */
