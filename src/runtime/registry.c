@@ -59,6 +59,15 @@ double hr_registry_keep_alive(const struct hr_registry *r, const struct model_en
     return isnan(e->keep_alive) ? r->ctx->params.keep_alive : e->keep_alive;
 }
 
+/* The monotonic deadline `keep` seconds after `from`; 0 (none) for never. A keep-alive that is
+ * infinite or longer than HR_KEEP_ALIVE_MAX (a release's, which cannot be refused) is never too,
+ * so no deadline is ever a number the clocks cannot hold. */
+static double deadline_after(double from, double keep, bool pinned)
+{
+    if (pinned || !(keep >= 0) || keep > HR_KEEP_ALIVE_MAX) return 0;
+    return from + keep;
+}
+
 static struct model_entry *find(struct hr_registry *r, const char *name)
 {
     for (int i = 0; i < r->n_entries; i++)
@@ -299,7 +308,7 @@ HR_API void hr_registry_release(hr_context *ctx, hr_model *model, double keep_al
         snprintf(reason, sizeof reason, "keep_alive 0: unloaded after its request");
     } else {
         e->state = HR_MODEL_READY;
-        e->expires_at = chosen < 0 || e->pinned ? 0 : e->last_used + chosen;
+        e->expires_at = deadline_after(e->last_used, chosen, e->pinned);
         pthread_cond_signal(&r->wake);
     }
     pthread_mutex_unlock(&r->lock);
@@ -368,7 +377,7 @@ HR_API int hr_registry_pin(hr_context *ctx, const char *name, bool pinned)
         e->pinned = pinned;
         if (e->state == HR_MODEL_READY) {
             double keep = hr_registry_keep_alive(r, e);
-            e->expires_at = pinned || keep < 0 ? 0 : e->last_used + keep;
+            e->expires_at = deadline_after(e->last_used, keep, pinned);
         }
         pthread_cond_signal(&r->wake);
     }
@@ -381,13 +390,16 @@ HR_API int hr_registry_set_keep_alive(hr_context *ctx, const char *name, double 
     hr_clear_error();
     struct hr_registry *r = hr_registry_of(ctx);
     if (!r || !name) return hr_fail(HR_EINVAL, "hr_registry_set_keep_alive: context and name are required");
+    if (!isnan(keep_alive) && (!isfinite(keep_alive) || keep_alive > HR_KEEP_ALIVE_MAX))
+        return hr_fail(HR_EINVAL, "keep_alive %g for %s is too long: at most 100 years (%.0f s); use a "
+                       "negative value (never) to keep it loaded for ever", keep_alive, name, HR_KEEP_ALIVE_MAX);
     pthread_mutex_lock(&r->lock);
     struct model_entry *e = find(r, name);
     if (e) {
         e->keep_alive = keep_alive;
         if (e->state == HR_MODEL_READY) {
             double keep = hr_registry_keep_alive(r, e);
-            e->expires_at = e->pinned || keep < 0 ? 0 : e->last_used + keep;
+            e->expires_at = deadline_after(e->last_used, keep, e->pinned);
         }
         pthread_cond_signal(&r->wake);
     }

@@ -308,6 +308,41 @@ static void bad_names_and_bad_files_fail_clearly(void **state)
     assert_int_equal(entry_of(f->ctx, "tiny").state, HR_MODEL_READY);
 }
 
+static double process_cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A keep-alive that is infinite, not a number, or absurdly long (from a client's "1e300h") once
+ * overflowed the lifecycle thread's deadline: it then woke at once, for ever, at 100% CPU. The
+ * registry refuses such a keep-alive where it can, and reads one it cannot refuse (a release's)
+ * as "never"; the thread sleeps either way. */
+static void an_absurd_keep_alive_never_makes_the_lifecycle_spin(void **state)
+{
+    struct fixture *f = *state;
+    const double absurd[] = { INFINITY, 1e300, 1e300 * 3600, HR_KEEP_ALIVE_MAX * 2 };
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
+        assert_int_equal(hr_registry_set_keep_alive(f->ctx, "tiny", absurd[i]), HR_EINVAL);
+        assert_non_null(strstr(hr_last_error(), "never"));
+    }
+    assert_int_equal(hr_registry_set_keep_alive(f->ctx, "tiny", -INFINITY), HR_EINVAL);
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
+        hr_model *model = NULL;
+        assert_int_equal(hr_registry_acquire(f->ctx, "tiny", &model), HR_OK);
+        hr_registry_release(f->ctx, model, absurd[i]);
+        hr_registry_entry e = entry_of(f->ctx, "tiny");
+        assert_int_equal(e.state, HR_MODEL_READY);
+        assert_true(e.expires_at == 0);   /* never */
+        double cpu = process_cpu_seconds();
+        usleep(1000000);
+        cpu = process_cpu_seconds() - cpu;
+        fprintf(stderr, "  keep_alive %g: %.3f s of CPU in 1 s idle\n", absurd[i], cpu);
+        assert_true(cpu < 0.3);   /* a spinning thread takes about 1 s */
+    }
+}
+
 struct worker {
     hr_context *ctx;
     int index;
@@ -392,6 +427,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(an_unloaded_conversation_comes_back_with_the_model, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_names_and_bad_files_fail_clearly, setup, teardown),
         cmocka_unit_test_setup_teardown(many_threads_share_two_models, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_absurd_keep_alive_never_makes_the_lifecycle_spin, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

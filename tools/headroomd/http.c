@@ -480,7 +480,8 @@ bool field_bool(field_check *c, const cJSON *object, const char *key, bool *out)
 bool parse_duration(const cJSON *value, double *seconds)
 {
     if (cJSON_IsNumber(value)) {
-        if (!isfinite(value->valuedouble)) return false;
+        /* a number as long as 1e300 s would make a deadline no clock holds: as the parser does */
+        if (!isfinite(value->valuedouble) || value->valuedouble > HR_KEEP_ALIVE_MAX) return false;
         *seconds = value->valuedouble;
         return true;
     }
