@@ -245,8 +245,12 @@ typedef struct hr_event {
 } hr_event;
 
 /* Called on the library's threads ("hr-monitor" for pressure, "hr-lifecycle" for its actions) or
- * on the thread of the registry call that caused the event; must return quickly and may call any
- * headroom function except hr_context_free on its own context. */
+ * on the thread of the registry call that caused the event; while one thread is delivering, an
+ * event published by another is delivered by that thread, after the events before it. Events
+ * arrive one at a time and in the order they were published, and no headroom lock is held
+ * during the call, so a callback may call any headroom function (an unload, a release, an
+ * acquire) except hr_context_free on its own context; an event it causes is delivered after it
+ * returns. It must return quickly: the publisher waits for its event's delivery. */
 typedef void (*hr_event_fn)(const hr_event *event, void *user_data);
 
 /* Adds a subscriber; *id_out identifies it for hr_unsubscribe. Any thread. */

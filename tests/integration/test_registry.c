@@ -343,6 +343,55 @@ static void an_absurd_keep_alive_never_makes_the_lifecycle_spin(void **state)
     }
 }
 
+/* headroom.h promises a callback may call any headroom function; the bus once held its publish
+ * lock across callbacks, so a subscriber that unloaded a model (which publishes "unloaded")
+ * deadlocked the thread that caused the first event. */
+struct chained_unload {
+    hr_context *ctx;
+    int rc;
+    bool called;
+    bool mid_unloaded_seen;
+};
+
+static void unload_mid_when_tiny_goes(const hr_event *event, void *user_data)
+{
+    struct chained_unload *c = user_data;
+    if (event->type != HR_EVENT_MODEL || strcmp(event->action, "unloaded") != 0 || !event->model) return;
+    if (strcmp(event->model, "mid-mmap") == 0) c->mid_unloaded_seen = true;
+    if (strcmp(event->model, "tiny") != 0 || c->called) return;
+    c->called = true;
+    c->rc = hr_registry_unload(c->ctx, "mid-mmap", false);
+}
+
+static void *unload_tiny(void *arg)
+{
+    hr_registry_unload(arg, "tiny", false);
+    return NULL;
+}
+
+static void a_subscriber_may_unload_from_its_callback(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(hr_registry_load(f->ctx, "tiny"), HR_OK);
+    assert_int_equal(hr_registry_load(f->ctx, "mid-mmap"), HR_OK);
+    struct chained_unload c = { .ctx = f->ctx, .rc = -12345 };
+    int id;
+    assert_int_equal(hr_subscribe(f->ctx, unload_mid_when_tiny_goes, &c, &id), HR_OK);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, unload_tiny, f->ctx), 0);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 30;
+    if (pthread_timedjoin_np(thread, NULL, &deadline) != 0)
+        fail_msg("hr_registry_unload from an event callback deadlocked (still stuck after 30 s)");
+    hr_unsubscribe(f->ctx, id);
+    assert_true(c.called);
+    assert_int_equal(c.rc, HR_OK);
+    assert_true(c.mid_unloaded_seen);   /* the nested event reached subscribers too */
+    assert_int_equal(entry_of(f->ctx, "tiny").state, HR_MODEL_UNLOADED);
+    assert_int_equal(entry_of(f->ctx, "mid-mmap").state, HR_MODEL_UNLOADED);
+}
+
 struct worker {
     hr_context *ctx;
     int index;
@@ -428,6 +477,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(bad_names_and_bad_files_fail_clearly, setup, teardown),
         cmocka_unit_test_setup_teardown(many_threads_share_two_models, setup, teardown),
         cmocka_unit_test_setup_teardown(an_absurd_keep_alive_never_makes_the_lifecycle_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_subscriber_may_unload_from_its_callback, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
