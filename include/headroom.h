@@ -581,7 +581,8 @@ HR_API int hr_registry_add(hr_context *ctx, const char *name, const char *path,
                            const hr_model_params *params);
 
 /* Makes `name` ready and marks it in use: loads it if needed (a second caller waits for the
- * first's load), after a preflight; refuses with HR_EMEMORY when it would not fit or pressure
+ * first's load and gets its outcome: a failed load's code and sentence, not a load of its own),
+ * after a preflight; refuses with HR_EMEMORY when it would not fit or pressure
  * is critical, with guidance in the sentence. On success *out is valid until the matching
  * hr_registry_release(). HR_ENOENT for a name not in the registry. Any thread. */
 HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out);

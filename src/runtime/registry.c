@@ -248,6 +248,7 @@ HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out
         pthread_mutex_unlock(&r->lock);
         return hr_fail(HR_ENOENT, "no model named %s in the registry", name);
     }
+    uint64_t waited_for = 0;   /* the load attempt this caller waited on, if any */
     for (;;) {
         if (e->state == HR_MODEL_READY || e->state == HR_MODEL_BUSY) {
             e->users++;
@@ -259,22 +260,39 @@ HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out
             pthread_mutex_unlock(&r->lock);
             return HR_OK;
         }
+        /* A load this caller waited on failed: its outcome is this caller's too. Running the
+         * preflight and the load again for every waiter would only fail N times, one after
+         * another, and publish N failures for one cause. A later request tries afresh. */
+        if (waited_for && e->loads_finished >= waited_for && e->last_load_rc != HR_OK) {
+            int rc = e->last_load_rc;
+            char sentence[sizeof e->last_load_error];
+            snprintf(sentence, sizeof sentence, "%s", e->last_load_error);
+            pthread_mutex_unlock(&r->lock);
+            return hr_fail(rc, "%s", sentence);
+        }
         if (e->state == HR_MODEL_LOADING || e->state == HR_MODEL_UNLOADING) {
+            if (e->state == HR_MODEL_LOADING && !waited_for) waited_for = e->loads_started;
             pthread_cond_wait(&r->changed, &r->lock);
             continue;
         }
         /* unloaded: this caller loads it, the others wait for the outcome */
         e->state = HR_MODEL_LOADING;
+        uint64_t attempt = ++e->loads_started;
         pthread_mutex_unlock(&r->lock);
         hr_model *model = NULL;
         int rc = hr_load_path_run(r, e, &model);
+        char sentence[sizeof e->last_load_error];
+        snprintf(sentence, sizeof sentence, "%s", rc == HR_OK ? "" : hr_last_error());
         pthread_mutex_lock(&r->lock);
         e->model = model;
         e->state = rc == HR_OK ? HR_MODEL_READY : HR_MODEL_UNLOADED;
+        e->loads_finished = attempt;
+        e->last_load_rc = rc;
+        snprintf(e->last_load_error, sizeof e->last_load_error, "%s", sentence);
         pthread_cond_broadcast(&r->changed);
         if (rc != HR_OK) {
             pthread_mutex_unlock(&r->lock);
-            return rc;   /* the sentence is this thread's */
+            return hr_fail(rc, "%s", sentence);   /* the same sentence its waiters get */
         }
     }
 }

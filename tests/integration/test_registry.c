@@ -392,6 +392,97 @@ static void a_subscriber_may_unload_from_its_callback(void **state)
     assert_int_equal(entry_of(f->ctx, "mid-mmap").state, HR_MODEL_UNLOADED);
 }
 
+/* Requests that wait for a load get its outcome: a failed load is not run again by each waiter
+ * (each once ran the preflight and the load itself, one after another). The first load is held
+ * in its "load_failed" callback until the other threads are waiting for it. */
+struct shared_failure {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int failures;           /* "load_failed" events for "broken" */
+    bool first_failing;     /* the first load is in its callback ... */
+    bool others_waiting;    /* ... and may go on */
+};
+
+static void hold_the_first_failure(const hr_event *event, void *user_data)
+{
+    struct shared_failure *s = user_data;
+    if (event->type != HR_EVENT_MODEL || strcmp(event->action, "load_failed") != 0) return;
+    pthread_mutex_lock(&s->lock);
+    if (++s->failures == 1) {
+        s->first_failing = true;
+        pthread_cond_broadcast(&s->changed);
+        while (!s->others_waiting) pthread_cond_wait(&s->changed, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+struct acquirer {
+    hr_context *ctx;
+    int rc;
+    char sentence[1024];
+};
+
+static void *acquire_broken(void *arg)
+{
+    struct acquirer *a = arg;
+    hr_model *model = NULL;
+    a->rc = hr_registry_acquire(a->ctx, "broken", &model);
+    snprintf(a->sentence, sizeof a->sentence, "%s", hr_last_error());
+    if (a->rc == HR_OK) hr_registry_release(a->ctx, model, 0);
+    return NULL;
+}
+
+static void waiters_share_a_failed_load(void **state)
+{
+    struct fixture *f = *state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/shared-failure.gguf", scratch);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fputs("GGUF and then nothing a reader could use\n", file);
+    fclose(file);
+    assert_int_equal(hr_registry_add(f->ctx, "broken", path, NULL), HR_OK);
+    struct shared_failure s = { .failures = 0 };
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.changed, NULL);
+    int id;
+    assert_int_equal(hr_subscribe(f->ctx, hold_the_first_failure, &s, &id), HR_OK);
+
+    enum { N = 5 };
+    struct acquirer a[N];
+    pthread_t threads[N];
+    for (int i = 0; i < N; i++) a[i] = (struct acquirer){ .ctx = f->ctx };
+    assert_int_equal(pthread_create(&threads[0], NULL, acquire_broken, &a[0]), 0);
+    pthread_mutex_lock(&s.lock);
+    while (!s.first_failing) pthread_cond_wait(&s.changed, &s.lock);
+    pthread_mutex_unlock(&s.lock);
+    for (int i = 1; i < N; i++) assert_int_equal(pthread_create(&threads[i], NULL, acquire_broken, &a[i]), 0);
+    usleep(500000);   /* plenty for them to reach the wait: the entry is LOADING until we let go */
+    assert_int_equal(entry_of(f->ctx, "broken").state, HR_MODEL_LOADING);
+    pthread_mutex_lock(&s.lock);
+    s.others_waiting = true;
+    pthread_cond_broadcast(&s.changed);
+    pthread_mutex_unlock(&s.lock);
+    for (int i = 0; i < N; i++) pthread_join(threads[i], NULL);
+
+    fprintf(stderr, "  %d load_failed events for %d requests; the first got: %s\n", s.failures, N, a[0].sentence);
+    assert_int_equal(s.failures, 1);   /* one load attempt */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].rc, a[0].rc);
+        assert_string_equal(a[i].sentence, a[0].sentence);
+    }
+    assert_int_not_equal(a[0].rc, HR_OK);
+    assert_non_null(strstr(a[0].sentence, path));
+    assert_int_equal(entry_of(f->ctx, "broken").state, HR_MODEL_UNLOADED);
+    /* a request that comes after the failure tries again: the file may have been fixed */
+    hr_model *model = NULL;
+    assert_int_equal(hr_registry_acquire(f->ctx, "broken", &model), a[0].rc);
+    hr_unsubscribe(f->ctx, id);
+    assert_int_equal(s.failures, 2);
+    pthread_cond_destroy(&s.changed);
+    pthread_mutex_destroy(&s.lock);
+}
+
 struct worker {
     hr_context *ctx;
     int index;
@@ -478,6 +569,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(many_threads_share_two_models, setup, teardown),
         cmocka_unit_test_setup_teardown(an_absurd_keep_alive_never_makes_the_lifecycle_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(a_subscriber_may_unload_from_its_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(waiters_share_a_failed_load, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
