@@ -119,7 +119,8 @@ typedef struct hr_context_params {
 
     /* The model registry's lifecycle (docs/lifecycle.md). */
     double keep_alive;            /* seconds an idle registry model stays loaded (default 600);
-                                     0: unload when its last user releases it; negative: never */
+                                     0: unload when its last user releases it; negative: never;
+                                     at most HR_KEEP_ALIVE_MAX, finite */
     bool pressure_actions;        /* under warn free caches and unload idle models, least recently
                                      used first; under critical also cancel low-priority work and
                                      refuse loads (default true; needs the monitor) */
@@ -244,8 +245,12 @@ typedef struct hr_event {
 } hr_event;
 
 /* Called on the library's threads ("hr-monitor" for pressure, "hr-lifecycle" for its actions) or
- * on the thread of the registry call that caused the event; must return quickly and may call any
- * headroom function except hr_context_free on its own context. */
+ * on the thread of the registry call that caused the event; while one thread is delivering, an
+ * event published by another is delivered by that thread, after the events before it. Events
+ * arrive one at a time and in the order they were published, and no headroom lock is held
+ * during the call, so a callback may call any headroom function (an unload, a release, an
+ * acquire) except hr_context_free on its own context; an event it causes is delivered after it
+ * returns. It must return quickly: the publisher waits for its event's delivery. */
 typedef void (*hr_event_fn)(const hr_event *event, void *user_data);
 
 /* Adds a subscriber; *id_out identifies it for hr_unsubscribe. Any thread. */
@@ -585,9 +590,17 @@ enum hr_model_state {
 /* A static name: "unloaded", "loading", "ready", "busy", "unloading". */
 HR_API const char *hr_model_state_name(enum hr_model_state state);
 
+/* The longest keep-alive, in seconds: 100 years. A longer one (or an infinite one, or one not
+ * a number) is refused by hr_keep_alive_parse, hr_registry_set_keep_alive and
+ * hr_context_create with a sentence that points to -1 / "never"; hr_registry_release, which
+ * cannot refuse, reads a longer or infinite one as never. Every deadline is therefore a finite
+ * time not far from now. */
+#define HR_KEEP_ALIVE_MAX 3153600000.0
+
 /* Parses a keep-alive in Ollama's convention into seconds: a number of seconds ("300"), a
  * duration ("30s", "5m", "1h", "1h30m"), "never" or any negative value (-1: never unload),
- * "0" (unload after this use). HR_EINVAL with a sentence otherwise. Any thread. */
+ * "0" (unload after this use). HR_EINVAL with a sentence otherwise, also for a value that is
+ * not finite ("inf", "nan", "1e400", "1e300h") or longer than HR_KEEP_ALIVE_MAX. Any thread. */
 HR_API int hr_keep_alive_parse(const char *text, double *seconds);
 
 /* Adds a model file to the registry under `name` (copied; unique), unloaded, with the load
@@ -597,14 +610,15 @@ HR_API int hr_registry_add(hr_context *ctx, const char *name, const char *path,
                            const hr_model_params *params);
 
 /* Makes `name` ready and marks it in use: loads it if needed (a second caller waits for the
- * first's load), after a preflight; refuses with HR_EMEMORY when it would not fit or pressure
+ * first's load and gets its outcome: a failed load's code and sentence, not a load of its own),
+ * after a preflight; refuses with HR_EMEMORY when it would not fit or pressure
  * is critical, with guidance in the sentence. On success *out is valid until the matching
  * hr_registry_release(). HR_ENOENT for a name not in the registry. Any thread. */
 HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out);
 
 /* Ends one use of a model from hr_registry_acquire(); `keep_alive` in seconds sets its deadline
  * from now (NAN: the model's own, else the context's; 0: unload now if no one else uses it;
- * negative: never). Any thread. */
+ * negative, infinite or longer than HR_KEEP_ALIVE_MAX: never). Any thread. */
 HR_API void hr_registry_release(hr_context *ctx, hr_model *model, double keep_alive);
 
 /* Loads `name` without using it: its keep-alive starts at once. Any thread. */
@@ -619,8 +633,9 @@ HR_API int hr_registry_unload(hr_context *ctx, const char *name, bool cancel);
  * unpins it. Any thread. */
 HR_API int hr_registry_pin(hr_context *ctx, const char *name, bool pinned);
 
-/* Sets the keep-alive of `name` in seconds (NAN: back to the context's) and re-arms an idle
- * model's deadline from its last use. Any thread. */
+/* Sets the keep-alive of `name` in seconds (NAN: back to the context's; negative: never) and
+ * re-arms an idle model's deadline from its last use. HR_EINVAL for an infinite keep-alive or
+ * one longer than HR_KEEP_ALIVE_MAX. Any thread. */
 HR_API int hr_registry_set_keep_alive(hr_context *ctx, const char *name, double keep_alive);
 
 typedef struct hr_registry_entry {

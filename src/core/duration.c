@@ -1,6 +1,7 @@
 /*
  * duration.c: hr_keep_alive_parse, durations in Ollama's convention (seconds, or Go's "5m",
- * "1h30m", "300ms"; negative or "never": for ever). Pure: no clock, no state.
+ * "1h30m", "300ms"; negative or "never": for ever), refusing what is not finite or longer than
+ * HR_KEEP_ALIVE_MAX, so no deadline computed from one can overflow. Pure: no clock, no state.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -42,6 +43,10 @@ HR_API int hr_keep_alive_parse(const char *text, double *seconds)
     if (!any || bad || *p != '\0')
         return hr_fail(HR_EINVAL, "keep_alive \"%s\" is not a duration: use seconds (300), a duration "
                        "(30s, 5m, 1h, 1h30m), 0 to unload after the request, or -1 / never", text);
+    /* "1e300h" is made of finite parts whose sum is not: refused, like "inf" itself */
+    if (!isfinite(total) || (!negative && total > HR_KEEP_ALIVE_MAX))
+        return hr_fail(HR_EINVAL, "keep_alive \"%s\" is too long a duration: at most 100 years (%.0f s); "
+                       "use -1 or never to keep the model loaded for ever", text, HR_KEEP_ALIVE_MAX);
     *seconds = negative && total > 0 ? -1 : total;
     return HR_OK;
 }

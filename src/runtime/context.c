@@ -54,6 +54,9 @@ HR_API int hr_context_create(const hr_context_params *params, hr_context **out)
                        checked.metrics_capacity);
     if (isnan(checked.keep_alive))
         return hr_fail(HR_EINVAL, "keep_alive is not a number: use seconds, 0, or a negative value for never");
+    if (!isfinite(checked.keep_alive) || checked.keep_alive > HR_KEEP_ALIVE_MAX)
+        return hr_fail(HR_EINVAL, "keep_alive %g is too long: at most 100 years (%.0f s); use a negative "
+                       "value (never) to keep models loaded for ever", checked.keep_alive, HR_KEEP_ALIVE_MAX);
     hr_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return hr_fail(HR_ENOMEM, "out of memory creating a context");
     ctx->params = checked;

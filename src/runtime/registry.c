@@ -59,6 +59,15 @@ double hr_registry_keep_alive(const struct hr_registry *r, const struct model_en
     return isnan(e->keep_alive) ? r->ctx->params.keep_alive : e->keep_alive;
 }
 
+/* The monotonic deadline `keep` seconds after `from`; 0 (none) for never. A keep-alive that is
+ * infinite or longer than HR_KEEP_ALIVE_MAX (a release's, which cannot be refused) is never too,
+ * so no deadline is ever a number the clocks cannot hold. */
+static double deadline_after(double from, double keep, bool pinned)
+{
+    if (pinned || !(keep >= 0) || keep > HR_KEEP_ALIVE_MAX) return 0;
+    return from + keep;
+}
+
 static struct model_entry *find(struct hr_registry *r, const char *name)
 {
     for (int i = 0; i < r->n_entries; i++)
@@ -239,6 +248,7 @@ HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out
         pthread_mutex_unlock(&r->lock);
         return hr_fail(HR_ENOENT, "no model named %s in the registry", name);
     }
+    uint64_t waited_for = 0;   /* the load attempt this caller waited on, if any */
     for (;;) {
         if (e->state == HR_MODEL_READY || e->state == HR_MODEL_BUSY) {
             e->users++;
@@ -250,22 +260,39 @@ HR_API int hr_registry_acquire(hr_context *ctx, const char *name, hr_model **out
             pthread_mutex_unlock(&r->lock);
             return HR_OK;
         }
+        /* A load this caller waited on failed: its outcome is this caller's too. Running the
+         * preflight and the load again for every waiter would only fail N times, one after
+         * another, and publish N failures for one cause. A later request tries afresh. */
+        if (waited_for && e->loads_finished >= waited_for && e->last_load_rc != HR_OK) {
+            int rc = e->last_load_rc;
+            char sentence[sizeof e->last_load_error];
+            snprintf(sentence, sizeof sentence, "%s", e->last_load_error);
+            pthread_mutex_unlock(&r->lock);
+            return hr_fail(rc, "%s", sentence);
+        }
         if (e->state == HR_MODEL_LOADING || e->state == HR_MODEL_UNLOADING) {
+            if (e->state == HR_MODEL_LOADING && !waited_for) waited_for = e->loads_started;
             pthread_cond_wait(&r->changed, &r->lock);
             continue;
         }
         /* unloaded: this caller loads it, the others wait for the outcome */
         e->state = HR_MODEL_LOADING;
+        uint64_t attempt = ++e->loads_started;
         pthread_mutex_unlock(&r->lock);
         hr_model *model = NULL;
         int rc = hr_load_path_run(r, e, &model);
+        char sentence[sizeof e->last_load_error];
+        snprintf(sentence, sizeof sentence, "%s", rc == HR_OK ? "" : hr_last_error());
         pthread_mutex_lock(&r->lock);
         e->model = model;
         e->state = rc == HR_OK ? HR_MODEL_READY : HR_MODEL_UNLOADED;
+        e->loads_finished = attempt;
+        e->last_load_rc = rc;
+        snprintf(e->last_load_error, sizeof e->last_load_error, "%s", sentence);
         pthread_cond_broadcast(&r->changed);
         if (rc != HR_OK) {
             pthread_mutex_unlock(&r->lock);
-            return rc;   /* the sentence is this thread's */
+            return hr_fail(rc, "%s", sentence);   /* the same sentence its waiters get */
         }
     }
 }
@@ -299,7 +326,7 @@ HR_API void hr_registry_release(hr_context *ctx, hr_model *model, double keep_al
         snprintf(reason, sizeof reason, "keep_alive 0: unloaded after its request");
     } else {
         e->state = HR_MODEL_READY;
-        e->expires_at = chosen < 0 || e->pinned ? 0 : e->last_used + chosen;
+        e->expires_at = deadline_after(e->last_used, chosen, e->pinned);
         pthread_cond_signal(&r->wake);
     }
     pthread_mutex_unlock(&r->lock);
@@ -368,7 +395,7 @@ HR_API int hr_registry_pin(hr_context *ctx, const char *name, bool pinned)
         e->pinned = pinned;
         if (e->state == HR_MODEL_READY) {
             double keep = hr_registry_keep_alive(r, e);
-            e->expires_at = pinned || keep < 0 ? 0 : e->last_used + keep;
+            e->expires_at = deadline_after(e->last_used, keep, pinned);
         }
         pthread_cond_signal(&r->wake);
     }
@@ -381,13 +408,16 @@ HR_API int hr_registry_set_keep_alive(hr_context *ctx, const char *name, double 
     hr_clear_error();
     struct hr_registry *r = hr_registry_of(ctx);
     if (!r || !name) return hr_fail(HR_EINVAL, "hr_registry_set_keep_alive: context and name are required");
+    if (!isnan(keep_alive) && (!isfinite(keep_alive) || keep_alive > HR_KEEP_ALIVE_MAX))
+        return hr_fail(HR_EINVAL, "keep_alive %g for %s is too long: at most 100 years (%.0f s); use a "
+                       "negative value (never) to keep it loaded for ever", keep_alive, name, HR_KEEP_ALIVE_MAX);
     pthread_mutex_lock(&r->lock);
     struct model_entry *e = find(r, name);
     if (e) {
         e->keep_alive = keep_alive;
         if (e->state == HR_MODEL_READY) {
             double keep = hr_registry_keep_alive(r, e);
-            e->expires_at = e->pinned || keep < 0 ? 0 : e->last_used + keep;
+            e->expires_at = deadline_after(e->last_used, keep, e->pinned);
         }
         pthread_cond_signal(&r->wake);
     }

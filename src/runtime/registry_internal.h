@@ -41,6 +41,10 @@ struct model_entry {
     int32_t n_ctx;
     uint64_t rss_added;
     int32_t loads;
+    uint64_t loads_started;     /* load attempts begun ... */
+    uint64_t loads_finished;    /* ... and ended; the last one's outcome: */
+    int last_load_rc;
+    char last_load_error[1024]; /* its sentence, for the requests that waited on it */
     bool cancelling;            /* its work was cancelled: unload when the last user releases */
     char unload_reason[160];    /* why, for that pending unload */
     char last_unload_reason[160];

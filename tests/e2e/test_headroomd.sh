@@ -291,12 +291,21 @@ bad 'Ollama num_predict: "x"' 400 POST /api/generate '{"model":"tiny","prompt":"
 bad "Ollama num_predict: 1e9" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"num_predict":1000000000}}' "'num_predict' must be between -2 and 8192"
 bad 'Ollama options: "x"' 400 POST /api/generate '{"model":"tiny","prompt":"x","options":"x"}' "'options' must be an object"
 bad 'Ollama keep_alive: "soon"' 400 POST /api/generate '{"model":"tiny","prompt":"x","keep_alive":"soon"}' "'keep_alive' must be a duration"
+bad 'Ollama keep_alive: "1e300h" (overflows)' 400 POST /api/generate '{"model":"tiny","prompt":"x","keep_alive":"1e300h"}' "'keep_alive' must be a duration.*at most 100 years"
+bad 'Ollama keep_alive: "inf"' 400 POST /api/chat '{"model":"tiny","messages":[],"keep_alive":"inf"}' "'keep_alive' must be a duration"
+bad 'Ollama keep_alive: 1e400 (a JSON number past double)' 400 POST /api/generate '{"model":"tiny","prompt":"x","keep_alive":1e400}' "'keep_alive' must be a duration"
+bad 'keep_alive: 1e300 on /api/load' 400 POST /api/load '{"model":"tiny","keep_alive":1e300}' "'keep_alive' must be a duration"
 bad 'Ollama stream: 1' 400 POST /api/chat '{"model":"tiny","messages":[],"stream":1}' "'stream' must be true or false"
 bad "Ollama chat message without content" 400 POST /api/chat '{"model":"tiny","messages":[{"role":"user"}]}' 'messages\[0\] needs a string role and a string content'
 bad 'Ollama chat messages: "x" (not an array)' 400 POST /api/chat '{"model":"tiny","messages":"hello"}' "'messages' must be an array"
 
 head -c 70000 /dev/zero | tr '\0' 'a' | sed 's/^/{"model":"tiny","prompt":"/; s/$/"}/' >"$scratch/big.json"
 bad "a body over --max-body 65536" 413 POST /v1/completions "@$scratch/big.json" 'larger than the limit of 65536 bytes'
+head -c 8388608 /dev/zero >"$scratch/large.bin"
+sent=$(curl -s -o "$scratch/body" -w '%{http_code} %{size_upload}' --max-time 60 -H 'Expect: 100-continue' \
+       -H 'Content-Type: application/json' --data-binary "@$scratch/large.bin" "$A/v1/completions")
+[[ ${sent% *} == 413 && ${sent#* } -lt 1048576 ]]
+check "a Content-Length over --max-body: 413 before the body is read (sent: ${sent#* } bytes)" $?
 printf '{"model":"tiny","prompt":"caf\xc3 \xff\xfe"}' >"$scratch/latin1.json"
 bad "invalid UTF-8" 400 POST /v1/completions "@$scratch/latin1.json" 'not valid UTF-8'
 bad "invalid UTF-8 (Ollama)" 400 POST /api/generate "@$scratch/latin1.json" 'not valid UTF-8'
@@ -420,6 +429,15 @@ http GET "$B/metrics"
 status 401; check "--api-key: /metrics needs the key too" $?
 http GET "$B/health"
 status 200; check "--api-key: /health stays open without a key" $?
+http GET "$B/ready"
+status 200 && expect 'json.ready === true'; check "--api-key: /ready stays open without a key (probes send none)" $?
+# The key is checked on the headers, before the body is read: a client that asks to continue
+# gets the 401 instead, and sends none of its 8 MiB (size_upload counts what curl sent).
+head -c 8388608 /dev/zero >"$scratch/large.bin"
+sent=$(curl -s -o "$scratch/body" -w '%{http_code} %{size_upload}' --max-time 60 -H 'Expect: 100-continue' \
+       -H 'Content-Type: application/json' --data-binary "@$scratch/large.bin" "$B/v1/completions")
+[[ ${sent% *} == 401 && ${sent#* } -lt 1048576 ]]
+check "--api-key: a large body without a key: 401 before the body is read (sent: ${sent#* } bytes)" $?
 stop_server "$B_pid" keyed; check "the keyed server stops cleanly" $?
 
 # run_headroomd ARGS...: a run expected to stop at once; its exit code in $rc, output in files.

@@ -308,6 +308,181 @@ static void bad_names_and_bad_files_fail_clearly(void **state)
     assert_int_equal(entry_of(f->ctx, "tiny").state, HR_MODEL_READY);
 }
 
+static double process_cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A keep-alive that is infinite, not a number, or absurdly long (from a client's "1e300h") once
+ * overflowed the lifecycle thread's deadline: it then woke at once, for ever, at 100% CPU. The
+ * registry refuses such a keep-alive where it can, and reads one it cannot refuse (a release's)
+ * as "never"; the thread sleeps either way. */
+static void an_absurd_keep_alive_never_makes_the_lifecycle_spin(void **state)
+{
+    struct fixture *f = *state;
+    const double absurd[] = { INFINITY, 1e300, 1e300 * 3600, HR_KEEP_ALIVE_MAX * 2 };
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
+        assert_int_equal(hr_registry_set_keep_alive(f->ctx, "tiny", absurd[i]), HR_EINVAL);
+        assert_non_null(strstr(hr_last_error(), "never"));
+    }
+    assert_int_equal(hr_registry_set_keep_alive(f->ctx, "tiny", -INFINITY), HR_EINVAL);
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
+        hr_model *model = NULL;
+        assert_int_equal(hr_registry_acquire(f->ctx, "tiny", &model), HR_OK);
+        hr_registry_release(f->ctx, model, absurd[i]);
+        hr_registry_entry e = entry_of(f->ctx, "tiny");
+        assert_int_equal(e.state, HR_MODEL_READY);
+        assert_true(e.expires_at == 0);   /* never */
+        double cpu = process_cpu_seconds();
+        usleep(1000000);
+        cpu = process_cpu_seconds() - cpu;
+        fprintf(stderr, "  keep_alive %g: %.3f s of CPU in 1 s idle\n", absurd[i], cpu);
+        assert_true(cpu < 0.3);   /* a spinning thread takes about 1 s */
+    }
+}
+
+/* headroom.h promises a callback may call any headroom function; the bus once held its publish
+ * lock across callbacks, so a subscriber that unloaded a model (which publishes "unloaded")
+ * deadlocked the thread that caused the first event. */
+struct chained_unload {
+    hr_context *ctx;
+    int rc;
+    bool called;
+    bool mid_unloaded_seen;
+};
+
+static void unload_mid_when_tiny_goes(const hr_event *event, void *user_data)
+{
+    struct chained_unload *c = user_data;
+    if (event->type != HR_EVENT_MODEL || strcmp(event->action, "unloaded") != 0 || !event->model) return;
+    if (strcmp(event->model, "mid-mmap") == 0) c->mid_unloaded_seen = true;
+    if (strcmp(event->model, "tiny") != 0 || c->called) return;
+    c->called = true;
+    c->rc = hr_registry_unload(c->ctx, "mid-mmap", false);
+}
+
+static void *unload_tiny(void *arg)
+{
+    hr_registry_unload(arg, "tiny", false);
+    return NULL;
+}
+
+static void a_subscriber_may_unload_from_its_callback(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(hr_registry_load(f->ctx, "tiny"), HR_OK);
+    assert_int_equal(hr_registry_load(f->ctx, "mid-mmap"), HR_OK);
+    struct chained_unload c = { .ctx = f->ctx, .rc = -12345 };
+    int id;
+    assert_int_equal(hr_subscribe(f->ctx, unload_mid_when_tiny_goes, &c, &id), HR_OK);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, unload_tiny, f->ctx), 0);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 30;
+    if (pthread_timedjoin_np(thread, NULL, &deadline) != 0)
+        fail_msg("hr_registry_unload from an event callback deadlocked (still stuck after 30 s)");
+    hr_unsubscribe(f->ctx, id);
+    assert_true(c.called);
+    assert_int_equal(c.rc, HR_OK);
+    assert_true(c.mid_unloaded_seen);   /* the nested event reached subscribers too */
+    assert_int_equal(entry_of(f->ctx, "tiny").state, HR_MODEL_UNLOADED);
+    assert_int_equal(entry_of(f->ctx, "mid-mmap").state, HR_MODEL_UNLOADED);
+}
+
+/* Requests that wait for a load get its outcome: a failed load is not run again by each waiter
+ * (each once ran the preflight and the load itself, one after another). The first load is held
+ * in its "load_failed" callback until the other threads are waiting for it. */
+struct shared_failure {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int failures;           /* "load_failed" events for "broken" */
+    bool first_failing;     /* the first load is in its callback ... */
+    bool others_waiting;    /* ... and may go on */
+};
+
+static void hold_the_first_failure(const hr_event *event, void *user_data)
+{
+    struct shared_failure *s = user_data;
+    if (event->type != HR_EVENT_MODEL || strcmp(event->action, "load_failed") != 0) return;
+    pthread_mutex_lock(&s->lock);
+    if (++s->failures == 1) {
+        s->first_failing = true;
+        pthread_cond_broadcast(&s->changed);
+        while (!s->others_waiting) pthread_cond_wait(&s->changed, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+struct acquirer {
+    hr_context *ctx;
+    int rc;
+    char sentence[1024];
+};
+
+static void *acquire_broken(void *arg)
+{
+    struct acquirer *a = arg;
+    hr_model *model = NULL;
+    a->rc = hr_registry_acquire(a->ctx, "broken", &model);
+    snprintf(a->sentence, sizeof a->sentence, "%s", hr_last_error());
+    if (a->rc == HR_OK) hr_registry_release(a->ctx, model, 0);
+    return NULL;
+}
+
+static void waiters_share_a_failed_load(void **state)
+{
+    struct fixture *f = *state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/shared-failure.gguf", scratch);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fputs("GGUF and then nothing a reader could use\n", file);
+    fclose(file);
+    assert_int_equal(hr_registry_add(f->ctx, "broken", path, NULL), HR_OK);
+    struct shared_failure s = { .failures = 0 };
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.changed, NULL);
+    int id;
+    assert_int_equal(hr_subscribe(f->ctx, hold_the_first_failure, &s, &id), HR_OK);
+
+    enum { N = 5 };
+    struct acquirer a[N];
+    pthread_t threads[N];
+    for (int i = 0; i < N; i++) a[i] = (struct acquirer){ .ctx = f->ctx };
+    assert_int_equal(pthread_create(&threads[0], NULL, acquire_broken, &a[0]), 0);
+    pthread_mutex_lock(&s.lock);
+    while (!s.first_failing) pthread_cond_wait(&s.changed, &s.lock);
+    pthread_mutex_unlock(&s.lock);
+    for (int i = 1; i < N; i++) assert_int_equal(pthread_create(&threads[i], NULL, acquire_broken, &a[i]), 0);
+    usleep(500000);   /* plenty for them to reach the wait: the entry is LOADING until we let go */
+    assert_int_equal(entry_of(f->ctx, "broken").state, HR_MODEL_LOADING);
+    pthread_mutex_lock(&s.lock);
+    s.others_waiting = true;
+    pthread_cond_broadcast(&s.changed);
+    pthread_mutex_unlock(&s.lock);
+    for (int i = 0; i < N; i++) pthread_join(threads[i], NULL);
+
+    fprintf(stderr, "  %d load_failed events for %d requests; the first got: %s\n", s.failures, N, a[0].sentence);
+    assert_int_equal(s.failures, 1);   /* one load attempt */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].rc, a[0].rc);
+        assert_string_equal(a[i].sentence, a[0].sentence);
+    }
+    assert_int_not_equal(a[0].rc, HR_OK);
+    assert_non_null(strstr(a[0].sentence, path));
+    assert_int_equal(entry_of(f->ctx, "broken").state, HR_MODEL_UNLOADED);
+    /* a request that comes after the failure tries again: the file may have been fixed */
+    hr_model *model = NULL;
+    assert_int_equal(hr_registry_acquire(f->ctx, "broken", &model), a[0].rc);
+    hr_unsubscribe(f->ctx, id);
+    assert_int_equal(s.failures, 2);
+    pthread_cond_destroy(&s.changed);
+    pthread_mutex_destroy(&s.lock);
+}
+
 struct worker {
     hr_context *ctx;
     int index;
@@ -392,6 +567,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(an_unloaded_conversation_comes_back_with_the_model, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_names_and_bad_files_fail_clearly, setup, teardown),
         cmocka_unit_test_setup_teardown(many_threads_share_two_models, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_absurd_keep_alive_never_makes_the_lifecycle_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_subscriber_may_unload_from_its_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(waiters_share_a_failed_load, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,14 +149,16 @@ static void keep_alive_follows_ollama(void **state)
     struct { const char *text; double seconds; } good[] = {
         { "0", 0 }, { "300", 300 }, { "30s", 30 }, { "5m", 300 }, { "10m", 600 }, { "1h", 3600 },
         { "1h30m", 5400 }, { "1.5h", 5400 }, { "250ms", 0.25 }, { "-1", -1 }, { "-5m", -1 },
-        { "never", -1 }, { "2h0m0s", 7200 },
+        { "never", -1 }, { "2h0m0s", 7200 }, { "3153600000", HR_KEEP_ALIVE_MAX }, { "-1e300", -1 }, { "-1e300h", -1 },
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         double seconds = NAN;
         assert_int_equal(hr_keep_alive_parse(good[i].text, &seconds), HR_OK);
         assert_true(fabs(seconds - good[i].seconds) < 1e-9);
     }
-    const char *bad[] = { "", "soon", "5x", "m", "5m junk", "1e999", "30 s", "5ms5", "-" };
+    /* not finite, or so long that a deadline from it would overflow the clocks: refused */
+    const char *bad[] = { "", "soon", "5x", "m", "5m junk", "1e999", "30 s", "5ms5", "-", "inf", "nan",
+                          "-inf", "1e400", "1e300h", "1e308h1e308h", "-1e308h1e308h", "1e20", "3153600001" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         double seconds = 0;
         assert_int_equal(hr_keep_alive_parse(bad[i], &seconds), HR_EINVAL);

@@ -304,7 +304,7 @@ static enum MHD_Result load_or_unload(request *r, bool load)
     double keep_alive = NAN;
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(r->json, "keep_alive");
     if (!c.failed && value && !cJSON_IsNull(value) && !parse_duration(value, &keep_alive))
-        return reply_error(r, 400, "keep_alive", "'keep_alive' must be a duration such as \"5m\", 0 or -1");
+        return reply_error(r, 400, "keep_alive", "'keep_alive' must be a duration such as \"5m\", 0 or -1 (never), at most 100 years");
     if (c.failed) return c.reply;
     server_model *entry = server_find_model(r->srv, name);
     if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", name);

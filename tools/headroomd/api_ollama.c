@@ -15,6 +15,9 @@
 /* RFC 3339 with nanoseconds, in UTC, as Ollama writes times. */
 static void rfc3339(double seconds, char *out, size_t size)
 {
+    /* a time outside years 1970 to 9999 has no RFC 3339 form, and its cast would be undefined */
+    if (!(seconds >= 0)) seconds = 0;
+    if (seconds > 253402300799.0) seconds = 253402300799.0;
     time_t whole = (time_t)seconds;
     struct tm utc;
     gmtime_r(&whole, &utc);
@@ -135,7 +138,7 @@ static bool read_keep_alive(field_check *c, const cJSON *json, double *keep_aliv
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(json, "keep_alive");
     if (!value || cJSON_IsNull(value)) return true;
     if (!parse_duration(value, keep_alive)) {
-        c->reply = reply_error(c->r, 400, "keep_alive", "'keep_alive' must be a duration such as \"5m\", \"1h\", 0 or -1");
+        c->reply = reply_error(c->r, 400, "keep_alive", "'keep_alive' must be a duration such as \"5m\", \"1h\", 0 or -1 (never), at most 100 years");
         c->failed = true;
         return false;
     }

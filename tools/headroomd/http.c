@@ -560,7 +560,8 @@ bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_l
 bool parse_duration(const cJSON *value, double *seconds)
 {
     if (cJSON_IsNumber(value)) {
-        if (!isfinite(value->valuedouble)) return false;
+        /* a number as long as 1e300 s would make a deadline no clock holds: as the parser does */
+        if (!isfinite(value->valuedouble) || value->valuedouble > HR_KEEP_ALIVE_MAX) return false;
         *seconds = value->valuedouble;
         return true;
     }
@@ -573,6 +574,7 @@ struct pending_request {
     char *body;
     size_t length;
     bool too_large;
+    bool answered;   /* answered on its headers (401, 413) */
 };
 
 static bool authorized(server *srv, struct MHD_Connection *connection)
@@ -634,6 +636,60 @@ static enum MHD_Result dispatch(request *r)
     return reply_error(r, 404, NULL, "no such endpoint: %s %s", r->method, r->path);
 }
 
+/* The request's Origin, when a browser sent one: allowed (r->origin set, so the reply carries it)
+ * or not. The dashboard's own page, wherever it is reached from, is the same origin. */
+static bool allow_origin(request *r)
+{
+    const char *origin = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, "Origin");
+    if (!origin) return true;
+    const char *host = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, "Host");
+    bool same_origin = host && strncmp(origin, "http://", 7) == 0 && strcmp(origin + 7, host) == 0;
+    if (!same_origin && !origin_allowed(r->srv, origin)) return false;
+    r->origin = origin;
+    return true;
+}
+
+static enum MHD_Result reply_forbidden_origin(request *r)
+{
+    const char *origin = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, "Origin");
+    return reply_error(r, 403, NULL, "requests from the web origin '%s' are not allowed; start headroomd "
+                       "with --cors-origin '%s' (or HEADROOM_ORIGINS) to allow it", origin, origin);
+}
+
+/* Liveness, readiness (probes carry no key) and the page, which holds no data, are open; every
+ * other path needs the key. */
+static bool open_path(const char *url)
+{
+    return strcmp(url, "/health") == 0 || strcmp(url, "/ready") == 0 || strcmp(url, "/") == 0 ||
+           strcmp(url, "/dashboard") == 0;
+}
+
+/* The first call has the headers only: a request without the key, or one whose Content-Length is
+ * over the limit, is answered now, so its body is never read (a client that sent "Expect:
+ * 100-continue" sends none of it). */
+static enum MHD_Result answer_on_headers(server *srv, struct MHD_Connection *connection, const char *url,
+                                         const char *method, bool *answered)
+{
+    request r = { .srv = srv, .connection = connection, .method = method, .path = url, .body = "",
+                  .style = style_of(url) };
+    *answered = true;
+    if (!allow_origin(&r)) return reply_forbidden_origin(&r);
+    /* browsers send no credentials with a preflight, so it comes before the key check */
+    if (strcmp(method, "OPTIONS") == 0) return reply_preflight(&r);
+    if (!open_path(url) && !authorized(srv, connection))
+        return reply_error(&r, 401, NULL, "a valid API key is required: send 'Authorization: Bearer <key>'");
+    const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length) {
+        char *end;
+        unsigned long long declared = strtoull(length, &end, 10);
+        if (end != length && declared > srv->config.max_body_bytes)
+            return reply_error(&r, 413, NULL, "the request body is larger than the limit of %zu bytes",
+                               srv->config.max_body_bytes);
+    }
+    *answered = false;
+    return MHD_YES;
+}
+
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
                             const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
@@ -645,6 +701,13 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const 
         if (!pending) return MHD_NO;
         *con_cls = pending;
         atomic_fetch_add(&srv->requests, 1);
+        bool answered;
+        enum MHD_Result result = answer_on_headers(srv, connection, url, method, &answered);
+        if (answered) pending->answered = true;
+        return result;
+    }
+    if (pending->answered) {   /* answered on its headers: whatever body still comes is dropped */
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {   /* a part of the body */
@@ -670,21 +733,9 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const 
         .body = pending->body ? pending->body : "", .body_length = pending->length,
         .json = NULL, .style = style_of(url),
     };
-    const char *origin = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Origin");
-    const char *host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Host");
-    /* the dashboard's own page, wherever it is reached from, is the same origin */
-    bool same_origin = origin && host && strncmp(origin, "http://", 7) == 0 && strcmp(origin + 7, host) == 0;
-    if (origin && (same_origin || origin_allowed(srv, origin))) r.origin = origin;
-    else if (origin)
-        return reply_error(&r, 403, NULL, "requests from the web origin '%s' are not allowed; start headroomd "
-                           "with --cors-origin '%s' (or HEADROOM_ORIGINS) to allow it", origin, origin);
-    /* browsers send no credentials with a preflight, so it comes before the key check */
-    if (strcmp(method, "OPTIONS") == 0) return reply_preflight(&r);
-    /* Health is for load balancers and the page holds no data; everything else needs the key. */
-    bool open_path = strcmp(url, "/health") == 0 || strcmp(url, "/") == 0 || strcmp(url, "/dashboard") == 0;
-    if (!open_path && !authorized(srv, connection))
-        return reply_error(&r, 401, NULL, "a valid API key is required: send 'Authorization: Bearer <key>'");
-    if (pending->too_large)
+    (void)allow_origin(&r);   /* a refused origin or a preflight was answered on the headers; this
+                                 sets r.origin for the reply */
+    if (pending->too_large)   /* no Content-Length (chunked), or one that was not the truth */
         return reply_error(&r, 413, NULL, "the request body is larger than the limit of %zu bytes",
                            srv->config.max_body_bytes);
     if (strcmp(method, "POST") == 0) {
