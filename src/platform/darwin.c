@@ -46,6 +46,14 @@ uint64_t hr_file_drop_page_cache(int fd)
     return 0;
 }
 
+bool hr_file_residency(const char *path, unsigned char **vector, size_t *pages)
+{
+    (void)path;
+    *vector = NULL;
+    *pages = 0;
+    return false;   /* mincore exists, but nothing here needs it on macOS yet */
+}
+
 bool hr_file_can_drop_page_cache(void)
 {
     return false;

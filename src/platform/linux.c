@@ -88,6 +88,30 @@ uint64_t hr_file_drop_page_cache(int fd)
     return measured && after < before ? before - after : 0;
 }
 
+bool hr_file_residency(const char *path, unsigned char **vector, size_t *pages)
+{
+    *vector = NULL;
+    *pages = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+    void *map = ok ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (map == MAP_FAILED) return false;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), count = ((size_t)st.st_size + page - 1) / page;
+    unsigned char *v = malloc(count);
+    ok = v && mincore(map, (size_t)st.st_size, v) == 0;
+    munmap(map, (size_t)st.st_size);
+    if (!ok) {
+        free(v);
+        return false;
+    }
+    *vector = v;
+    *pages = count;
+    return true;
+}
+
 bool hr_file_can_drop_page_cache(void)
 {
     return true;

@@ -37,6 +37,12 @@ int64_t hr_stat_mtime_ns(const struct stat *st);
  * drop a file's pages: macOS has no posix_fadvise). Never reads the file. */
 uint64_t hr_file_drop_page_cache(int fd);
 
+/* Which pages of the file at `path` are in the page cache, by mincore over a mapping that is
+ * never touched: *vector (malloc'd, one byte per page, bit 0 set for a resident page) and *pages.
+ * False where it cannot tell: not a regular file, unreadable, or a platform without this (macOS:
+ * darwin.c says false). Never reads the file. */
+bool hr_file_residency(const char *path, unsigned char **vector, size_t *pages);
+
 /* False where hr_file_drop_page_cache can never drop anything. */
 bool hr_file_can_drop_page_cache(void);
 

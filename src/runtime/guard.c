@@ -3,15 +3,23 @@
  * tokens (or 1 s, whichever ends first: a thrashing model makes a token per second or less) is
  * timed and its page faults counted (the process's, major and minor, from getrusage: evicted
  * memory-mapped weights come back mostly as minor faults, because one major fault's readahead
- * brings the pages its neighbours then find); policy/guard.c judges it. A thrashing model is reported (HR_EVENT_DEGRADED) and handed to the registry, which frees
- * other memory first and otherwise cancels the generation and unloads the model.
+ * brings the pages its neighbours then find); policy/guard.c judges it. The process's faults are
+ * not only the weights' (other threads' fresh heap pages, a sanitizer's shadow memory), so when
+ * the weights are memory-mapped a verdict of thrashing is confirmed on the file itself: the first
+ * suspicious window records which of its pages are in the page cache (mincore), and the window
+ * that would confirm it counts how many of those have been evicted since. Thrash evicts the
+ * weights as fast as they are read back; faults elsewhere evict none.
+ * A thrashing model is reported (HR_EVENT_DEGRADED) and handed to the registry, which frees other
+ * memory first and otherwise cancels the generation and unloads the model.
  */
 #include "runtime/guard.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include "core/log.h"
+#include "platform/platform.h"
 #include "runtime/registry.h"
 
 enum { WINDOW_TOKENS = 8 };
@@ -23,11 +31,44 @@ static uint64_t page_faults(void)
     return getrusage(RUSAGE_SELF, &usage) == 0 ? (uint64_t)usage.ru_majflt + (uint64_t)usage.ru_minflt : 0;
 }
 
+static bool weights_mapped(hr_model *model)
+{
+    hr_engine_model_info info;
+    model->engine->get_info(model->engine_model, &info);
+    return info.load_mode == HR_LOAD_MMAP && model->path;
+}
+
+static void forget_residency(hr_model *model)
+{
+    free(model->guard_residency);
+    model->guard_residency = NULL;
+    model->guard_residency_pages = 0;
+}
+
+/* Pages of the model file that were in memory at the suspicious window and are not now; -1 where
+ * that cannot be told (weights not mapped, no record, mincore unavailable). One mincore over the
+ * file (about a millisecond per GiB), only in windows already judged thrashing. */
+static long evicted_pages(hr_model *model)
+{
+    if (!model->guard_residency) return -1;
+    unsigned char *now = NULL;
+    size_t pages = 0;
+    long evicted = -1;
+    if (hr_file_residency(model->path, &now, &pages) && pages == model->guard_residency_pages) {
+        evicted = 0;
+        for (size_t i = 0; i < pages; i++)
+            if ((model->guard_residency[i] & 1) && !(now[i] & 1)) evicted++;
+    }
+    free(now);
+    return evicted;
+}
+
 void hr_guard_begin(hr_model *model)
 {
     model->guard_window_start = hr_now_seconds();
     model->guard_window_faults = page_faults();
     model->guard_window_tokens = 0;
+    forget_residency(model);
 }
 
 void hr_guard_token(hr_model *model)
@@ -50,9 +91,33 @@ void hr_guard_token(hr_model *model)
     hr_guard_params params = hr_guard_default_params();
     char reason[320];
     hr_guard_verdict verdict = hr_guard_judge(&params, &model->guard, &window, reason, sizeof reason);
-    if (verdict == HR_GUARD_OK) return;
+    if (verdict == HR_GUARD_OK) {
+        /* the first suspicious window: remember which weights are in memory, to see at the
+         * confirming window whether any were evicted */
+        if (model->guard.bad_windows == 1 && weights_mapped(model)) {
+            forget_residency(model);
+            if (!hr_file_residency(model->path, &model->guard_residency, &model->guard_residency_pages))
+                forget_residency(model);
+        } else if (model->guard.bad_windows == 0) {
+            forget_residency(model);
+        }
+        return;
+    }
     double rate = window.tokens / window.seconds;
     bool thrashing = verdict == HR_GUARD_THRASHING;
+    if (thrashing) {
+        long evicted = evicted_pages(model);
+        long enough = (long)(model->guard_residency_pages / 100);   /* 1% of the file, at most 256 pages */
+        if (enough > 256) enough = 256;
+        forget_residency(model);
+        if (evicted >= 0 && evicted < (enough > 0 ? enough : 1)) {
+            hr_log(HR_LOG_DEBUG, "%s: %.0f page faults per token, but none of its weights were evicted: the faults "
+                   "are not its weights being read back; no action", model->name,
+                   (double)window.page_faults / window.tokens);
+            model->guard.bad_windows = 0;
+            return;
+        }
+    }
     hr_log(thrashing ? HR_LOG_WARN : HR_LOG_INFO, "%s: %s", model->name, reason);
     hr_event event = {
         .type = HR_EVENT_DEGRADED,

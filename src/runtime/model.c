@@ -84,6 +84,7 @@ void hr_model_destroy(struct hr_model *model)
     pthread_cond_destroy(&model->queue_changed);
     pthread_mutex_destroy(&model->window_lock);
     free(model->window_tokens);
+    free(model->guard_residency);
     free(model->path);
     free(model);
 }

@@ -42,6 +42,8 @@ struct hr_model {
     double guard_window_start;
     uint64_t guard_window_faults;
     int32_t guard_window_tokens;
+    unsigned char *guard_residency;   /* the weights' pages in memory at a suspicious window (mincore) */
+    size_t guard_residency_pages;
 
     pthread_mutex_t queue_lock;    /* guards the fields below */
     pthread_cond_t queue_changed;  /* a session arrived, or stopping was set */

@@ -8,11 +8,14 @@
  * notice within seconds, say why, cancel the generation, unload the model, and refuse to load it
  * back into the same shortage. The pressure policy is switched off here so that the guard alone
  * is tested (with it on, critical pressure may act first; both are right).
+ * A second case needs no cgroup: another thread faulting fresh heap pages by the hundred per token
+ * must not make the guard cancel a model whose weights are all in memory.
  * usage: test_guard_live MID_MODEL.gguf
  */
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -147,6 +151,63 @@ static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **s
     pthread_mutex_destroy(&seen.lock);
 }
 
+/* A thread that maps, touches and unmaps 16 MiB of anonymous memory in a loop: thousands of
+ * minor page faults a second in the same process, none of them the model's weights. */
+static atomic_bool churning;
+
+static void *churn(void *arg)
+{
+    (void)arg;
+    const size_t size = 16u << 20;
+    while (atomic_load(&churning)) {
+        char *block = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (block == MAP_FAILED) break;
+        for (size_t i = 0; i < size; i += 4096) block[i] = 1;
+        munmap(block, size);
+    }
+    return NULL;
+}
+
+static void faults_elsewhere_leave_a_resident_model_alone(void **state)
+{
+    (void)state;
+    struct seen seen = { 0 };
+    pthread_mutex_init(&seen.lock, NULL);
+    hr_context_params params = hr_context_default_params();
+    params.pressure_actions = false;
+    hr_context *ctx = NULL;
+    assert_int_equal(hr_context_create(&params, &ctx), HR_OK);
+    int subscription;
+    assert_int_equal(hr_subscribe(ctx, on_event, &seen, &subscription), HR_OK);
+    hr_model_params mp = hr_model_default_params();
+    mp.n_ctx = 256;
+    mp.n_threads = 1;
+    mp.load_mode = HR_LOAD_MMAP;
+    assert_int_equal(hr_registry_add(ctx, "mid", mid_model, &mp), HR_OK);
+
+    /* the faults start before the first token, so the guard never sees a quiet window to learn
+     * the model's speed from: judged on faults alone, every window would look like thrash */
+    atomic_store(&churning, true);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, churn, NULL), 0);
+    hr_generation_stats stats;
+    char sentence[600];
+    int rc = generate(ctx, 160, &stats, sentence, sizeof sentence);
+    atomic_store(&churning, false);
+    pthread_join(thread, NULL);
+    fprintf(stderr, "  with a faulting thread beside it: %d tokens at %.1f tokens/s: %s\n", stats.generated_tokens,
+            stats.tokens_per_second, rc == HR_EOF ? "completed" : sentence);
+    assert_int_equal(rc, HR_EOF);
+    assert_int_equal(stats.generated_tokens, 160);
+    pthread_mutex_lock(&seen.lock);
+    assert_int_equal(seen.thrashing, 0);
+    pthread_mutex_unlock(&seen.lock);
+
+    hr_unsubscribe(ctx, subscription);
+    hr_context_free(ctx);
+    pthread_mutex_destroy(&seen.lock);
+}
+
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
@@ -157,6 +218,7 @@ int main(int argc, char **argv)
     mid_model = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out),
+        cmocka_unit_test(faults_elsewhere_leave_a_resident_model_alone),
     };
     int result = run_cases(tests, NULL, NULL);
     live_cgroup_cleanup();
