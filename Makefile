@@ -8,6 +8,7 @@
 #   make test-tsan   ThreadSanitizer over the threaded tests, in build-tsan/ (not in CI)
 #   make bench       decode speed of `headroom run` against llama-bench on the 1b model
 #   make bench-server  headroomd against llama-server: decode, first token, 50 slow readers
+#   make bench-concurrency  headroomd against llama-server at 1, 2, 4, 8 streams (bench/results/)
 #   make install     install into PREFIX (default /usr/local)
 
 BUILD      ?= build
@@ -19,7 +20,7 @@ DEMO_MODEL := $(BUILD)/models/demo.gguf
 PROMPT     ?= Once upon a time
 PORT       ?= 11435
 
-.PHONY: all bootstrap configure build run test test-asan test-tsan bench bench-server install clean
+.PHONY: all bootstrap configure build run test test-asan test-tsan bench bench-server bench-concurrency install clean
 
 all: build
 
@@ -84,3 +85,6 @@ clean:
 
 bench-server: build
 	bench/server_vs_llama_server.sh $(BUILD)
+
+bench-concurrency: build
+	bench/concurrency.sh $(BUILD)
