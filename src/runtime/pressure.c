@@ -63,19 +63,33 @@ HR_API int hr_memory_sample(hr_context *ctx, hr_memory_status *out)
 }
 
 /* Without a monitor: compare a sample taken now with the previous call's. Rates need an
- * interval, so a first call (or one after a long pause) takes two samples 0.2 s apart. */
+ * interval, so a first call (or one after a long pause) takes two samples 0.2 s apart. The
+ * samples and the pause happen with no lock held: a caller that needs its own first interval
+ * never holds up another that already has one. */
 static int check_without_monitor(hr_context *ctx, hr_pressure *out)
 {
-    hr_sample *now = malloc(sizeof *now);
-    if (!now) return hr_fail(HR_ENOMEM, "out of memory sampling memory");
+    hr_sample *now = malloc(sizeof *now), *base = malloc(sizeof *base);
+    if (!now || !base) {
+        free(now);
+        free(base);
+        return hr_fail(HR_ENOMEM, "out of memory sampling memory");
+    }
     pthread_mutex_lock(&ctx->check_lock);
-    if (!ctx->have_last_sample || hr_now_seconds() - ctx->last_sample.timestamp > 10.0) {
-        hr_probe_sample(NULL, hr_now_seconds(), &ctx->last_sample);
-        ctx->have_last_sample = true;
+    bool need_base = !ctx->have_last_sample || hr_now_seconds() - ctx->last_sample.timestamp > 10.0;
+    pthread_mutex_unlock(&ctx->check_lock);
+    if (need_base) {
+        hr_probe_sample(NULL, hr_now_seconds(), base);
         usleep(200000);
     }
     hr_probe_sample(NULL, hr_now_seconds(), now);
     hr_clear_error();
+
+    pthread_mutex_lock(&ctx->check_lock);
+    /* another caller may have recorded a fresher sample meanwhile: the shorter interval wins */
+    if (!ctx->have_last_sample || (need_base && ctx->last_sample.timestamp < base->timestamp)) {
+        ctx->last_sample = *base;
+        ctx->have_last_sample = true;
+    }
     hr_pressure_thresholds thresholds = ctx->params.thresholds;
     hr_pressure_signals signals;
     hr_classification classification;
@@ -86,6 +100,7 @@ static int check_without_monitor(hr_context *ctx, hr_pressure *out)
     hr_pressure_fill(now, &signals, &classification,
                      "no monitor: sampled on each hr_pressure_check call", out);
     free(now);
+    free(base);
     return HR_OK;
 }
 

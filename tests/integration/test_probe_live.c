@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,7 +23,9 @@
 #include <cmocka.h>
 
 #include "core/error.h"
+#include "headroom.h"
 #include "probe/probe.h"
+#include "runtime/context.h"
 #include "skip.h"
 
 typedef hr_sample sample_t;
@@ -193,12 +196,47 @@ static void v1_pressure_level_fires(void **state)
     assert_true(count >= 1);
 }
 
+/* hr_pressure_check without a monitor takes two samples 0.2 s apart on its first call; the pause
+ * must not hold the context's check lock, or every other caller waits behind it (issue 16). */
+struct first_check {
+    hr_context *ctx;
+    int rc;
+};
+
+static void *first_check_main(void *arg)
+{
+    struct first_check *c = arg;
+    hr_pressure pressure;
+    c->rc = hr_pressure_check(c->ctx, &pressure);
+    return NULL;
+}
+
+static void check_pauses_without_the_lock(void **state)
+{
+    (void)state;
+    hr_context_params params = hr_context_default_params();
+    params.monitor = false;
+    hr_context *ctx = NULL;
+    assert_int_equal(hr_context_create(&params, &ctx), HR_OK);
+    struct first_check check = { .ctx = ctx, .rc = -1 };
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, first_check_main, &check), 0);
+    usleep(100000);   /* inside its 0.2 s pause (its two /proc reads take about a millisecond) */
+    int locked = pthread_mutex_trylock(&ctx->check_lock);
+    if (locked == 0) pthread_mutex_unlock(&ctx->check_lock);
+    pthread_join(thread, NULL);
+    assert_int_equal(check.rc, HR_OK);
+    assert_int_equal(locked, 0);   /* EBUSY: the pause held the lock */
+    hr_context_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
     if (argc > 1) scratch = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(host_and_self),
+        cmocka_unit_test(check_pauses_without_the_lock),
         cmocka_unit_test(pressure_stall),
         cmocka_unit_test(cgroups),
         cmocka_unit_test(psi_triggers),
