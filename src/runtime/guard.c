@@ -68,7 +68,6 @@ void hr_guard_begin(hr_model *model)
     model->guard_window_start = hr_now_seconds();
     model->guard_window_faults = page_faults();
     model->guard_window_tokens = 0;
-    forget_residency(model);
 }
 
 void hr_guard_token(hr_model *model)
@@ -105,6 +104,14 @@ void hr_guard_token(hr_model *model)
     }
     double rate = window.tokens / window.seconds;
     bool thrashing = verdict == HR_GUARD_THRASHING;
+    if (thrashing && !model->guard_residency && weights_mapped(model)) {
+        /* no record to compare with (it could not be taken, or the model's state came from
+         * before this load): take one now and let the next window confirm */
+        if (hr_file_residency(model->path, &model->guard_residency, &model->guard_residency_pages)) {
+            model->guard.bad_windows = 1;
+            return;
+        }
+    }
     if (thrashing) {
         long evicted = evicted_pages(model);
         long enough = (long)(model->guard_residency_pages / 100);   /* 1% of the file, at most 256 pages */

@@ -193,12 +193,17 @@ static void faults_elsewhere_leave_a_resident_model_alone(void **state)
     hr_generation_stats stats;
     char sentence[600];
     int rc = generate(ctx, 160, &stats, sentence, sizeof sentence);
-    atomic_store(&churning, false);
-    pthread_join(thread, NULL);
     fprintf(stderr, "  with a faulting thread beside it: %d tokens at %.1f tokens/s: %s\n", stats.generated_tokens,
             stats.tokens_per_second, rc == HR_EOF ? "completed" : sentence);
     assert_int_equal(rc, HR_EOF);
     assert_int_equal(stats.generated_tokens, 160);
+    /* short generations too: a window of one that the next one confirms */
+    for (int i = 0; i < 6; i++) {
+        rc = generate(ctx, 12, &stats, sentence, sizeof sentence);
+        if (rc != HR_EOF) fail_msg("short generation %d: %s", i, sentence);
+    }
+    atomic_store(&churning, false);
+    pthread_join(thread, NULL);
     pthread_mutex_lock(&seen.lock);
     assert_int_equal(seen.thrashing, 0);
     pthread_mutex_unlock(&seen.lock);
