@@ -64,6 +64,7 @@ static void usage(FILE *out)
             "  --cors-origin ORIGIN  a browser origin allowed besides loopback ones; repeatable,\n"
             "                        '*' allows any (HEADROOM_ORIGINS: a comma-separated list)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
+            "  --max-connections N   open connections at once, each with its thread (default 256)\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
             "  --pressure-actions on|off  under memory pressure unload idle models, cancel low-priority\n"
             "                        work and refuse loads (default on; off: only report)\n"
@@ -179,6 +180,9 @@ static bool set_option(server_config *c, const char *name, const char *value)
     } else if (strcmp(name, "max-body") == 0) {
         if (!parse_long("--max-body", value, 1024, 1L << 30, &number)) return false;
         c->max_body_bytes = (size_t)number;
+    } else if (strcmp(name, "max-connections") == 0) {
+        if (!parse_long("--max-connections", value, 1, 65536, &number)) return false;
+        c->max_connections = (unsigned int)number;
     } else if (strcmp(name, "max-tokens-limit") == 0) {
         if (!parse_long("--max-tokens-limit", value, 1, 1 << 20, &number)) return false;
         c->max_tokens_limit = (int32_t)number;
@@ -316,6 +320,7 @@ int main(int argc, char **argv)
     c->pressure_actions = true;
     c->guard = true;
     c->max_body_bytes = 1 << 20;
+    c->max_connections = 256;
     c->max_tokens_limit = 8192;
 
     static const struct option options[] = {
@@ -326,7 +331,7 @@ int main(int argc, char **argv)
         { "queue", required_argument, NULL, 0 }, { "reader-timeout", required_argument, NULL, 0 },
         { "cors-origin", required_argument, NULL, 0 },
         { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },
-        { "max-body", required_argument, NULL, 0 },
+        { "max-body", required_argument, NULL, 0 }, { "max-connections", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
         { "fallback-url", required_argument, NULL, 0 }, { "fallback-model", required_argument, NULL, 0 },
         { "fallback-api-key", required_argument, NULL, 0 },
@@ -414,6 +419,9 @@ int main(int argc, char **argv)
                                   MHD_OPTION_SOCK_ADDR, address->ai_addr,
                                   MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, &srv,
                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+                                  /* beyond it a connection waits in the listen queue,
+                                     unaccepted and without a thread */
+                                  MHD_OPTION_CONNECTION_LIMIT, c->max_connections,
                                   MHD_OPTION_END);
     freeaddrinfo(address);
     if (!srv.daemon) {

@@ -39,6 +39,7 @@ typedef struct server_config {
     bool pressure_actions;        /* --pressure-actions on|off: unload and cancel under pressure (on) */
     bool guard;                   /* --guard on|off: the degradation guard (on) */
     size_t max_body_bytes;        /* --max-body: largest request body (default 1 MiB) */
+    unsigned int max_connections; /* --max-connections: open at once, a thread each (default 256) */
     int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
     char config_file[4096];       /* --config, HEADROOM_CONFIG */
     char cors_origins[MAX_CORS_ORIGINS][256]; /* --cors-origin, HEADROOM_ORIGINS: browser origins
