@@ -94,11 +94,20 @@ int64_t hr_registry_unload_marked(struct hr_registry *r, struct model_entry *e, 
     hr_model *model = e->model;   /* stable: UNLOADING keeps everyone else off it */
     if (model->guard.expected > e->expected_speed) e->expected_speed = model->guard.expected;
     /* the live conversation goes to the cache, so that resuming it after a reload does not pay
-     * for its prompt again (docs/cache.md); an unload never fails for want of a snapshot */
+     * for its prompt again (docs/cache.md); an unload never fails for want of a snapshot. Not
+     * while pressure is critical: writing it would fill page cache in the scope that is short
+     * and hold the memory back for the time its write and fsync take. */
     bool saved = false;
-    int saved_rc = hr_model_snapshot_save(model, &saved);
-    if (saved_rc != HR_OK && saved_rc != HR_ENOTSUP)   /* ENOTSUP: a remote model holds no window */
-        hr_log(HR_LOG_WARN, "%s: no KV snapshot saved: %s", e->name, hr_last_error());
+    enum hr_pressure_level held, fresh;
+    hr_registry_levels(r->ctx, &held, &fresh);
+    if (fresh == HR_PRESSURE_CRITICAL) {
+        hr_log(HR_LOG_INFO, "%s: no KV snapshot saved: memory pressure is critical, and writing it would delay "
+               "giving the memory back", e->name);
+    } else {
+        int saved_rc = hr_model_snapshot_save(model, &saved);
+        if (saved_rc != HR_OK && saved_rc != HR_ENOTSUP)   /* ENOTSUP: a remote model holds no window */
+            hr_log(HR_LOG_WARN, "%s: no KV snapshot saved: %s", e->name, hr_last_error());
+    }
     uint64_t before = hr_registry_process_rss();
     hr_model_free(model);
     hr_heap_trim();   /* hand freed heap back to the kernel, so the measure is what others can use */
