@@ -72,6 +72,30 @@ static int make_directories(const char *path)
     return HR_OK;
 }
 
+/* kv/ must be this user's and writable by no one else: snapshots are fed to the engine's state
+ * loader, and a save writes a temporary file the engine reopens by name, so a directory another
+ * user may write lets them plant a crafted snapshot or swap the file in between. One that is
+ * ours but open to others (made by hand, a permissive umask elsewhere) is closed up; one that
+ * belongs to someone else is refused. */
+static int check_private(int fd, const char *path)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) return hr_fail(HR_EIO, "cannot check the cache directory %s: %s", path, strerror(errno));
+    if (st.st_uid != geteuid())
+        return hr_fail(HR_EACCES, "the cache directory %s belongs to uid %u, not to this user (uid %u): another user "
+                       "could plant or replace the snapshots headroom reads; remove it (headroom makes it again) or "
+                       "set HEADROOM_CACHE_DIR to a directory of your own", path, (unsigned)st.st_uid,
+                       (unsigned)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        if (fchmod(fd, st.st_mode & 0700) != 0)
+            return hr_fail(HR_EACCES, "the cache directory %s may be written by other users and cannot be made "
+                           "private (%s): run chmod go-w on it", path, strerror(errno));
+        hr_log(HR_LOG_WARN, "the cache directory %s could be written by other users; made it private to you (mode %03o)",
+               path, (unsigned)(st.st_mode & 0700));
+    }
+    return HR_OK;
+}
+
 int hr_cache_open_kv(hr_context *ctx, bool create, int *fd_out, char *path, size_t size)
 {
     *fd_out = -1;
@@ -93,6 +117,11 @@ int hr_cache_open_kv(hr_context *ctx, bool create, int *fd_out, char *path, size
     }
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
+        int rc = check_private(fd, path);
+        if (rc != HR_OK) {
+            close(fd);
+            return rc;
+        }
         *fd_out = fd;
         return HR_OK;
     }

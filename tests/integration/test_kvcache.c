@@ -247,6 +247,42 @@ static void snapshot_is_kept_to_its_model_and_window(void **state)
     hr_context_free(ctx);
 }
 
+/* kv/ must be private: one open to other users is closed up before a save, one that belongs to
+ * another user is refused (they could plant the snapshots the engine loads) */
+static void the_cache_directory_must_be_private(void **state)
+{
+    (void)state;
+    char cache[1024], kv[1100];
+    fresh_dir(cache, sizeof cache, "private");
+    snprintf(kv, sizeof kv, "%s/kv", cache);
+    assert_int_equal(mkdir(kv, 0700), 0);
+    assert_int_equal(chmod(kv, 0777), 0);
+    hr_context *ctx = new_context(cache, 0);
+    hr_model *model = load(ctx, 256);
+    struct text out;
+    generate(model, PROMPT, 4, &out, NULL);
+    bool saved = false;
+    assert_int_equal(hr_model_snapshot_save(model, &saved), HR_OK);
+    assert_true(saved);
+    struct stat st;
+    assert_int_equal(stat(kv, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);   /* closed up */
+
+    if (geteuid() == 0) {   /* only root can give the directory away; others' case is the same code */
+        assert_int_equal(chown(kv, 65534, 65534), 0);
+        assert_int_equal(hr_model_snapshot_save(model, &saved), HR_EACCES);
+        fprintf(stderr, "  %s\n", hr_last_error());
+        assert_non_null(strstr(hr_last_error(), "belongs to uid 65534"));
+        hr_cache_entry *entries = NULL;
+        size_t count = 0;
+        assert_int_equal(hr_cache_list(ctx, &entries, &count), HR_EACCES);   /* and nothing is read from it */
+        hr_free(entries);
+        assert_int_equal(chown(kv, 0, 0), 0);
+    }
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 /* (c) over budget, the least recently used snapshot goes first */
 static void budget_evicts_least_recently_used(void **state)
 {
@@ -603,6 +639,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(restored_conversation_continues_the_same),
         cmocka_unit_test(snapshot_is_kept_to_its_model_and_window),
+        cmocka_unit_test(the_cache_directory_must_be_private),
         cmocka_unit_test(budget_evicts_least_recently_used),
         cmocka_unit_test(clear_touches_only_its_own_files),
         cmocka_unit_test(clear_goes_on_past_a_file_it_cannot_remove),
