@@ -91,27 +91,46 @@ echo "llama-server: -np $slots; headroomd: $hd_mode"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 mkdir -p "$out"
 table=$work/table.tsv
-printf 'clients\tls_tps\thd_tps\tls_ttft\thd_ttft\tls_stream_tps\thd_stream_tps\thd_ok\tls_ok\n' >"$table"
+printf 'clients\tls_tps\thd_tps\tls_ttft\thd_ttft\tls_stream_tps\thd_stream_tps\thd_ok\tls_ok\tls_p95\thd_p95\tls_rss_mib\thd_rss_mib\n' >"$table"
+rss_mib() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# the most RSS a server reaches while it runs one round (sampled every 0.2 s)
+peak_rss_during() {   # PID COMMAND...: runs COMMAND, prints its output, then "peak MiB" on fd 3
+    local pid=$1; shift
+    local peak=0 cmd_pid rss
+    "$@" >"$work/round.out" &
+    cmd_pid=$!
+    while kill -0 "$cmd_pid" 2>/dev/null; do
+        rss=$(rss_mib "$pid"); ((rss > peak)) && peak=$rss
+        sleep 0.2
+    done
+    wait "$cmd_pid" || true
+    cat "$work/round.out"
+    echo "$peak" >"$work/peak"
+}
 for c in $clients_list; do
-    declare -a lt=() ht=() lf=() hf=() ls_s=() hs=()
+    declare -a lt=() ht=() lf=() hf=() ls_s=() hs=() lp=() hp=() lr=() hr=()
     hd_ok=0 ls_ok=0
     for round in $(seq "$rounds"); do
         for side in $( ((round % 2)) && echo "ls hd" || echo "hd ls"); do
-            url=$hd_url; [[ $side == ls ]] && url=$ls_url
-            r=$(run "$url" "$c")
+            url=$hd_url server_pid=$hd_pid; [[ $side == ls ]] && url=$ls_url server_pid=$ls_pid
+            r=$(peak_rss_during "$server_pid" run "$url" "$c")
+            peak=$(cat "$work/peak")
             printf 'clients %d round %d %-12s %s\n' "$c" "$round" "$([[ $side == ls ]] && echo llama-server || echo headroomd)" "$r"
             if [[ $side == ls ]]; then
                 lt+=("$(field "$r" aggregate_tps)") lf+=("$(field "$r" ttft_median_s)") ls_s+=("$(field "$r" per_stream_tps_median)")
+                lp+=("$(field "$r" ttft_p95_s)") lr+=("$peak")
                 ls_ok=$((ls_ok + $(field "$r" ok)))
             else
                 ht+=("$(field "$r" aggregate_tps)") hf+=("$(field "$r" ttft_median_s)") hs+=("$(field "$r" per_stream_tps_median)")
+                hp+=("$(field "$r" ttft_p95_s)") hr+=("$peak")
                 hd_ok=$((hd_ok + $(field "$r" ok)))
             fi
         done
     done
     med() { printf '%s\n' "$@" | median; }
-    printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\n' "$c" "$(med "${lt[@]}")" "$(med "${ht[@]}")" "$(med "${lf[@]}")" \
-        "$(med "${hf[@]}")" "$(med "${ls_s[@]}")" "$(med "${hs[@]}")" "$hd_ok" $((c * rounds)) "$ls_ok" $((c * rounds)) >>"$table"
+    printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\t%s\t%s\t%s\t%s\n' "$c" "$(med "${lt[@]}")" "$(med "${ht[@]}")" "$(med "${lf[@]}")" \
+        "$(med "${hf[@]}")" "$(med "${ls_s[@]}")" "$(med "${hs[@]}")" "$hd_ok" $((c * rounds)) "$ls_ok" $((c * rounds)) \
+        "$(med "${lp[@]}")" "$(med "${hp[@]}")" "$(med "${lr[@]}")" "$(med "${hr[@]}")" >>"$table"
 done
 
 # ---- results ------------------------------------------------------------------------------------
@@ -124,10 +143,11 @@ done
     echo "Medians of $rounds rounds; the servers alternate. Aggregate: all tokens over the wall time from"
     echo "the first request to the last end. The machine is shared: read the ratios, not the figures."
     echo
-    echo "| clients | llama-server tokens/s | headroomd tokens/s | ratio | llama-server TTFT s | headroomd TTFT s | per-stream tokens/s (ls / hd) | completed (hd / ls) |"
-    echo "|---|---|---|---|---|---|---|---|"
-    tail -n +2 "$table" | while IFS=$'\t' read -r c lt ht lf hf lss hss hok lok; do
-        printf '| %s | %.1f | %.1f | %s | %.2f | %.2f | %.1f / %.1f | %s / %s |\n' "$c" "$lt" "$ht" "$(ratio "$ht" "$lt")" "$lf" "$hf" "$lss" "$hss" "$hok" "$lok"
+    echo "| clients | llama-server tokens/s | headroomd tokens/s | ratio | TTFT median s (ls / hd) | TTFT p95 s (ls / hd) | per-stream tokens/s (ls / hd) | peak RSS MiB (ls / hd) | completed (hd / ls) |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    tail -n +2 "$table" | while IFS=$'\t' read -r c lt ht lf hf lss hss hok lok lp hp lr hr; do
+        printf '| %s | %.1f | %.1f | %s | %.2f / %.2f | %.2f / %.2f | %.1f / %.1f | %s / %s | %s / %s |\n' "$c" "$lt" "$ht" "$(ratio "$ht" "$lt")" \
+            "$lf" "$hf" "$lp" "$hp" "$lss" "$hss" "$lr" "$hr" "$hok" "$lok"
     done
     echo
 
