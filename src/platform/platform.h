@@ -37,6 +37,12 @@ int64_t hr_stat_mtime_ns(const struct stat *st);
  * drop a file's pages: macOS has no posix_fadvise). Never reads the file. */
 uint64_t hr_file_drop_page_cache(int fd);
 
+/* The bytes of the regular file open as `fd` that are in the page cache now, by mincore over a
+ * mapping that is never touched (so it faults nothing in and reads nothing); the cost is one
+ * mincore call per 256 MiB of file at 4 KiB pages. False, with 0, where it cannot tell (not a
+ * regular file, mmap refused, macOS). */
+bool hr_file_resident_bytes(int fd, uint64_t *out);
+
 /* False where hr_file_drop_page_cache can never drop anything. */
 bool hr_file_can_drop_page_cache(void);
 
