@@ -55,7 +55,8 @@ bool hr_registry_degraded(hr_context *ctx, hr_model *model, const char *reason)
     if (!r) return false;
     pthread_mutex_lock(&r->lock);
     struct model_entry *e = hr_registry_find_model(r, model);
-    if (!e || e->cancelling) {
+    /* not while another thread unloads it (a release with keep_alive 0, a manual unload) */
+    if (!e || e->cancelling || (e->state != HR_MODEL_READY && e->state != HR_MODEL_BUSY)) {
         pthread_mutex_unlock(&r->lock);
         return false;
     }
@@ -67,7 +68,7 @@ bool hr_registry_degraded(hr_context *ctx, hr_model *model, const char *reason)
         pthread_mutex_unlock(&r->lock);
         if (hr_registry_unload_idle(r, e, why) > 0) return true;
         pthread_mutex_lock(&r->lock);
-        if (e->cancelling || e->model != model) {
+        if (e->cancelling || e->model != model || (e->state != HR_MODEL_READY && e->state != HR_MODEL_BUSY)) {
             pthread_mutex_unlock(&r->lock);
             return false;
         }
