@@ -4,7 +4,7 @@
 # --host that only starts with "127." is not loopback; Prometheus label values are escaped; a
 # cancel that is not about memory is not answered "insufficient_memory"; an empty Ollama request
 # with keep_alive 0 unloads without loading first; /api/events delivers what follows its first
-# event.
+# event; connections are bounded by --max-connections.
 # usage: test_reliability.sh HEADROOMD TINY_MODEL SCRATCH_DIR
 # Needs curl and node (JSON checks); exits 77 (skipped) without them.
 set -u
@@ -90,6 +90,21 @@ if [[ $code == 503 ]]; then
 else
     echo "  (the reply to the generation cut by shutdown did not arrive: HTTP $code; not checked)"
 fi
+
+# ---- connections are bounded (each is a thread) ----
+start_server limited --model "$model" --port 0 --threads 1 --max-connections 2
+L=$url L_port=${url##*:} L_pid=$pid
+exec 5<>"/dev/tcp/127.0.0.1/$L_port" 6<>"/dev/tcp/127.0.0.1/$L_port"   # two idle connections
+sleep 0.3
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$L/health")
+[[ $code != 200 ]]; check "--max-connections 2: a third connection is not served while two are open (got $code)" $?
+exec 5>&- 6>&-
+code=000
+for _ in $(seq 1 40); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$L/health"); [[ $code == 200 ]] && break; sleep 0.1
+done
+[[ $code == 200 ]]; check "... and is once they close" $?
+stop_server "$L_pid" limited; check "the limited server stops cleanly" $?
 
 # ---- --host: a name that starts with "127." is not loopback ----
 "$headroomd" --model "$model" --host 127.0.0.1.example.com --port 0 >"$scratch/host.out" 2>"$scratch/host.err"

@@ -65,6 +65,7 @@ static void usage(FILE *out)
             "                        '*' allows any (HEADROOM_ORIGINS: a comma-separated list)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
+            "  --max-connections N   connections served at once; more are closed (default 256)\n"
             "  --pressure-actions on|off  under memory pressure unload idle models, cancel low-priority\n"
             "                        work and refuse loads (default on; off: only report)\n"
             "  --guard on|off        the degradation guard: stop a model that thrashes (default on)\n"
@@ -179,6 +180,9 @@ static bool set_option(server_config *c, const char *name, const char *value)
     } else if (strcmp(name, "max-body") == 0) {
         if (!parse_long("--max-body", value, 1024, 1L << 30, &number)) return false;
         c->max_body_bytes = (size_t)number;
+    } else if (strcmp(name, "max-connections") == 0) {
+        if (!parse_long("--max-connections", value, 1, 65536, &number)) return false;
+        c->max_connections = (unsigned int)number;
     } else if (strcmp(name, "max-tokens-limit") == 0) {
         if (!parse_long("--max-tokens-limit", value, 1, 1 << 20, &number)) return false;
         c->max_tokens_limit = (int32_t)number;
@@ -324,6 +328,7 @@ int main(int argc, char **argv)
     c->pressure_actions = true;
     c->guard = true;
     c->max_body_bytes = 1 << 20;
+    c->max_connections = 256;
     c->max_tokens_limit = 8192;
 
     static const struct option options[] = {
@@ -336,6 +341,7 @@ int main(int argc, char **argv)
         { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },
         { "max-body", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
+        { "max-connections", required_argument, NULL, 0 },
         { "fallback-url", required_argument, NULL, 0 }, { "fallback-model", required_argument, NULL, 0 },
         { "fallback-api-key", required_argument, NULL, 0 },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
@@ -422,6 +428,9 @@ int main(int argc, char **argv)
                                   MHD_OPTION_SOCK_ADDR, address->ai_addr,
                                   MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, &srv,
                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+                                  /* each connection is a thread: bounded, so a client that opens
+                                     thousands cannot make thousands of threads */
+                                  MHD_OPTION_CONNECTION_LIMIT, c->max_connections,
                                   MHD_OPTION_END);
     freeaddrinfo(address);
     if (!srv.daemon) {

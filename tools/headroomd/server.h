@@ -40,6 +40,7 @@ typedef struct server_config {
     bool guard;                   /* --guard on|off: the degradation guard (on) */
     size_t max_body_bytes;        /* --max-body: largest request body (default 1 MiB) */
     int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
+    unsigned int max_connections; /* --max-connections: connections (threads) at once (default 256) */
     char config_file[4096];       /* --config, HEADROOM_CONFIG */
     char cors_origins[MAX_CORS_ORIGINS][256]; /* --cors-origin, HEADROOM_ORIGINS: browser origins
                                      allowed besides loopback ones ("*": any) */
