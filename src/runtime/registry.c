@@ -96,9 +96,17 @@ int64_t hr_registry_unload_marked(struct hr_registry *r, struct model_entry *e, 
     /* the live conversation goes to the cache, so that resuming it after a reload does not pay
      * for its prompt again (docs/cache.md); an unload never fails for want of a snapshot */
     bool saved = false;
-    int saved_rc = hr_model_snapshot_save(model, &saved);
-    if (saved_rc != HR_OK && saved_rc != HR_ENOTSUP)   /* ENOTSUP: a remote model holds no window */
-        hr_log(HR_LOG_WARN, "%s: no KV snapshot saved: %s", e->name, hr_last_error());
+    /* Not under critical pressure: writing the snapshot would take page cache (dirty pages in the
+     * very cgroup that is short) and wait on the disk, while the point is to give memory back now. */
+    enum hr_pressure_level held, fresh;
+    hr_registry_levels(r->ctx, &held, &fresh);
+    if (fresh == HR_PRESSURE_CRITICAL) {
+        hr_log(HR_LOG_INFO, "%s: no KV snapshot saved: memory pressure is critical", e->name);
+    } else {
+        int saved_rc = hr_model_snapshot_save(model, &saved);
+        if (saved_rc != HR_OK && saved_rc != HR_ENOTSUP)   /* ENOTSUP: a remote model holds no window */
+            hr_log(HR_LOG_WARN, "%s: no KV snapshot saved: %s", e->name, hr_last_error());
+    }
     uint64_t before = hr_registry_process_rss();
     hr_model_free(model);
     hr_heap_trim();   /* hand freed heap back to the kernel, so the measure is what others can use */

@@ -70,6 +70,7 @@ struct fixture {
     struct seen seen;
     int subscription;
     struct hog hog;
+    char cache_dir[128];
 };
 
 static int setup(void **state)
@@ -83,6 +84,8 @@ static int setup(void **state)
     if (!hog_start(&f->hog)) return -1;
     hr_context_params params = hr_context_default_params();
     params.thresholds.hold_seconds = 1.0;   /* the default 10 s would only make the test slow */
+    snprintf(f->cache_dir, sizeof f->cache_dir, "/tmp/headroom-lifecycle-live-%d", (int)getpid());
+    params.cache_dir = f->cache_dir;   /* its own, empty: the test counts the snapshots in it */
     if (hr_context_create(&params, &f->ctx) != HR_OK) return -1;
     if (hr_subscribe(f->ctx, on_event, &f->seen, &f->subscription) != HR_OK) return -1;
     hr_model_params mp = hr_model_default_params();
@@ -99,9 +102,14 @@ static int teardown(void **state)
     struct fixture *f = *state;
     if (!f) return 0;
     hr_unsubscribe(f->ctx, f->subscription);
+    if (f->ctx) hr_cache_clear(f->ctx, NULL, NULL, NULL);
     hr_context_free(f->ctx);
     if (f->hog.pid > 0 && hog_pid > 0) hog_stop(&f->hog);
     pthread_mutex_destroy(&f->seen.lock);
+    char kv[160];
+    snprintf(kv, sizeof kv, "%s/kv", f->cache_dir);
+    rmdir(kv);
+    rmdir(f->cache_dir);
     free(f);
     remove_limited_cgroup();
     return 0;
@@ -230,6 +238,13 @@ static void critical_cancels_low_priority_work_and_refuses_loads(void **state)
     fprintf(stderr, "  the reader got: %s\n", r.sentence);
     assert_non_null(strstr(r.sentence, "memory pressure is critical"));
     assert_int_equal(state_of(f->ctx), HR_MODEL_UNLOADED);
+    /* no KV snapshot written (page cache, disk waits) while memory is critically short */
+    hr_cache_entry *entries = NULL;
+    size_t n_entries = 0;
+    assert_int_equal(hr_cache_list(f->ctx, &entries, &n_entries), HR_OK);
+    fprintf(stderr, "  KV snapshots after the critical unload: %zu\n", n_entries);
+    assert_int_equal(n_entries, 0);
+    hr_free(entries);
 
     /* still critical: a load is refused at once, with the reason */
     assert_int_equal(grow_hog(&f->hog, target, LIMIT_MIB - 12), LIMIT_MIB - 12);
