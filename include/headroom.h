@@ -419,6 +419,8 @@ typedef struct hr_preflight_result {
     uint64_t min_total_bytes, recommended_total_bytes, min_free_bytes;
     uint64_t weight_bytes;      /* all weight tensors */
     int32_t n_layer, n_ctx_train;
+    uint64_t file_cached_bytes; /* of the model file in the page cache now: a mapped load reuses
+                                   them, so they count as available in a cgroup (docs/preflight.md) */
 } hr_preflight_result;
 
 /* Estimates what hr_model_load(ctx, path, ...) with the same parameters would take, and judges

@@ -54,6 +54,13 @@ bool hr_file_residency(const char *path, unsigned char **vector, size_t *pages)
     return false;   /* mincore exists, but nothing here needs it on macOS yet */
 }
 
+bool hr_file_resident_bytes(int fd, uint64_t *out)
+{
+    (void)fd;
+    *out = 0;
+    return false;   /* not measured on macOS yet: a load there is judged without its file's cache */
+}
+
 bool hr_file_can_drop_page_cache(void)
 {
     return false;

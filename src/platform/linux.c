@@ -58,19 +58,42 @@ int64_t hr_stat_mtime_ns(const struct stat *st)
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-/* Resident bytes of a mapped file, by mincore; false where it cannot tell. */
+/* Resident bytes of a mapped file, by mincore, a window at a time so that the vector stays small
+ * (64 KiB) whatever the file's size; false where it cannot tell. */
 static bool resident_bytes(void *map, size_t length, size_t page, uint64_t *out)
 {
-    size_t pages = (length + page - 1) / page;
-    unsigned char *vector = malloc(pages);
+    enum { VECTOR_PAGES = 64 * 1024 };
+    unsigned char *vector = malloc(VECTOR_PAGES);
     if (!vector) return false;
-    bool ok = mincore(map, length, vector) == 0;
     uint64_t resident = 0;
-    for (size_t i = 0; ok && i < pages; i++)
-        if (vector[i] & 1) resident += page;
+    bool ok = true;
+    for (size_t offset = 0; ok && offset < length; offset += (size_t)VECTOR_PAGES * page) {
+        size_t window = length - offset < (size_t)VECTOR_PAGES * page ? length - offset : (size_t)VECTOR_PAGES * page;
+        ok = mincore((char *)map + offset, window, vector) == 0;
+        size_t pages = (window + page - 1) / page;
+        for (size_t i = 0; ok && i < pages; i++)
+            if (vector[i] & 1) resident += page;
+    }
     free(vector);
     *out = resident;
     return ok;
+}
+
+bool hr_file_resident_bytes(int fd, uint64_t *out)
+{
+    *out = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    if (st.st_size == 0) return true;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    /* a mapping that is never touched faults nothing in: it only lets mincore look */
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) return false;
+    bool measured = resident_bytes(map, (size_t)st.st_size, page, out);
+    munmap(map, (size_t)st.st_size);
+    uint64_t size = (uint64_t)st.st_size;
+    if (*out > size) *out = size;   /* the last page counts whole */
+    return measured;
 }
 
 uint64_t hr_file_drop_page_cache(int fd)

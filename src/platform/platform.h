@@ -42,6 +42,11 @@ uint64_t hr_file_drop_page_cache(int fd);
  * False where it cannot tell: not a regular file, unreadable, or a platform without this (macOS:
  * darwin.c says false). Never reads the file. */
 bool hr_file_residency(const char *path, unsigned char **vector, size_t *pages);
+/* The bytes of the regular file open as `fd` that are in the page cache now, by mincore over a
+ * mapping that is never touched (so it faults nothing in and reads nothing); the cost is one
+ * mincore call per 256 MiB of file at 4 KiB pages. False, with 0, where it cannot tell (not a
+ * regular file, mmap refused, macOS). */
+bool hr_file_resident_bytes(int fd, uint64_t *out);
 
 /* False where hr_file_drop_page_cache can never drop anything. */
 bool hr_file_can_drop_page_cache(void);

@@ -28,6 +28,11 @@ static uint64_t darwin_available(const hr_darwin_memory *d)
 
 void hr_effective_memory_compute(const hr_sample *sample, hr_effective_memory *out)
 {
+    hr_effective_memory_reusing(sample, 0, out);
+}
+
+void hr_effective_memory_reusing(const hr_sample *sample, uint64_t resident_file_bytes, hr_effective_memory *out)
+{
     memset(out, 0, sizeof *out);
     if (sample->host.present && sample->host.total > 0)
         add_scope(out, "host", sample->host.total, sample->host.available);
@@ -40,7 +45,13 @@ void hr_effective_memory_compute(const hr_sample *sample, hr_effective_memory *o
         uint64_t limit = cg->max < cg->high ? cg->max : cg->high;
         if (limit == HR_UNLIMITED) continue;
         uint64_t headroom = cg->current < limit ? limit - cg->current : 0;
-        uint64_t available = headroom + cg->inactive_file;
+        /* The file's pages that are resident count in `current`. A load that maps the file
+         * needs no new memory for them, but keeps them: so it can have the headroom, the inactive
+         * page cache that is not its file, and its file's pages. Which of those pages are on the
+         * inactive list is not known, so the file counts only where it is more than the inactive
+         * list: max(inactive, file) is never more than the truth (docs/preflight.md). */
+        uint64_t reclaimable = cg->inactive_file > resident_file_bytes ? cg->inactive_file : resident_file_bytes;
+        uint64_t available = headroom + reclaimable;
         char name[HR_SCOPE_NAME_MAX];
         snprintf(name, sizeof name, "cgroup %.200s (%s)", cg->path[0] ? cg->path : "/",
                  cg->high < cg->max ? "memory.high" : cg->version == 1 ? "memory.limit_in_bytes" : "memory.max");

@@ -33,6 +33,12 @@ typedef struct hr_effective_memory {
  * not part of it. */
 void hr_effective_memory_compute(const hr_sample *sample, hr_effective_memory *out);
 
+/* The same, for a load that maps a file of which `resident_file_bytes` are in the page cache now
+ * (a model unloaded a moment ago leaves its weights there): in each cgroup level those pages are
+ * available to that load, since it reuses them instead of allocating. The host's MemAvailable
+ * counts page cache already and is unchanged. 0 gives hr_effective_memory_compute. */
+void hr_effective_memory_reusing(const hr_sample *sample, uint64_t resident_file_bytes, hr_effective_memory *out);
+
 /* ---- signals: what changed between two samples ---------------------------------------------- */
 
 typedef struct hr_pressure_signals {

@@ -45,4 +45,13 @@ struct hr_context {
  * with a fake engine. Only before any model is loaded. */
 void hr_context_use_engine(hr_context *ctx, const hr_engine_ops *engine);
 
+/* Bytes of the file at `path` in the page cache now, that a load in `load_mode` would reuse
+ * rather than allocate (0 for HR_LOAD_COPY, or where it cannot tell). runtime/preflight.c. */
+uint64_t hr_preflight_file_cached(const char *path, enum hr_load_mode load_mode);
+
+/* The effective available memory for loading `path` in `load_mode`, from a sample taken now,
+ * its cached pages counted (hr_effective_memory_reusing); *file_cached says how many. */
+int hr_preflight_memory_for(const char *path, enum hr_load_mode load_mode, hr_effective_memory *out,
+                            uint64_t *file_cached);
+
 #endif

@@ -28,9 +28,11 @@ int hr_gate_check(struct hr_registry *r, struct model_entry *e)
     snprintf(reason, sizeof reason, "%s", e->gate_reason);
     pthread_mutex_unlock(&r->lock);
     if (!gated) return HR_OK;
-    hr_memory_status m;
-    bool sampled = hr_memory_sample(r->ctx, &m) == HR_OK;
-    uint64_t available = sampled ? m.effective_available_bytes : 0;
+    /* the weights it left in the page cache count: loading maps them again rather than allocating */
+    hr_effective_memory m;
+    uint64_t cached = 0;
+    bool sampled = hr_preflight_memory_for(e->path, e->params.load_mode, &m, &cached) == HR_OK && m.known;
+    uint64_t available = sampled ? m.binding.available : 0;
     if (since >= GATE_SECONDS && sampled && available >= needs) {
         pthread_mutex_lock(&r->lock);
         e->gated = false;
@@ -41,7 +43,7 @@ int hr_gate_check(struct hr_registry *r, struct model_entry *e)
     snprintf(sentence, sizeof sentence,
              "not loading %s now: it was unloaded %.0f s ago because it thrashed (%s). It loads again when "
              "%s has %.0f MiB free for it (%.0f MiB now); retry later, close programs that use memory, or "
-             "configure a fall-back endpoint", e->name, since, reason, sampled ? m.binding_scope : "memory",
+             "configure a fall-back endpoint", e->name, since, reason, sampled ? m.binding.name : "memory",
              (double)needs / 1048576.0, (double)available / 1048576.0);
     hr_registry_publish(r->ctx, HR_EVENT_MODEL, e->name, "load_refused", sentence, 0);
     return hr_fail(HR_EMEMORY, "%s", sentence);
@@ -53,7 +55,8 @@ bool hr_registry_degraded(hr_context *ctx, hr_model *model, const char *reason)
     if (!r) return false;
     pthread_mutex_lock(&r->lock);
     struct model_entry *e = hr_registry_find_model(r, model);
-    if (!e || e->cancelling) {
+    /* not while another thread unloads it (a release with keep_alive 0, a manual unload) */
+    if (!e || e->cancelling || (e->state != HR_MODEL_READY && e->state != HR_MODEL_BUSY)) {
         pthread_mutex_unlock(&r->lock);
         return false;
     }
@@ -65,7 +68,7 @@ bool hr_registry_degraded(hr_context *ctx, hr_model *model, const char *reason)
         pthread_mutex_unlock(&r->lock);
         if (hr_registry_unload_idle(r, e, why) > 0) return true;
         pthread_mutex_lock(&r->lock);
-        if (e->cancelling || e->model != model) {
+        if (e->cancelling || e->model != model || (e->state != HR_MODEL_READY && e->state != HR_MODEL_BUSY)) {
             pthread_mutex_unlock(&r->lock);
             return false;
         }

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "platform/platform.h"
 #include "runtime/registry.h"
+#include "runtime/registry_internal.h"
 
 enum { WINDOW_TOKENS = 8 };
 static const double WINDOW_SECONDS = 1.0;
@@ -126,9 +127,13 @@ void hr_guard_token(hr_model *model)
         }
     }
     hr_log(thrashing ? HR_LOG_WARN : HR_LOG_INFO, "%s: %s", model->name, reason);
+    enum hr_pressure_level held, fresh;
+    hr_registry_levels(model->ctx, &held, &fresh);   /* as every event other than a pressure change */
     hr_event event = {
         .type = HR_EVENT_DEGRADED,
         .timestamp = now,
+        .level = held,
+        .previous_level = held,
         .reason = reason,
         .model = model->name,
         .action = thrashing ? "thrashing" : "slow",

@@ -61,8 +61,10 @@ void hr_lifecycle_on_pressure(const hr_event *event, void *user_data)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* Carries out one planned action; called with the lock held, returns with it held. */
-static void act(struct hr_registry *r, const hr_plan_action *a, struct model_entry *e)
+/* Carries out one planned action; called with the lock held, returns with it held. The plan was
+ * made from facts gathered earlier, and an action before this one may have dropped the lock: so
+ * each action checks again that its model is still in the state it was planned for. */
+void hr_lifecycle_act(struct hr_registry *r, const hr_plan_action *a, struct model_entry *e)
 {
     if (a->kind == HR_PLAN_FREE_CACHES) {
         r->caches_freed = true;
@@ -80,8 +82,11 @@ static void act(struct hr_registry *r, const hr_plan_action *a, struct model_ent
         pthread_mutex_lock(&r->lock);
         return;
     }
-    /* HR_PLAN_CANCEL_WORK */
-    if (!e->model || e->cancelling || e->pinned) return;
+    /* HR_PLAN_CANCEL_WORK. Still loaded? A release with keep_alive 0 or a manual unload may
+     * have marked it UNLOADING since the plan: that thread unloads it, and cancelling its model
+     * here, or unloading it a second time, would free the model twice or use it freed. */
+    bool loaded = e->state == HR_MODEL_READY || e->state == HR_MODEL_BUSY;
+    if (!loaded || !e->model || e->cancelling || e->pinned) return;
     e->cancelling = true;
     e->state = HR_MODEL_UNLOADING;
     snprintf(e->unload_reason, sizeof e->unload_reason, "%s", a->reason);
@@ -136,7 +141,7 @@ static void *lifecycle_main(void *arg)
         hr_plan_compute(&input, models, n, &plan);
         for (int i = 0; i < plan.n_actions && !r->stopping; i++) {
             const hr_plan_action *a = &plan.actions[i];
-            act(r, a, a->model >= 0 ? r->entries[a->model] : NULL);
+            hr_lifecycle_act(r, a, a->model >= 0 ? r->entries[a->model] : NULL);
         }
         if (r->stopping) break;
         if (plan.next_wake > 0) {

@@ -145,11 +145,17 @@ static int load_marked(struct hr_registry *r, struct model_entry *e, hr_model **
     return HR_OK;
 }
 
-/* Refuses a load while pressure is critical; the sentence says why and what to do. */
+/* Refuses a load while pressure is critical now; the sentence says why and what to do. The
+ * level read now, not the held one: the hold keeps actions from flapping, but a load must be let
+ * in as soon as the memory is back (within 2 s, docs/lifecycle.md), and the preflight that
+ * follows still judges whether it fits. */
 static int refuse_under_pressure(hr_context *ctx, const char *name)
 {
     hr_pressure p;
-    if (!ctx->monitor || hr_pressure_check(ctx, &p) != HR_OK || p.level != HR_PRESSURE_CRITICAL) return HR_OK;
+    enum hr_pressure_level held, fresh;
+    if (!ctx->monitor) return HR_OK;
+    hr_registry_levels(ctx, &held, &fresh);
+    if (fresh != HR_PRESSURE_CRITICAL || hr_pressure_check(ctx, &p) != HR_OK) return HR_OK;
     char sentence[1200];
     snprintf(sentence, sizeof sentence,
              "not loading %s now: memory pressure is critical (%s; %.0f MiB available in %s). Retry "

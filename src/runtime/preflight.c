@@ -3,6 +3,7 @@
  * sample taken now, handed to the pure policy (policy/preflight.c) for the verdict; and the
  * result as JSON. The gathering lives here; every decision lives in the policy.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "runtime/context.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "platform/platform.h"
 #include "policy/preflight.h"
 #include "probe/probe.h"
 
@@ -142,6 +144,31 @@ static void fill_result(const hr_engine_estimate *estimate, const hr_preflight_i
     out->n_ctx_train = estimate->n_ctx_train;
 }
 
+uint64_t hr_preflight_file_cached(const char *path, enum hr_load_mode load_mode)
+{
+    if (load_mode == HR_LOAD_COPY) return 0;   /* a copy allocates every byte, cached or not */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    uint64_t resident = 0;
+    if (!hr_file_resident_bytes(fd, &resident)) resident = 0;
+    close(fd);
+    return resident;
+}
+
+int hr_preflight_memory_for(const char *path, enum hr_load_mode load_mode, hr_effective_memory *out,
+                            uint64_t *file_cached)
+{
+    memset(out, 0, sizeof *out);
+    *file_cached = hr_preflight_file_cached(path, load_mode);
+    hr_sample *sample = malloc(sizeof *sample);
+    if (!sample) return hr_fail(HR_ENOMEM, "out of memory sampling memory for %s", path);
+    hr_probe_sample(NULL, hr_now_seconds(), sample);
+    hr_clear_error();   /* a broken optional source leaves the rest of the sample usable */
+    hr_effective_memory_reusing(sample, *file_cached, out);
+    free(sample);
+    return HR_OK;
+}
+
 static int online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -178,24 +205,21 @@ HR_API int hr_preflight(hr_context *ctx, const char *path, const hr_preflight_pa
     rc = ctx->engine->estimate(path, &estimate_params, &estimate);
     if (rc != HR_OK) return rc;
 
-    hr_sample *sample = malloc(sizeof *sample);
     hr_preflight_input *input = malloc(sizeof *input);
     hr_preflight_decision *decision = malloc(sizeof *decision);
-    if (!sample || !input || !decision) {
-        free(sample);
+    hr_effective_memory memory;
+    uint64_t file_cached = 0;
+    if (!input || !decision || hr_preflight_memory_for(path, p.load_mode, &memory, &file_cached) != HR_OK) {
         free(input);
         free(decision);
         return hr_fail(HR_ENOMEM, "out of memory judging what %s needs", path);
     }
-    hr_probe_sample(NULL, hr_now_seconds(), sample);
-    hr_clear_error();   /* a broken optional source leaves the rest of the sample usable */
-    hr_effective_memory memory;
-    hr_effective_memory_compute(sample, &memory);
     fill_input(ctx, &estimate, &memory, &p, input);
     hr_preflight_decide(input, decision);
     fill_result(&estimate, input, decision, out);
-    hr_log(HR_LOG_INFO, "preflight %s: %s by %s, %s", path, hr_verdict_name(out->verdict), out->method, out->reason);
-    free(sample);
+    out->file_cached_bytes = file_cached;
+    hr_log(HR_LOG_INFO, "preflight %s: %s by %s, %s (%.1f MiB of the file in the page cache)", path,
+           hr_verdict_name(out->verdict), out->method, out->reason, (double)file_cached / 1048576.0);
     free(input);
     free(decision);
     return HR_OK;
@@ -217,6 +241,7 @@ HR_API char *hr_preflight_json(const hr_preflight_result *r)
     cJSON_AddNumberToObject(o, "n_ctx_train", r->n_ctx_train);
     cJSON_AddNumberToObject(o, "n_layer", r->n_layer);
     cJSON_AddNumberToObject(o, "weight_bytes", (double)r->weight_bytes);
+    cJSON_AddNumberToObject(o, "file_cached_bytes", (double)r->file_cached_bytes);
     cJSON_AddNumberToObject(o, "min_total_bytes", (double)r->min_total_bytes);
     cJSON_AddNumberToObject(o, "recommended_total_bytes", (double)r->recommended_total_bytes);
     cJSON_AddNumberToObject(o, "min_free_bytes", (double)r->min_free_bytes);

@@ -116,6 +116,13 @@ int hr_gate_check(struct hr_registry *r, struct model_entry *e);
 /* Starts hr-lifecycle if it is not running; called with the lock held. */
 int hr_lifecycle_start(struct hr_registry *r);
 
+/* Carries out one of policy/plan.c's actions on `e` (NULL for freeing caches), after checking
+ * that `e` is still as the plan saw it. Called with the lock held; it may drop and retake it.
+ * hr-lifecycle's own step, declared here so that a test can interleave it with a release
+ * (tests/integration/test_lifecycle_race.c). */
+struct hr_plan_action;
+void hr_lifecycle_act(struct hr_registry *r, const struct hr_plan_action *a, struct model_entry *e);
+
 /* The event-bus subscriber that wakes hr-lifecycle on a pressure change. */
 void hr_lifecycle_on_pressure(const hr_event *event, void *user_data);
 

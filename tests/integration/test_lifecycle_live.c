@@ -8,6 +8,9 @@
  *   - a busy model's low-priority generation is cancelled at critical with a sentence that says
  *     why, the model is unloaded when its user lets go, and a new load is refused while the
  *     pressure is critical; once it has passed, the model loads again.
+ *   - recovery: a memory-mapped model unloaded under pressure leaves its weights in the page cache,
+ *     charged to the cgroup; once the hog leaves, the next load is let in within 2 s (those pages
+ *     count as available to it), and not while the hog still holds what the model would need.
  * Skipped, with the reason, where no child memory cgroup can be made.
  * usage: test_lifecycle_live MID_MODEL.gguf
  */
@@ -20,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -65,6 +70,7 @@ struct fixture {
     struct seen seen;
     int subscription;
     struct hog hog;
+    char cache_dir[128];
 };
 
 static int setup(void **state)
@@ -78,6 +84,8 @@ static int setup(void **state)
     if (!hog_start(&f->hog)) return -1;
     hr_context_params params = hr_context_default_params();
     params.thresholds.hold_seconds = 1.0;   /* the default 10 s would only make the test slow */
+    snprintf(f->cache_dir, sizeof f->cache_dir, "/tmp/headroom-lifecycle-live-%d", (int)getpid());
+    params.cache_dir = f->cache_dir;   /* its own, empty: the test counts the snapshots in it */
     if (hr_context_create(&params, &f->ctx) != HR_OK) return -1;
     if (hr_subscribe(f->ctx, on_event, &f->seen, &f->subscription) != HR_OK) return -1;
     hr_model_params mp = hr_model_default_params();
@@ -94,9 +102,14 @@ static int teardown(void **state)
     struct fixture *f = *state;
     if (!f) return 0;
     hr_unsubscribe(f->ctx, f->subscription);
+    if (f->ctx) hr_cache_clear(f->ctx, NULL, NULL, NULL);
     hr_context_free(f->ctx);
     if (f->hog.pid > 0 && hog_pid > 0) hog_stop(&f->hog);
     pthread_mutex_destroy(&f->seen.lock);
+    char kv[160];
+    snprintf(kv, sizeof kv, "%s/kv", f->cache_dir);
+    rmdir(kv);
+    rmdir(f->cache_dir);
     free(f);
     remove_limited_cgroup();
     return 0;
@@ -225,6 +238,13 @@ static void critical_cancels_low_priority_work_and_refuses_loads(void **state)
     fprintf(stderr, "  the reader got: %s\n", r.sentence);
     assert_non_null(strstr(r.sentence, "memory pressure is critical"));
     assert_int_equal(state_of(f->ctx), HR_MODEL_UNLOADED);
+    /* no KV snapshot written (page cache, disk waits) while memory is critically short */
+    hr_cache_entry *entries = NULL;
+    size_t n_entries = 0;
+    assert_int_equal(hr_cache_list(f->ctx, &entries, &n_entries), HR_OK);
+    fprintf(stderr, "  KV snapshots after the critical unload: %zu\n", n_entries);
+    assert_int_equal(n_entries, 0);
+    hr_free(entries);
 
     /* still critical: a load is refused at once, with the reason */
     assert_int_equal(grow_hog(&f->hog, target, LIMIT_MIB - 12), LIMIT_MIB - 12);
@@ -244,6 +264,168 @@ static void critical_cancels_low_priority_work_and_refuses_loads(void **state)
     pthread_mutex_unlock(&f->seen.lock);
 }
 
+
+/* ---- recovery after pressure --------------------------------------------------------------- */
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static long cgroup_mib(const char *key)
+{
+    long v = read_key(group.child, group.version == 1 ? "memory.stat" : "memory.stat", key);
+    return v < 0 ? -1 : v / MiB;
+}
+
+static void print_cgroup(const char *when)
+{
+    bool v1 = group.version == 1;
+    fprintf(stderr, "  %s: cgroup active_file %ld MiB, inactive_file %ld MiB, anon %ld MiB\n", when,
+            cgroup_mib(v1 ? "total_active_file" : "active_file"), cgroup_mib(v1 ? "total_inactive_file" : "inactive_file"),
+            cgroup_mib(v1 ? "total_rss" : "anon"));
+}
+
+/* The recovery case's own cgroup: its limit is sized from the model's estimate, so that the
+ * model fits with a margin smaller than its weights. */
+struct recovery {
+    hr_context *ctx;
+    struct seen seen;
+    int subscription;
+    struct hog hog;
+    long limit_mib, estimate_mib, need_mib;
+    hr_model_params mp;
+};
+
+static int setup_recovery(void **state)
+{
+    struct recovery *f = calloc(1, sizeof *f);
+    f->mp = hr_model_default_params();
+    f->mp.n_ctx = 256;
+    f->mp.n_threads = 2;
+    f->mp.load_mode = HR_LOAD_MMAP;   /* the weights are the file's pages: what a reload reuses */
+    /* the estimate, from outside the cgroup (it does not depend on the memory there) */
+    hr_context *probe = NULL;
+    hr_context_params cp = hr_context_default_params();
+    cp.monitor = false;
+    if (hr_context_create(&cp, &probe) != HR_OK) return -1;
+    hr_preflight_params pp = hr_preflight_default_params();
+    pp.n_ctx = f->mp.n_ctx;
+    pp.load_mode = f->mp.load_mode;
+    hr_preflight_result pf;
+    if (hr_preflight(probe, mid_model, &pp, &pf) != HR_OK) return -1;
+    hr_context_free(probe);
+    f->estimate_mib = (long)(pf.total_bytes / MiB) + 1;
+    long weights_mib = (long)(pf.weight_bytes / MiB);
+    /* the estimate plus the test's own memory (about 30 MiB) plus an eighth of the weights, over 95%
+     * (the preflight keeps the critical band, 5%, free) */
+    f->limit_mib = (long)((double)(f->estimate_mib + 30 + weights_mib / 8) / 0.95);
+    f->need_mib = f->estimate_mib + f->limit_mib * 5 / 100;
+    if (!make_limited_cgroup(f->limit_mib)) {
+        free(f);
+        *state = NULL;
+        return 0;
+    }
+    pthread_mutex_init(&f->seen.lock, NULL);
+    /* the model file's pages are charged to whoever reads them first: to this cgroup, as for a
+     * server that loads its model after starting in it */
+    int fd = open(mid_model, O_RDONLY);
+    if (fd >= 0) {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    if (!hog_start(&f->hog)) return -1;
+    hr_context_params params = hr_context_default_params();
+    params.thresholds.hold_seconds = 1.0;
+    if (hr_context_create(&params, &f->ctx) != HR_OK) return -1;
+    if (hr_subscribe(f->ctx, on_event, &f->seen, &f->subscription) != HR_OK) return -1;
+    if (hr_registry_add(f->ctx, "mid", mid_model, &f->mp) != HR_OK) return -1;
+    fprintf(stderr, "  estimate %ld MiB (weights %ld), cgroup limit %ld MiB, a load needs %ld MiB available\n",
+            f->estimate_mib, weights_mib, f->limit_mib, f->need_mib);
+    *state = f;
+    return 0;
+}
+
+static int teardown_recovery(void **state)
+{
+    struct recovery *f = *state;
+    if (!f) return 0;
+    hr_unsubscribe(f->ctx, f->subscription);
+    hr_context_free(f->ctx);
+    if (f->hog.pid > 0 && hog_pid > 0) hog_stop(&f->hog);
+    pthread_mutex_destroy(&f->seen.lock);
+    free(f);
+    remove_limited_cgroup();
+    return 0;
+}
+
+static void a_model_unloaded_under_pressure_loads_again_within_2s_of_the_hog_leaving(void **state)
+{
+    struct recovery *f = *state;
+    if (!f) skip_because("%s", skip_reason);
+    hr_model *model = NULL;
+    assert_int_equal(hr_registry_acquire(f->ctx, "mid", &model), HR_OK);
+    hr_generate_params g = hr_generate_default_params();
+    g.max_tokens = 8;
+    for (int i = 0; i < 3; i++)   /* every weight read, more than once */
+        assert_int_equal(hr_generate(model, "Once upon a time", &g, ignore, NULL, NULL), HR_OK);
+    hr_registry_release(f->ctx, model, NAN);
+    print_cgroup("loaded");
+
+    /* a hog comes: warn unloads the idle model; the hog grows on to where the model, even with
+     * its weights still cached, would not fit */
+    long target = f->limit_mib - f->need_mib + 16;
+    long held = 0;
+    while (state_of(f->ctx) != HR_MODEL_UNLOADED && held >= 0 && held < f->limit_mib - 30) {
+        held = hog_hold(&f->hog, held + 1);
+        usleep(20000);
+    }
+    fprintf(stderr, "  unloaded with the hog at %ld MiB; it grows on to %ld MiB\n", held, target);
+    assert_int_equal(state_of(f->ctx), HR_MODEL_UNLOADED);
+    if (held < target) held = grow_hog(&f->hog, held, target);
+    assert_true(held >= target);
+    assert_int_equal(oom_kills(), 0);
+    print_cgroup("unloaded, the hog there");
+
+    /* wrong the other way: while the hog holds it, the memory is not there, cached weights or not */
+    sleep(2);
+    int rc = hr_registry_acquire(f->ctx, "mid", &model);
+    fprintf(stderr, "  with the hog there: %s: %s\n", hr_strerror(rc), rc == HR_OK ? "loaded" : hr_last_error());
+    if (rc == HR_OK) hr_registry_release(f->ctx, model, 0);
+    assert_int_equal(rc, HR_EMEMORY);
+
+    /* the hog leaves: the model is served again within 2 s */
+    hog_stop(&f->hog);
+    double left = now_seconds();
+    print_cgroup("the hog gone");
+    hr_preflight_params pp = hr_preflight_default_params();
+    pp.n_ctx = f->mp.n_ctx;
+    pp.load_mode = f->mp.load_mode;
+    hr_preflight_result pf;
+    assert_int_equal(hr_preflight(f->ctx, mid_model, &pp, &pf), HR_OK);
+    fprintf(stderr, "  preflight: %s, %.0f MiB available, %.0f MiB of the file cached\n", hr_verdict_name(pf.verdict),
+            (double)pf.available_bytes / MiB, (double)pf.file_cached_bytes / MiB);
+    double served = -1;
+    char last[1024] = "";
+    while (now_seconds() - left < 10.0) {
+        rc = hr_registry_acquire(f->ctx, "mid", &model);
+        if (rc == HR_OK) {
+            served = now_seconds() - left;
+            break;
+        }
+        snprintf(last, sizeof last, "%s", hr_last_error());
+        usleep(100000);
+    }
+    fprintf(stderr, "  served again %.2f s after the hog left%s%s\n", served, served < 0 ? "; last refusal: " : "", last);
+    assert_true(served >= 0);
+    assert_int_equal(hr_generate(model, "Once upon a time", &g, ignore, NULL, NULL), HR_OK);
+    hr_registry_release(f->ctx, model, 0);
+    assert_true(served <= 2.0);
+    assert_int_equal(oom_kills(), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
@@ -255,6 +437,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(an_idle_model_is_unloaded_before_the_oom_killer_acts, setup, teardown),
         cmocka_unit_test_setup_teardown(critical_cancels_low_priority_work_and_refuses_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_model_unloaded_under_pressure_loads_again_within_2s_of_the_hog_leaving,
+                                        setup_recovery, teardown_recovery),
     };
     int result = run_cases(tests, NULL, NULL);
     live_cgroup_cleanup();

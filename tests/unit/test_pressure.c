@@ -92,6 +92,35 @@ static void usage_over_the_limit_leaves_only_reclaimable(void **state)
     assert_int_equal(e.binding.available, 30 * MiB);
 }
 
+/* The issue's figures: a 1200 MiB cgroup, the model just unloaded, 604 MiB of its file still cached
+ * (194 MiB of it on the active list). Counted as plain page cache, 900 MiB is available and a load
+ * that needs 1001 MiB is refused; for a load that maps that file, the file's pages count. */
+static void a_mapped_file_s_cached_pages_count_for_its_load(void **state)
+{
+    (void)state;
+    hr_sample s = host_sample(24 * GiB, 20 * GiB);
+    add_cgroup(&s, "/llm", 1200 * MiB, HR_UNLIMITED, 710 * MiB, 410 * MiB);
+    hr_effective_memory plain, reusing, none;
+    hr_effective_memory_compute(&s, &plain);
+    assert_int_equal(plain.binding.available, 490 * MiB + 410 * MiB);
+    hr_effective_memory_reusing(&s, 604 * MiB, &reusing);
+    /* which of the file's pages are inactive is not known: max(inactive, file), never their sum */
+    assert_int_equal(reusing.binding.available, 490 * MiB + 604 * MiB);
+    assert_true(reusing.binding.available >= 1001 * MiB);
+    /* a file smaller than the inactive list adds nothing: its pages may all be on that list */
+    hr_effective_memory_reusing(&s, 100 * MiB, &none);
+    assert_int_equal(none.binding.available, plain.binding.available);
+    /* the host's MemAvailable counts page cache already: unchanged */
+    hr_sample host = host_sample(16 * GiB, 6 * GiB);
+    hr_effective_memory_reusing(&host, 2 * GiB, &reusing);
+    assert_int_equal(reusing.binding.available, 6 * GiB);
+    /* never more than the limit */
+    hr_sample full = host_sample(24 * GiB, 20 * GiB);
+    add_cgroup(&full, "/llm", 1200 * MiB, HR_UNLIMITED, 100 * MiB, 0);
+    hr_effective_memory_reusing(&full, 1500 * MiB, &reusing);
+    assert_int_equal(reusing.binding.available, 1200 * MiB);
+}
+
 static void nothing_known(void **state)
 {
     (void)state;
@@ -402,6 +431,7 @@ int main(void)
         cmocka_unit_test(container_limit_binds_below_host),
         cmocka_unit_test(memory_high_counts_when_lower),
         cmocka_unit_test(usage_over_the_limit_leaves_only_reclaimable),
+        cmocka_unit_test(a_mapped_file_s_cached_pages_count_for_its_load),
         cmocka_unit_test(nothing_known),
         cmocka_unit_test(macos_values_classify),
         cmocka_unit_test(rates_and_stall_shares),

@@ -102,10 +102,24 @@ static void histogram(char **out, size_t *length, const char *name, const char *
            name, h->count);
 }
 
+/* A label value as Prometheus' text format wants it: backslash, double quote and line feed
+ * escaped (a model's name comes from its file name, which may hold any of them). */
+static void label_value(const char *text, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const char *c = text; *c && n + 3 < size; c++) {
+        if (*c == '\\' || *c == '"') { out[n++] = '\\'; out[n++] = *c; }
+        else if (*c == '\n') { out[n++] = '\\'; out[n++] = 'n'; }
+        else out[n++] = *c;
+    }
+    out[n] = '\0';
+}
+
 static enum MHD_Result prometheus(request *r)
 {
     server *srv = r->srv;
     char *out = calloc(1, 1);
+    if (!out) return reply_error(r, 500, NULL, "out of memory");
     size_t length = 0;
     hr_memory_status m;
     if (hr_memory_sample(srv->ctx, &m) == HR_OK) {
@@ -131,7 +145,9 @@ static enum MHD_Result prometheus(request *r)
     for (size_t i = 0; i < n; i++) {
         bool is_loaded = list[i].state == HR_MODEL_READY || list[i].state == HR_MODEL_BUSY;
         loaded += is_loaded;
-        metric(&out, &length, "headroom_model_loaded{model=\"%s\"} %d\n", list[i].name, is_loaded);
+        char label[2 * sizeof list[i].name + 1];
+        label_value(list[i].name, label, sizeof label);
+        metric(&out, &length, "headroom_model_loaded{model=\"%s\"} %d\n", label, is_loaded);
     }
     hr_free(list);
     metric(&out, &length, "# HELP headroom_models_loaded Models in memory.\n# TYPE headroom_models_loaded gauge\nheadroom_models_loaded %d\n", loaded);
@@ -207,12 +223,33 @@ static void on_event(const hr_event *event, void *user_data)
         cJSON_AddStringToObject(data, "previous", hr_pressure_level_name(event->previous_level));
     if (event->model) cJSON_AddStringToObject(data, "model", event->model);
     if (event->action) cJSON_AddStringToObject(data, "action", event->action);
-    if (event->type != HR_EVENT_PRESSURE) cJSON_AddNumberToObject(data, "bytes_freed", (double)event->bytes_freed);
+    if (event->type == HR_EVENT_MODEL || event->type == HR_EVENT_ACTION)
+        cJSON_AddNumberToObject(data, "bytes_freed", (double)event->bytes_freed);
+    if (event->type == HR_EVENT_DEGRADED) {   /* the guard's measures: what the verdict rests on */
+        cJSON_AddNumberToObject(data, "tokens_per_second", event->tokens_per_second);
+        cJSON_AddNumberToObject(data, "expected_tokens_per_second", event->expected_tokens_per_second);
+        cJSON_AddNumberToObject(data, "faults_per_token", event->faults_per_token);
+    }
     cJSON_AddStringToObject(data, "reason", event->reason ? event->reason : "");
     cJSON_AddNumberToObject(data, "time", wall_seconds());
-    /* SSE event names: "pressure", "model" (loads, unloads, refusals), "action" (the lifecycle's) */
-    const char *name = event->type == HR_EVENT_PRESSURE ? "pressure" : event->type == HR_EVENT_MODEL ? "model" : "action";
+    /* SSE event names: "pressure", "model" (loads, unloads, refusals), "action" (the lifecycle's),
+     * "degraded" (the guard: "thrashing" or "slow") */
+    const char *name = event->type == HR_EVENT_PRESSURE ? "pressure"
+                       : event->type == HR_EVENT_MODEL  ? "model"
+                       : event->type == HR_EVENT_DEGRADED ? "degraded" : "action";
     enqueue(e, event_text(name, data));
+}
+
+/* What a client that read too slowly missed: told before the next event it gets. */
+static char *dropped_text(unsigned long dropped)
+{
+    cJSON *data = cJSON_CreateObject();
+    if (!data) return NULL;
+    cJSON_AddNumberToObject(data, "dropped", (double)dropped);
+    cJSON_AddStringToObject(data, "reason", "this client read too slowly: the server keeps the newest 64 events "
+                            "for it and dropped older ones; GET /api/memory gives the state now");
+    cJSON_AddNumberToObject(data, "time", wall_seconds());
+    return event_text("dropped", data);
 }
 
 static ssize_t events_read(void *cls, uint64_t position, char *buffer, size_t max)
@@ -237,12 +274,17 @@ static ssize_t events_read(void *cls, uint64_t position, char *buffer, size_t ma
             deadline.tv_sec += 1;
             pthread_cond_timedwait(&e->arrived, &e->lock, &deadline);
         }
-        if (e->count > 0) {
+        unsigned long dropped = 0;
+        if (e->dropped > 0 && e->count > 0) {   /* told first, before the events that survived */
+            dropped = e->dropped;
+            e->dropped = 0;
+        } else if (e->count > 0) {
             e->pending = e->queue[e->head];
             e->head = (e->head + 1) % EVENT_QUEUE;
             e->count--;
         }
         pthread_mutex_unlock(&e->lock);
+        if (dropped > 0) e->pending = dropped_text(dropped);
         if (e->pending) {
             e->pending_length = strlen(e->pending);
             continue;
@@ -256,7 +298,7 @@ static ssize_t events_read(void *cls, uint64_t position, char *buffer, size_t ma
 static void events_free(void *cls)
 {
     struct event_stream *e = cls;
-    hr_unsubscribe(e->srv->ctx, e->subscription);   /* after this, on_event never runs for e */
+    if (e->subscription >= 0) hr_unsubscribe(e->srv->ctx, e->subscription);   /* after this, on_event never runs for e */
     for (int i = 0; i < e->count; i++) free(e->queue[(e->head + i) % EVENT_QUEUE]);
     free(e->pending);
     pthread_mutex_destroy(&e->lock);
@@ -272,13 +314,28 @@ static enum MHD_Result events(request *r)
     e->fd = connection_fd(r->connection);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->arrived, NULL);
-    /* the first event is the state now, so a client needs no second request */
-    hr_pressure p;
-    if (hr_pressure_check(r->srv->ctx, &p) == HR_OK) enqueue(e, event_text("pressure", pressure_json(&p)));
+    /* Subscribed first, then the state now put first in the queue: a change published in
+     * between follows it (the state was read after that change, so the client ends at the same
+     * level), and nothing is lost. The first event reaches the client only after the
+     * subscription, so a client that has read it sees every event published afterwards. */
     if (hr_subscribe(r->srv->ctx, on_event, e, &e->subscription) != HR_OK) {
+        e->subscription = -1;
         enum MHD_Result result = reply_library_error(r, HR_EBUSY);
         events_free(e);
         return result;
+    }
+    hr_pressure p;
+    char *now = hr_pressure_check(r->srv->ctx, &p) == HR_OK ? event_text("pressure", pressure_json(&p)) : NULL;
+    if (now) {   /* ahead of anything the subscription queued meanwhile */
+        pthread_mutex_lock(&e->lock);
+        if (e->count == EVENT_QUEUE) {
+            free(now);
+        } else {
+            e->head = (e->head + EVENT_QUEUE - 1) % EVENT_QUEUE;
+            e->queue[e->head] = now;
+            e->count++;
+        }
+        pthread_mutex_unlock(&e->lock);
     }
     struct MHD_Response *response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_read, e, events_free);
     if (!response) {
@@ -324,6 +381,10 @@ static enum MHD_Result load_or_unload(request *r, bool load)
         if (rc == HR_EBUSY) {
             cJSON_Delete(body);
             return reply_error(r, 409, "model", "model '%s' is generating; cancel its requests or try again", name);
+        }
+        if (rc != HR_OK) {   /* never "unloaded" for an unload that did not happen */
+            cJSON_Delete(body);
+            return reply_library_error(r, rc == HR_ENOENT ? HR_EIO : rc);
         }
         cJSON_AddStringToObject(body, "status", "unloaded");
     }

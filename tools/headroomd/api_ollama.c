@@ -154,6 +154,7 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
     }
     int count = cJSON_GetArraySize(messages);
     hr_chat_message *list = calloc((size_t)(count ? count : 1), sizeof *list);
+    if (!list) return NULL;   /* the caller answers 500, out of memory */
     int i = 0;
     const cJSON *message;
     cJSON_ArrayForEach(message, messages) {
@@ -218,16 +219,29 @@ static enum MHD_Result generate(request *r, bool chat)
 
     server_model *entry = server_find_model(r->srv, model_name);
     if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
+    if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages))
+        return reply_error(r, 400, "messages", "'messages' must be an array");
+    bool nothing_to_do = chat ? (!messages || cJSON_GetArraySize(messages) == 0) : (!prompt_text || !prompt_text[0]);
+    if (nothing_to_do && !isnan(keep_alive) && keep_alive == 0) {
+        /* Ollama's unload: never load a model only to unload it. In use, it goes when its last
+         * request ends (the release with keep_alive 0 below). */
+        int unloaded = hr_registry_unload(r->srv->ctx, entry->name, false);
+        if (unloaded == HR_OK) {
+            struct ollama_stream head = { .chat = chat };
+            snprintf(head.model, sizeof head.model, "%s", entry->name);
+            cJSON *line = line_head(&head);
+            add_text(&head, line, "", 0);
+            cJSON_AddBoolToObject(line, "done", true);
+            cJSON_AddStringToObject(line, "done_reason", "unload");
+            return reply_json(r, 200, line);
+        }
+        if (unloaded != HR_EBUSY) return reply_library_error(r, unloaded == HR_ENOENT ? HR_EIO : unloaded);
+    }
     enum MHD_Result reply = MHD_NO;
     hr_model *model = server_use_model(r, entry, &reply);
     if (!model) return reply;
 
-    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
-    if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
-        server_release_model(r->srv, model, keep_alive);
-        return reply_error(r, 400, "messages", "'messages' must be an array");
-    }
-    bool nothing_to_do = chat ? (!messages || cJSON_GetArraySize(messages) == 0) : (!prompt_text || !prompt_text[0]);
     if (nothing_to_do) {
         /* Ollama's way to load (or, with keep_alive 0, unload) a model: an empty request */
         struct ollama_stream head = { .chat = chat };
@@ -266,6 +280,11 @@ static enum MHD_Result generate(request *r, bool chat)
         return reply_library_error(r, rc);
     }
     struct ollama_stream *state = calloc(1, sizeof *state);
+    if (!state) {
+        hr_session_free(session);
+        server_release_model(r->srv, model, keep_alive);
+        return reply_error(r, 500, NULL, "out of memory starting the reply");
+    }
     snprintf(state->model, sizeof state->model, "%s", entry->name);
     state->chat = chat;
     if (stream) return reply_stream(r, session, &ndjson_format, state, model, keep_alive);

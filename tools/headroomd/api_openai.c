@@ -149,6 +149,11 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
     hr_chat_message *list = calloc((size_t)count, sizeof *list);
     char **texts = calloc((size_t)count, sizeof *texts);
     char *prompt = NULL;
+    if (!list || !texts) {   /* the caller answers 500, out of memory */
+        free(list);
+        free(texts);
+        return NULL;
+    }
     int i = 0;
     const cJSON *message;
     cJSON_ArrayForEach(message, messages) {
@@ -258,6 +263,11 @@ static enum MHD_Result generate(request *r, bool chat)
     }
 
     struct openai_stream *state = calloc(1, sizeof *state);
+    if (!state) {
+        hr_session_free(session);
+        server_release_model(r->srv, model, NAN);
+        return reply_error(r, 500, NULL, "out of memory starting the reply");
+    }
     snprintf(state->id, sizeof state->id, "%s-%lx", chat ? "chatcmpl" : "cmpl", atomic_fetch_add(&next_id, 1));
     state->created = (long)time(NULL);
     snprintf(state->model, sizeof state->model, "%s", entry->name);

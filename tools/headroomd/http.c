@@ -126,8 +126,15 @@ enum MHD_Result reply_library_error(request *r, int code)
     case HR_ENOENT: status = 404; break;
     case HR_EBUSY: case HR_EAGAIN: status = 503; break;
     case HR_ENOTSUP: status = 501; break;
+    case HR_ECANCELLED:
+        /* Stopped by headroom for want of memory (pressure, the guard: their sentences say
+         * "cancelled by headroom") is a memory problem; any other cancel (an unload on request,
+         * shutdown, the client's own) is not, and must not tell clients to come back for memory. */
+        if (strncmp(hr_last_error(), "cancelled by headroom", 21) != 0)
+            return reply_json(r, 503, error_body(r, hr_last_error()[0] ? hr_last_error() : "the generation was cancelled",
+                                                 "server_error", NULL, "cancelled"));
+        /* fall through */
     case HR_EMEMORY:
-    case HR_ECANCELLED:   /* a client that hung up gets no reply: this one was stopped by headroom */
         /* not now, for want of memory: the sentence says why; clients may come back */
         return reply_json_with_header(r, 503, error_body(r, hr_last_error(), "server_overloaded", NULL, "insufficient_memory"),
                                       MHD_HTTP_HEADER_RETRY_AFTER, "10");
@@ -138,6 +145,9 @@ enum MHD_Result reply_library_error(request *r, int code)
 
 bool refuse_under_pressure(request *r, enum MHD_Result *reply)
 {
+    /* with a fall-back, the registry's load path sends the model there under critical pressure:
+     * refusing here would never let it try */
+    if (r->srv->config.fallback_url[0]) return false;
     hr_pressure p;
     if (hr_pressure_check(r->srv->ctx, &p) != HR_OK || p.level != HR_PRESSURE_CRITICAL) return false;
     char message[700];
@@ -261,6 +271,7 @@ struct stream {
     char *pending;            /* formatted bytes not yet handed to MHD */
     size_t pending_length, pending_offset;
     bool first, finished;
+    int result;               /* once finished: HR_OK, or how the generation ended */
 };
 
 /* POLLRDHUP (a peer's half-close, seen without reading) is Linux's; elsewhere the MSG_PEEK below
@@ -319,8 +330,8 @@ static ssize_t stream_read(void *cls, uint64_t position, char *buffer, size_t ma
         } else {
             hr_generation_stats stats;
             hr_session_stats(s->session, &stats);
-            s->format->finish(s->state, rc == HR_EOF ? HR_OK : rc, hr_last_error(), &stats, &s->pending,
-                              &s->pending_length);
+            s->result = rc == HR_EOF ? HR_OK : rc;
+            s->format->finish(s->state, s->result, hr_last_error(), &stats, &s->pending, &s->pending_length);
             s->finished = true;
         }
     }
@@ -332,7 +343,8 @@ static void stream_free(void *cls)
     untrack(s->srv, s->session);
     hr_generation_stats stats;
     hr_session_stats(s->session, &stats);
-    server_observe(s->srv, &stats, s->finished ? HR_OK : HR_ECANCELLED);
+    /* an error event ends the stream as surely as the last piece: count how it ended */
+    server_observe(s->srv, &stats, s->finished ? s->result : HR_ECANCELLED);
     hr_session_free(s->session);   /* cancels it if the client left early */
     server_release_model(s->srv, s->model, s->keep_alive);
     if (s->format->free_state) s->format->free_state(s->state);
@@ -754,7 +766,9 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *connection, const 
             }
         }
     }
+    atomic_fetch_add(&srv->handling, 1);
     enum MHD_Result result = dispatch(&r);
+    atomic_fetch_sub(&srv->handling, 1);
     cJSON_Delete(r.json);
     return result;
 }

@@ -300,10 +300,18 @@ static bool scan_models_dir(server *srv, const char *directory)
     return ok;
 }
 
+/* Whether binding `host` keeps the API on this machine: "localhost", or an address (not a name)
+ * in 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. A name that only starts with "127." (such as
+ * "127.0.0.1.example.com") resolves wherever its owner wants, so it is not loopback. */
 static bool is_loopback(const char *host)
 {
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
-           strncmp(host, "127.", 4) == 0;
+    if (strcmp(host, "localhost") == 0) return true;
+    struct in_addr v4;
+    if (inet_pton(AF_INET, host, &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET6, host, &v6) != 1) return false;
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 int main(int argc, char **argv)
@@ -447,6 +455,10 @@ int main(int argc, char **argv)
 
     fprintf(stderr, "headroomd: stopping\n");
     server_cancel_all_sessions(&srv);
+    /* the requests whose generations were just cancelled answer (503, "cancelled") before the
+     * connections close; at most 3 s, then a little for the replies to leave */
+    for (int i = 0; i < 150 && atomic_load(&srv.handling) > 0; i++) usleep(20000);
+    usleep(50000);
     MHD_stop_daemon(srv.daemon);
     hr_context_free(srv.ctx);   /* unloads every model */
     return 0;

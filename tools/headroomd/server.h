@@ -62,6 +62,7 @@ typedef struct server {
     struct MHD_Daemon *daemon;
     double started_at;
     atomic_ulong requests;        /* every request, for /metrics */
+    atomic_int handling;          /* requests inside their handler now: shutdown lets them answer */
     atomic_ulong client_errors;   /* 4xx replies */
     atomic_ulong server_errors;   /* 5xx replies */
     pthread_mutex_t sessions_lock; /* guards sessions: every session a request is reading */
