@@ -131,11 +131,14 @@ const soak = (upTo) => { target = upTo; return Promise.all(Array.from({ length: 
 const started = Date.now();
 await soak(Math.max(1, Math.floor(total / 10)));
 const baseline = await settle();
+// SOAK_SMAPS=PREFIX keeps the server's /proc/PID/smaps at both readings, to see what grew
+if (process.env.SOAK_SMAPS) fs.writeFileSync(`${process.env.SOAK_SMAPS}-baseline`, fs.readFileSync(`/proc/${pid}/smaps`));
 const mib = (kb) => (kb / 1024).toFixed(1);
 console.log(`# after ${sent} warm-up requests, idle: RSS ${mib(baseline.rss_kb)} MiB (anonymous ${mib(baseline.anon_kb)} MiB), ${baseline.fds} descriptors, ${baseline.threads} threads`);
 await soak(total);
 const seconds = (Date.now() - started) / 1000;
 const end = await settle();
+if (process.env.SOAK_SMAPS) fs.writeFileSync(`${process.env.SOAK_SMAPS}-end`, fs.readFileSync(`/proc/${pid}/smaps`));
 console.log(`# ${sent} requests in ${seconds.toFixed(1)} s (${(sent / seconds).toFixed(1)}/s), ${concurrency} at a time`);
 console.log(`# at the end, idle: RSS ${mib(end.rss_kb)} MiB (anonymous ${mib(end.anon_kb)} MiB, ${(100 * (end.anon_kb - baseline.anon_kb) / baseline.anon_kb).toFixed(1)}%), ${end.fds} descriptors, ${end.threads} threads`);
 for (const k of Object.keys(counts).sort()) console.log(`#   ${k}: ${counts[k]}`);
@@ -145,14 +148,16 @@ const health = await request('GET', '/health');
 ok(health.status === 200, 'the server still answers /health');
 // Anonymous RSS: the memory-mapped weights' resident pages depend on which tokens the last
 // prompts used (and on unloads and loads), not on what the server holds.
-// The tolerance is 5% or 2 MiB, whichever is more: on this ~13 MiB heap, glibc's per-thread
-// arenas alone move it by 1 to 2 MiB between two idle readings (measured: -1.8 to +1.4 MiB over
-// 2000 and 6000 requests, with no trend), while a leak of a kilobyte a request shows as 2 MiB.
+// The tolerance is 5% or 2 MiB, whichever is more: on this ~12 MiB heap two idle readings
+// differ by up to 1.3 MiB (headroomd keeps glibc at two malloc arenas; with one per connection
+// thread the end was 2 to 8 MiB higher, all of it in arenas of threads that had ended), while a
+// leak of a kilobyte a request shows as 2 MiB.
 const allowed = Math.max(baseline.anon_kb * 0.05, 2048);
 // Only growth is checked: a leak cannot shrink the heap, and a baseline read while an arena
 // held more than usual makes the end look lower (measured: -2.0 MiB once).
 if (checkRss) ok(end.anon_kb - baseline.anon_kb <= allowed, `anonymous RSS after the soak has grown by at most ${mib(allowed)} MiB (5% or 2 MiB) since the warm-up`);
 else console.log('# RSS not compared: a sanitizer build (its quarantine and shadow memory grow by design)');
 ok(end.fds === baseline.fds, `open descriptors back to the baseline (${baseline.fds} -> ${end.fds})`);
-ok(end.threads === baseline.threads, `threads back to the baseline (${baseline.threads} -> ${end.threads})`);
+// at most: a connection thread still ending at the warm-up's reading can make the baseline one higher
+ok(end.threads <= baseline.threads, `threads back to the baseline (${baseline.threads} -> ${end.threads})`);
 console.log('# soak.mjs: every check ran');
