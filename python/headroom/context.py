@@ -32,6 +32,9 @@ from .types import (CacheEntry, CacheProblem, CacheStatus, ClearReport, DeviceEs
 __all__ = ["Context", "Subscription", "Registry", "Cache", "KeepAlive", "keep_alive_seconds"]
 
 logger = logging.getLogger("headroom")
+# A library's logger stays quiet until the application configures logging (then every automatic
+# action shows, with its reason): logging.basicConfig(level=logging.INFO), or Context(log=...).
+logger.addHandler(logging.NullHandler())
 
 KeepAlive = Union[None, int, float, str, datetime.timedelta]
 
