@@ -19,7 +19,6 @@ os.environ.setdefault("HEADROOM_LIBRARY", str(BUILD / "src" / "libheadroom.so"))
 import headroom  # noqa: E402  (after the path is set)
 
 MiB = 1024 * 1024
-SANITIZED = os.environ.get("HEADROOM_TEST_SANITIZED") == "1"
 
 
 def _model(variable: str, preset_args: list, name: str) -> Path:
