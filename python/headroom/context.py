@@ -16,15 +16,16 @@ import math
 import os
 import queue
 import threading
+import time
 import weakref
 from contextlib import contextmanager
-from ctypes import byref, c_bool, c_double, c_int, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_double, c_int, c_size_t, c_uint64, c_void_p
 from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence, Union)
 
 from . import _structs as s
 from ._library import check, encode, lib, take_string
-from .errors import AgainError, HeadroomError, InvalidArgumentError, NotFoundError, error_for_code
-from .generation import Model, Stream, model_params, session_params
+from .errors import AgainError, InvalidArgumentError, NotFoundError, error_for_code
+from .generation import Model, Stream, model_params
 from .types import (CacheEntry, CacheProblem, CacheStatus, ClearReport, DeviceEstimate, Event,
                     GenerationRecord, GpuStatus, MemoryStatus, Preflight, Pressure, RegistryEntry,
                     Remote)
@@ -170,10 +171,10 @@ class Subscription:
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float) -> Event:
         """The first event for which `predicate` is true, within `timeout` seconds; AgainError,
         naming the events seen meanwhile, when none is."""
-        deadline = _monotonic() + timeout
+        deadline = time.monotonic() + timeout
         seen: List[str] = []
         while True:
-            left = deadline - _monotonic()
+            left = deadline - time.monotonic()
             if left <= 0:
                 raise AgainError(f"no matching event within {timeout} s; saw: {'; '.join(seen[-8:]) or 'none'}")
             try:
@@ -196,11 +197,6 @@ class Subscription:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _monotonic() -> float:
-    import time
-    return time.monotonic()
 
 
 class _State:
