@@ -23,7 +23,10 @@ from typing import Any, Dict, Optional, Union
 from . import errors
 from ._library import lib as _lib
 from ._library import path as _path
-from .context import Cache, Context, KeepAlive, Registry, Subscription, keep_alive_seconds
+from ._convert import KeepAlive, keep_alive_seconds
+from .cache import Cache
+from .context import Context, Subscription
+from .registry import Registry
 from .errors import (AccessError, AgainError, BusyError, CancelledError, ContextFullError,
                      EngineError, FormatError, HeadroomError, HeadroomIOError, InvalidArgumentError,
                      LibraryNotFoundError, MemoryRefusedError, NotFoundError, NotSupportedError,

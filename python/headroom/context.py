@@ -8,86 +8,50 @@ yours ever runs on a library thread or holds one up.
 """
 from __future__ import annotations
 
-import ctypes
-import datetime
 import json
 import logging
-import math
 import os
 import queue
 import threading
 import time
 import weakref
-from contextlib import contextmanager
-from ctypes import byref, c_double, c_int, c_size_t, c_uint64, c_void_p
-from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence, Union)
+from ctypes import byref, c_int, c_void_p
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _structs as s
+from ._convert import KeepAlive, copy_struct, from_json, keep_alive_seconds, load_mode_value
 from ._library import check, encode, lib, take_string
-from .errors import AgainError, InvalidArgumentError, NotFoundError, error_for_code
+from .cache import Cache
+from .errors import AgainError, InvalidArgumentError, error_for_code
 from .generation import Model, Stream, model_params
-from .types import (CacheEntry, CacheProblem, CacheStatus, ClearReport, DeviceEstimate, Event,
-                    GenerationRecord, GpuStatus, MemoryStatus, Preflight, Pressure, RegistryEntry,
-                    Remote)
+from .registry import Registry
+from .types import (DeviceEstimate, Event, GenerationRecord, GpuStatus, MemoryStatus, Preflight,
+                    Pressure, Remote)
 
-__all__ = ["Context", "Subscription", "Registry", "Cache", "KeepAlive", "keep_alive_seconds"]
+__all__ = ["Context", "Subscription"]
 
 logger = logging.getLogger("headroom")
 # A library's logger stays quiet until the application configures logging (then every automatic
 # action shows, with its reason): logging.basicConfig(level=logging.INFO), or Context(log=...).
 logger.addHandler(logging.NullHandler())
 
-KeepAlive = Union[None, int, float, str, datetime.timedelta]
-
 _LEVELS = ("normal", "warn", "critical")
 _EVENT_TYPES = {1: "pressure", 2: "model", 3: "action", 4: "degraded"}
 _LOG_LEVELS = {"debug": 0, "info": 1, "warn": 2, "warning": 2, "error": 3}
 _PY_LOG = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
-_LOAD_MODES = {"auto": 0, "mmap": 1, "copy": 2, "mlock": 3}
 
 
 def _level(value: int) -> str:
     return _LEVELS[value] if 0 <= value < len(_LEVELS) else str(value)
 
 
-def keep_alive_seconds(value: KeepAlive) -> float:
-    """A keep-alive in Ollama's convention as seconds: None (NaN: the model's own, else the
-    context's), a number of seconds (0: unload after this use; negative: never), a timedelta,
-    or text: "300", "30s", "5m", "1h30m", "never", "-1" (parsed by hr_keep_alive_parse)."""
-    if value is None:
-        return math.nan
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"keep_alive {value!r} is not a duration: give seconds, '5m' or 'never'")
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        seconds = c_double()
-        check(lib().hr_keep_alive_parse(encode(value), byref(seconds)))
-        return seconds.value
-    raise InvalidArgumentError(f"keep_alive {value!r} is not a duration: give seconds, '5m' or 'never'")
-
-
-def _copy(cls: type, struct: ctypes.Structure, **overrides: Any) -> Any:
-    """A dataclass from a struct's fields of the same names (char arrays as str)."""
-    values: Dict[str, Any] = {}
-    for name in cls.__dataclass_fields__:  # type: ignore[attr-defined]
-        if name in overrides:
-            values[name] = overrides[name]
-        elif hasattr(struct, name):
-            value = getattr(struct, name)
-            values[name] = s.text(value) if isinstance(value, bytes) else value
-    return cls(**values)
-
-
 def _pressure(p: s.hr_pressure) -> Pressure:
-    return _copy(Pressure, p, level=_level(p.level))
+    return copy_struct(Pressure, p, level=_level(p.level))
 
 
 def _memory(m: s.hr_memory_status) -> MemoryStatus:
-    gpus = [_copy(GpuStatus, m.gpus[i]) for i in range(min(max(m.n_gpus, 0), 8))]
-    return _copy(MemoryStatus, m, gpus=gpus)
+    gpus = [copy_struct(GpuStatus, m.gpus[i]) for i in range(min(max(m.n_gpus, 0), 8))]
+    return copy_struct(MemoryStatus, m, gpus=gpus)
 
 
 def _event(e: s.hr_event) -> Event:
@@ -102,18 +66,9 @@ def _event(e: s.hr_event) -> Event:
 
 
 def _preflight(r: s.hr_preflight_result) -> Preflight:
-    devices = [_copy(DeviceEstimate, r.devices[i]) for i in range(min(r.n_devices, s.HR_MAX_DEVICES))]
+    devices = [copy_struct(DeviceEstimate, r.devices[i]) for i in range(min(r.n_devices, s.HR_MAX_DEVICES))]
     verdict = (lib().hr_verdict_name(r.verdict) or b"?").decode()
-    return _copy(Preflight, r, verdict=verdict, devices=devices)
-
-
-def _from_json(cls: type, item: Dict[str, Any], **overrides: Any) -> Any:
-    known = cls.__dataclass_fields__  # type: ignore[attr-defined]
-    values = {k: v for k, v in item.items() if k in known}
-    values.update(overrides)
-    if "extra" in known:
-        values["extra"] = {k: v for k, v in item.items() if k not in known}
-    return cls(**values)
+    return copy_struct(Preflight, r, verdict=verdict, devices=devices)
 
 
 def _remote_params(remote: Remote, keep: List[Any]) -> Any:
@@ -505,7 +460,7 @@ class Context:
     # ---- metrics ----
     def metrics(self) -> List[GenerationRecord]:
         """The metrics ring: the last N generations, oldest first."""
-        return [_from_json(GenerationRecord, item) for item in json.loads(self.metrics_json())]
+        return [from_json(GenerationRecord, item) for item in json.loads(self.metrics_json())]
 
     def metrics_json(self) -> str:
         """The metrics ring as the library's JSON array."""
@@ -513,163 +468,3 @@ class Context:
         if text is None:
             raise error_for_code(-2, "hr_metrics_json ran out of memory")
         return text
-
-
-def load_mode_value(mode: Union[str, int]) -> int:
-    if isinstance(mode, int):
-        return mode
-    if mode not in _LOAD_MODES:
-        raise InvalidArgumentError(f"load_mode {mode!r} is not one of {', '.join(_LOAD_MODES)}")
-    return _LOAD_MODES[mode]
-
-
-class Registry:
-    """The context's model registry (ctx.models): models by name, loaded on use, kept for their
-    keep-alive after, unloaded when idle, pressed or asked to."""
-
-    def __init__(self, context: Context) -> None:
-        self._context = weakref.proxy(context)
-
-    def add(self, name: str, path: "Union[str, os.PathLike[str]]", *, keep_alive: KeepAlive = None,
-            ctx: Optional[int] = None, pinned: bool = False, **params: Any) -> None:
-        """Adds a model file under `name`, unloaded (the file is checked when first used).
-        `keep_alive`: this model's own (None: the context's); `ctx`, n_batch, n_threads,
-        n_gpu_layers, load_mode, type_k, type_v: its load parameters."""
-        keep: List[Any] = []
-        padded = model_params(ctx, params, keep)
-        handle = self._context.handle
-        check(lib().hr_registry_add(handle, encode(name), encode(path), byref(padded)))
-        if keep_alive is not None:
-            self.set_keep_alive(name, keep_alive)
-        if pinned:
-            self.pin(name, True)
-
-    def load(self, name: str) -> None:
-        """Loads `name` without using it; its keep-alive starts at once."""
-        check(lib().hr_registry_load(self._context.handle, encode(name)))
-
-    def unload(self, name: str, *, cancel: bool = False) -> None:
-        """Unloads `name`. In use: BusyError, unless `cancel` (its generations are cancelled
-        and it unloads when released)."""
-        check(lib().hr_registry_unload(self._context.handle, encode(name), cancel))
-
-    def pin(self, name: str, pinned: bool = True) -> None:
-        """Pins `name` (never unloaded by keep-alive or pressure) or unpins it."""
-        check(lib().hr_registry_pin(self._context.handle, encode(name), pinned))
-
-    def set_keep_alive(self, name: str, keep_alive: KeepAlive) -> None:
-        """Sets `name`'s keep-alive (None: back to the context's) and re-arms its deadline."""
-        check(lib().hr_registry_set_keep_alive(self._context.handle, encode(name),
-                                               keep_alive_seconds(keep_alive)))
-
-    def list(self) -> List[RegistryEntry]:
-        """A snapshot of the registry, least recently used first."""
-        text = take_string(lib().hr_registry_json(self._context.handle))
-        if text is None:
-            raise error_for_code(-2, "hr_registry_json failed: " + (lib().hr_last_error() or b"").decode())
-        return [_from_json(RegistryEntry, item) for item in json.loads(text)]
-
-    def get(self, name: str) -> RegistryEntry:
-        """The entry for `name`; NotFoundError when the registry has none."""
-        for entry in self.list():
-            if entry.name == name:
-                return entry
-        raise NotFoundError(f"no model named {name!r} in the registry")
-
-    def __contains__(self, name: object) -> bool:
-        return any(entry.name == name for entry in self.list())
-
-    def __iter__(self) -> Iterator[RegistryEntry]:
-        return iter(self.list())
-
-    @contextmanager
-    def acquire(self, name: str, *, keep_alive: KeepAlive = None) -> Iterator[Model]:
-        """Uses `name` for the `with` block: loads it if needed (after a preflight; may raise
-        MemoryRefusedError with guidance, or serve it through the fall-back), releases it at the
-        end with `keep_alive` (None: the model's own)."""
-        context = self._context
-        handle = c_void_p()
-        check(lib().hr_registry_acquire(context.handle, encode(name), byref(handle)))
-        model = Model(context, handle.value, owned=False, name=name)
-        try:
-            yield model
-        finally:
-            model._release(keep_alive_seconds(keep_alive))
-
-    def generate(self, name: str, prompt: str, *, keep_alive: KeepAlive = None, **params: Any) -> Stream:
-        """Streams a generation on registry model `name`: acquires it (loading it if needed),
-        and releases it with `keep_alive` when the stream ends or is left. Parameters as
-        Model.generate."""
-        context = self._context
-        handle = c_void_p()
-        check(lib().hr_registry_acquire(context.handle, encode(name), byref(handle)))
-        model = Model(context, handle.value, owned=False, name=name)
-        seconds = keep_alive_seconds(keep_alive)
-        try:
-            return model.generate(prompt, _on_close=lambda: model._release(seconds), **params)
-        except BaseException:
-            model._release(seconds)
-            raise
-
-    def complete(self, name: str, prompt: str, *, keep_alive: KeepAlive = None, **params: Any) -> str:
-        """The whole text of a generation on registry model `name`."""
-        with self.generate(name, prompt, keep_alive=keep_alive, **params) as stream:
-            return "".join(stream)
-
-
-class Cache:
-    """headroom's cache directory (ctx.cache): KV snapshots in <cache_dir>/kv/."""
-
-    def __init__(self, context: Context) -> None:
-        self._context = weakref.proxy(context)
-
-    def list(self) -> List[CacheEntry]:
-        """headroom's snapshots, most recently used first."""
-        entries = c_void_p()
-        count = c_size_t()
-        check(lib().hr_cache_list(self._context.handle, byref(entries), byref(count)))
-        try:
-            array = ctypes.cast(entries, ctypes.POINTER(s.hr_cache_entry))
-            return [_copy(CacheEntry, array[i]) for i in range(count.value)]
-        finally:
-            if entries.value:
-                lib().hr_free(entries)
-
-    def status(self) -> CacheStatus:
-        """The directory, budget and use."""
-        status = s.filled(s.hr_cache_status)
-        check(lib().hr_cache_get_status(self._context.handle, byref(status)))
-        return _copy(CacheStatus, status)
-
-    def size(self) -> int:
-        """Bytes of snapshots now."""
-        return self.status().used_bytes
-
-    def clear(self, *, raise_on_failure: bool = True) -> ClearReport:
-        """Removes headroom's own files from kv/ (never anything else, no links followed). A
-        file that cannot be removed does not stop the others; each is in the report's
-        `problems`. With `raise_on_failure` (default) such a failure then raises the exception
-        for its code (AccessError, a PermissionError, for a permission problem) with the
-        library's sentence, and the report as its `.report`."""
-        report = s.filled(s.hr_cache_clear_report)
-        problems: List[CacheProblem] = []
-
-        def on_problem(path: Optional[bytes], code: int, sentence: Optional[bytes], _user: Any) -> None:
-            name = (lib().hr_strerror(code) or b"").decode()
-            problems.append(CacheProblem(path=(path or b"").decode("utf-8", "replace"), code=code, error=name,
-                                         sentence=(sentence or b"").decode("utf-8", "replace")))
-
-        callback = s.CACHE_PROBLEM_FN(on_problem)
-        rc = lib().hr_cache_clear(self._context.handle, byref(report), callback, None)
-        result = _copy(ClearReport, report, problems=problems)
-        if rc < 0 and (raise_on_failure or not problems):
-            error = error_for_code(rc, (lib().hr_last_error() or b"").decode("utf-8", "replace"))
-            error.report = result  # type: ignore[attr-defined]
-            raise error
-        return result
-
-    def release_memory(self) -> int:
-        """Drops the page cache the snapshot files hold; the bytes released."""
-        released = c_uint64()
-        check(lib().hr_cache_release_memory(self._context.handle, byref(released)))
-        return released.value

@@ -36,7 +36,7 @@ READ_SLICE = 0.1   # seconds one read waits, so Ctrl-C and close() from another 
 
 def model_params(ctx: Optional[int], params: Dict[str, Any], keep: List[Any]) -> Any:
     """hr_model_params (padded) from the library's defaults and the given fields."""
-    from .context import load_mode_value
+    from ._convert import load_mode_value
     padded = lib().hr_model_default_params()
     p = padded.base
     unknown = set(params) - set(_MODEL_PARAMS)
