@@ -233,6 +233,16 @@ class Stream(Iterator[str]):
         """Every piece read so far, joined."""
         return "".join(self._pieces)
 
+    @property
+    def generated_tokens(self) -> int:
+        """Tokens generated so far: while it runs, the pieces queued for you (read or not); with a
+        bounded queue this stops growing when you stop reading (backpressure)."""
+        if self._handle is None:
+            return self.stats.generated_tokens if self.stats else 0
+        stats = s.filled(s.hr_generation_stats)
+        check(lib().hr_session_stats(self._handle, byref(stats)))
+        return stats.generated_tokens
+
     def __iter__(self) -> "Stream":
         return self
 

@@ -90,6 +90,19 @@ def test_leaving_the_loop_cancels_and_releases_the_model(hr, tiny_model, leave):
     assert hr.models.complete("tiny", "Hello", max_tokens=4, **GREEDY)
 
 
+def test_a_reader_that_stops_reading_pauses_generation(hr, tiny_model):
+    with hr.load(tiny_model, ctx=512) as model:
+        stream = model.generate("Once upon a time", max_tokens=300, queue_capacity=4, temperature=0)
+        next(stream)
+        time.sleep(1.0)   # the tiny model makes about 200 tokens a second when it may
+        held = stream.generated_tokens
+        assert 1 <= held <= 1 + 4 + 1, f"{held} tokens generated while the reader slept"
+        time.sleep(0.3)
+        assert stream.generated_tokens == held   # paused, not slowed
+        rest = list(stream)
+        assert rest and stream.stats.generated_tokens > held + 4   # and goes on when it reads again
+
+
 def test_a_stream_cancelled_from_another_thread_ends_the_loop(hr, tiny_model):
     import threading
     with hr.load(tiny_model, ctx=512) as model:
