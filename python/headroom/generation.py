@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
 from ctypes import byref, c_char_p, c_size_t, c_void_p
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -108,6 +109,7 @@ class Model:
         self._owned = owned
         self.name = name
         self._lock = threading.Lock()
+        self._streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()
         context._adopt(self)
 
     @property
@@ -177,7 +179,10 @@ class Model:
             lib().hr_registry_release(self.context.handle, handle, keep_alive)
 
     def close(self) -> None:
-        """Unloads an owned model and returns its memory (a borrowed one: ends its use)."""
+        """Unloads an owned model and returns its memory (a borrowed one: ends its use). Streams
+        still running on it are closed first (cancelled)."""
+        for stream in list(self._streams):
+            stream.close()
         if not self._owned:
             self._release(float("nan"))
             return
@@ -226,6 +231,7 @@ class Stream(Iterator[str]):
         handle = c_void_p()
         check(lib().hr_session_start(model.handle, encode(prompt), byref(padded_params), byref(handle)))
         self._handle = handle.value
+        model._streams.add(self)
         model.context._adopt(self)
 
     @property

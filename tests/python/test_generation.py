@@ -115,6 +115,16 @@ def test_a_stream_cancelled_from_another_thread_ends_the_loop(hr, tiny_model):
         assert stream.cancelled and stream.stats is not None and stream.stats.generated_tokens < 400
 
 
+def test_closing_a_model_closes_its_streams_first(hr, tiny_model):
+    model = hr.load(tiny_model, ctx=512)
+    stream = model.generate("Once upon a time", max_tokens=400)
+    next(stream)
+    model.close()
+    assert stream.cancelled and stream.stats is not None and stream.stats.generated_tokens < 400
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
 def test_a_model_closed_with_the_context(tmp_path, tiny_model):
     hr = headroom.Context(cache_dir=tmp_path)
     model = hr.load(tiny_model, ctx=256)
