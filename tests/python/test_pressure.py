@@ -80,6 +80,16 @@ def test_events_reach_a_callback_on_the_python_thread(tiny_model, tmp_path):
     assert "RSS" in event.reason
 
 
+def test_log_lines_reach_a_log_callback_on_the_python_thread(tiny_model, tmp_path):
+    lines = []
+    with headroom.Context(cache_dir=tmp_path, log_level="info",
+                          log=lambda level, message: lines.append((level, message, threading.current_thread().name))) as hr:
+        with hr.load(tiny_model, ctx=256):
+            pass
+    assert any(level == "info" and "loaded" in message for level, message, _ in lines), lines
+    assert {thread for *_, thread in lines} == {"headroom-events"}
+
+
 def test_errors_are_exceptions_with_the_library_sentence(tmp_path, hr):
     with pytest.raises(headroom.NotFoundError) as missing:
         hr.load(tmp_path / "absent.gguf")
