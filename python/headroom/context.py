@@ -100,6 +100,10 @@ class Subscription:
                  types: Optional[Sequence[str]]):
         self._state = state
         self.callback = callback
+        unknown = set(types or ()) - set(_EVENT_TYPES.values())
+        if unknown:
+            raise InvalidArgumentError(f"unknown event type(s) {', '.join(sorted(unknown))}; the types are "
+                                       + ", ".join(_EVENT_TYPES.values()))
         self.types = frozenset(types) if types else None
         self._queue: "queue.Queue[Event]" = queue.Queue()
         self.closed = False
@@ -141,8 +145,8 @@ class Subscription:
             seen.append(f"{event.type} {event.action or event.level}: {event.reason[:120]}")
 
     def close(self) -> None:
-        """Ends the subscription; no callback runs for it after this returns (unless called
-        from inside that callback)."""
+        """Ends the subscription: no callback for it starts after this returns (one already
+        running on the "headroom-events" thread finishes)."""
         if not self.closed:
             self.closed = True
             self._state.remove(self)

@@ -74,6 +74,8 @@ def test_events_reach_a_callback_on_the_python_thread(tiny_model, tmp_path):
         hr.models.add("tiny", tiny_model, ctx=256)
         hr.models.load("tiny")
         assert arrived.wait(10), "no model event within 10 s"
+    with pytest.raises(headroom.InvalidArgumentError, match="pressure, model, action, degraded"):
+        hr.subscribe(types=["loads"])
     event, thread = got[0]
     assert thread == "headroom-events"   # not hr-lifecycle, not the caller
     assert (event.type, event.action, event.model) == ("model", "loaded", "tiny")
