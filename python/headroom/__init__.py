@@ -40,7 +40,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Context", "Model", "Stream", "Registry", "Cache", "Subscription", "Remote", "KeepAlive",
-    "check_memory_pressure", "check", "memory", "pressure", "version", "library_path",
+    "check_memory_pressure", "check", "memory", "pressure", "cache_size", "clear_cache", "version",
+    "library_path",
     "default_context", "keep_alive_seconds", "errors",
     "HeadroomError", "LibraryNotFoundError", "InvalidArgumentError", "OutOfMemoryError",
     "NotFoundError", "AccessError", "HeadroomIOError", "FormatError", "EngineError",
@@ -108,6 +109,19 @@ def check(model: "Union[str, os.PathLike[str]]", ctx: Optional[int] = None, **pa
     verdict ("ok", "warn", "refuse"), the reason, guidance and the per-device table (host RAM,
     each GPU). Parameters as Context.check."""
     return default_context().check(model, ctx, **params)
+
+
+def cache_size() -> int:
+    """Bytes of headroom's KV snapshots in its cache directory ($HEADROOM_CACHE_DIR, else
+    $XDG_CACHE_HOME/headroom, else ~/.cache/headroom)."""
+    return default_context().cache.size()
+
+
+def clear_cache(raise_on_failure: bool = True) -> ClearReport:
+    """Removes headroom's own files from its cache directory (never anything else) and reports
+    what it removed and what it could not; a file it may not remove raises AccessError (a
+    PermissionError) with the sentence, unless `raise_on_failure` is false. Cache.clear."""
+    return default_context().cache.clear(raise_on_failure=raise_on_failure)
 
 
 def version() -> str:

@@ -100,3 +100,18 @@ def test_clearing_what_this_user_may_not_remove_reports_the_permission_error(tmp
         assert hr.cache.clear().removed == 1
         assert hr.cache.list() == []
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_module_shortcuts_use_the_default_cache_directory(tmp_path, tiny_model):
+    """headroom.cache_size() and clear_cache(), in a child process whose HEADROOM_CACHE_DIR is
+    its own (the suite's shared cache directory is left alone)."""
+    with headroom.Context(monitor=False, cache_dir=tmp_path) as hr:
+        save_snapshot(hr, tiny_model)
+        size = hr.cache.size()
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import headroom; "
+            "print(headroom.cache_size()); r = headroom.clear_cache(); print(r.removed, r.bytes_removed); "
+            "print(headroom.cache_size())")
+    child = subprocess.run([sys.executable, "-c", code, str(SOURCE / "python")], capture_output=True, text=True,
+                           env=dict(os.environ, HEADROOM_CACHE_DIR=str(tmp_path)), timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split("\n")[:3] == [str(size), f"1 {size}", "0"]
