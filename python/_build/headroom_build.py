@@ -100,7 +100,7 @@ def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) ->
     filename = f"{base}.tar.gz"
     with tarfile.open(os.path.join(sdist_directory, filename), "w:gz") as sdist:
         for path in ["pyproject.toml", "README.md", "_build/headroom_build.py"] + \
-                    [p for p, _ in _package_files()]:
+                    [p for p, _ in _package_files() if p != "headroom/_origin.py"]:
             sdist.add(str(ROOT / path), arcname=f"{base}/{path}")
         info = _metadata(project).encode()
         entry = tarfile.TarInfo(f"{base}/PKG-INFO")
