@@ -87,6 +87,15 @@ struct hr_registry *hr_registry_of(hr_context *ctx)
     return ctx ? ctx->registry : NULL;
 }
 
+void hr_registry_work_ended(hr_context *ctx)
+{
+    struct hr_registry *r = hr_registry_of(ctx);
+    if (!r) return;
+    pthread_mutex_lock(&r->lock);
+    if (r->thread_started) pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+}
+
 /* ---- unloading ---------------------------------------------------------------------------------- */
 
 int64_t hr_registry_unload_marked(struct hr_registry *r, struct model_entry *e, const char *reason)

@@ -23,4 +23,10 @@ void hr_registry_destroy(struct hr_registry *registry);
  * false). A model not in the registry is only reported. Called on the generating thread. */
 bool hr_registry_degraded(hr_context *ctx, hr_model *model, const char *reason);
 
+/* A model's worker finished its work (no session left running or queued). The lifecycle
+ * thread skips a model that still works when it plans, and a release that comes as the last
+ * piece is read (before the worker has let go of the session) would otherwise leave its
+ * keep-alive unarmed until other news. Called with no lock held; any thread. */
+void hr_registry_work_ended(hr_context *ctx);
+
 #endif

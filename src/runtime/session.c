@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "platform/platform.h"
 #include "runtime/model.h"
+#include "runtime/registry.h"
 
 enum { MAX_QUEUE_CAPACITY = 1 << 16 };
 
@@ -183,8 +184,11 @@ static void *worker_main(void *arg)
         else run_session(model, s);
         pthread_mutex_lock(&model->queue_lock);
         model->current = NULL;
+        bool idle = !model->queue_head;
         pthread_mutex_unlock(&model->queue_lock);
         release(s);
+        /* the lifecycle may have planned while this session ran: its keep-alive starts now */
+        if (idle) hr_registry_work_ended(model->ctx);
         pthread_mutex_lock(&model->queue_lock);
     }
     pthread_mutex_unlock(&model->queue_lock);

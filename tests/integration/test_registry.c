@@ -1,7 +1,7 @@
 /*
  * test_registry.c: the model registry on the real engine: keep-alive 0 and a short keep-alive
  * unload and give the memory back (RSS falls by at least 90% of the weights), a use resets the
- * deadline, pins, manual unload (refused while in use, or cancelling cleanly), load failures,
+ * deadline, a release right after the last piece still expires, pins, manual unload (refused while in use, or cancelling cleanly), load failures,
  * and many threads acquiring and releasing two models at once.
  * usage: test_registry TINY_MODEL.gguf MID_MODEL.gguf SCRATCH_DIR
  */
@@ -211,6 +211,37 @@ static void a_short_keep_alive_expires_and_a_use_resets_it(void **state)
     usleep(2000000);
     assert_int_equal(entry_of(f->ctx, "tiny").state, HR_MODEL_READY);
     assert_true(entry_of(f->ctx, "tiny").expires_at == 0);
+}
+
+/* A release that comes as soon as the last piece is read, while the worker is still finishing the
+ * session: the lifecycle planned while the model worked (no deadline then), so the end of the
+ * work must wake it, or the keep-alive never expires (found by the Python suite). */
+static void a_release_right_after_the_last_piece_still_expires(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(hr_registry_set_keep_alive(f->ctx, "tiny", 0.5), HR_OK);
+    for (int round = 0; round < 5; round++) {
+        hr_model *model = NULL;
+        assert_int_equal(hr_registry_acquire(f->ctx, "tiny", &model), HR_OK);
+        hr_session_params sp = hr_session_default_params();
+        sp.generate.max_tokens = 4;
+        sp.generate.temperature = 0;
+        hr_session *session = NULL;
+        assert_int_equal(hr_session_start(model, "Once upon a time", &sp, &session), HR_OK);
+        char piece[256];
+        size_t length;
+        int rc;
+        while ((rc = hr_session_read(session, piece, sizeof piece, &length, 0.1)) == HR_OK || rc == HR_EAGAIN) {
+        }
+        assert_int_equal(rc, HR_EOF);
+        hr_generation_stats stats;
+        assert_int_equal(hr_session_stats(session, &stats), HR_OK);
+        hr_session_free(session);
+        hr_registry_release(f->ctx, model, NAN);   /* at once: the worker may still hold the session */
+        if (!wait_for_state(f->ctx, "tiny", HR_MODEL_UNLOADED, 10))
+            fail_msg("round %d: a 0.5 s keep-alive had not expired 10 s after the release", round);
+        assert_string_equal(entry_of(f->ctx, "tiny").last_unload_reason, "keep-alive expired");
+    }
 }
 
 static void pinned_models_stay_until_unpinned(void **state)
@@ -562,6 +593,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(keep_alive_zero_unloads_and_returns_the_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(a_memory_mapped_model_gives_back_its_resident_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(a_short_keep_alive_expires_and_a_use_resets_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_release_right_after_the_last_piece_still_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(pinned_models_stay_until_unpinned, setup, teardown),
         cmocka_unit_test_setup_teardown(manual_unload_refuses_or_cancels_a_busy_model, setup, teardown),
         cmocka_unit_test_setup_teardown(an_unloaded_conversation_comes_back_with_the_model, setup, teardown),
