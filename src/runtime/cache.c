@@ -96,7 +96,7 @@ static int check_private(int fd, const char *path)
     return HR_OK;
 }
 
-int hr_cache_open_kv(hr_context *ctx, bool create, int *fd_out, char *path, size_t size)
+int hr_cache_open_kv(hr_context *ctx, int flags, int *fd_out, char *path, size_t size)
 {
     *fd_out = -1;
     path[0] = '\0';
@@ -106,7 +106,7 @@ int hr_cache_open_kv(hr_context *ctx, bool create, int *fd_out, char *path, size
     int n = snprintf(path, size, "%s/kv", ctx->cache_root);
     if (n < 0 || (size_t)n >= size || (size_t)n + HR_SNAPSHOT_NAME_LENGTH + 8 >= PATH_MAX)
         return hr_fail(HR_EINVAL, "the cache directory path is too long: %s", ctx->cache_root);
-    if (create) {
+    if (flags & HR_KV_CREATE) {
         int rc = make_directories(ctx->cache_root);
         if (rc != HR_OK) return rc;
         if (mkdir(path, 0700) != 0 && errno != EEXIST) {
@@ -117,7 +117,7 @@ int hr_cache_open_kv(hr_context *ctx, bool create, int *fd_out, char *path, size
     }
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
-        int rc = check_private(fd, path);
+        int rc = flags & HR_KV_PRIVATE ? check_private(fd, path) : HR_OK;
         if (rc != HR_OK) {
             close(fd);
             return rc;
@@ -246,7 +246,7 @@ void hr_cache_evict(hr_context *ctx, int dirfd, const char *path, const char *ke
 /* Opens kv/ for reading; *dirfd is -1 with HR_OK when there is none yet: an empty cache. */
 static int open_existing_kv(hr_context *ctx, int *dirfd, char *path, size_t size)
 {
-    int rc = hr_cache_open_kv(ctx, false, dirfd, path, size);
+    int rc = hr_cache_open_kv(ctx, 0, dirfd, path, size);
     if (rc == HR_ENOENT && ctx->cache_root) {
         hr_clear_error();
         return HR_OK;

@@ -22,9 +22,17 @@ struct hr_snapshot;
  * $HOME/.cache/headroom. A malloc'd string, or NULL when none is known. Nothing is created. */
 char *hr_cache_resolve_root(const char *configured);
 
-/* Opens <root>/kv as *fd_out (creating it and the root, private to the user, when `create`),
- * refusing a kv/ that is a symbolic link; its path goes to `path`. HR_ENOENT when there is none. */
-int hr_cache_open_kv(hr_context *ctx, bool create, int *fd_out, char *path, size_t size);
+/* How hr_cache_open_kv opens kv/. */
+enum {
+    HR_KV_CREATE = 1,    /* make it (and the root, private to the user) when missing */
+    HR_KV_PRIVATE = 2,   /* snapshots will be loaded from it or saved into it: it must be the
+                            user's own, and one others may write is made private (listing and
+                            clearing need no such trust: they read names and remove files) */
+};
+
+/* Opens <root>/kv as *fd_out, refusing a kv/ that is a symbolic link; its path goes to `path`.
+ * `flags` are HR_KV_*. HR_ENOENT when there is none; HR_EACCES for one that is not private. */
+int hr_cache_open_kv(hr_context *ctx, int flags, int *fd_out, char *path, size_t size);
 
 /* Every intact snapshot in kv/, in directory order; *out is malloc'd (NULL when none). */
 int hr_cache_scan(int dirfd, const char *path, struct hr_snapshot **out, size_t *count);

@@ -39,7 +39,7 @@ static int save_window(hr_model *model, bool *saved)
 
     char directory[PATH_MAX];
     int dirfd;
-    int rc = hr_cache_open_kv(ctx, true, &dirfd, directory, sizeof directory);
+    int rc = hr_cache_open_kv(ctx, HR_KV_CREATE | HR_KV_PRIVATE, &dirfd, directory, sizeof directory);
     if (rc != HR_OK) return rc;
 
     /* Nothing new since the last save or restore: that snapshot stands; only its use counts. */
@@ -134,7 +134,7 @@ static int restore_window(hr_model *model)
     if (!model->identity.known) return hr_fail(HR_ENOTSUP, "no snapshot can be restored: %s", model->identity.problem);
     char directory[PATH_MAX];
     int dirfd;
-    int rc = hr_cache_open_kv(ctx, false, &dirfd, directory, sizeof directory);
+    int rc = hr_cache_open_kv(ctx, HR_KV_PRIVATE, &dirfd, directory, sizeof directory);
     if (rc == HR_ENOENT)
         return hr_fail(HR_ENOENT, "there is no snapshot of %s with a window of %d tokens (%s does not exist)",
                        model->name, model->identity.n_ctx, directory);

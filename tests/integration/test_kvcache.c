@@ -273,9 +273,12 @@ static void the_cache_directory_must_be_private(void **state)
         assert_int_equal(hr_model_snapshot_save(model, &saved), HR_EACCES);
         fprintf(stderr, "  %s\n", hr_last_error());
         assert_non_null(strstr(hr_last_error(), "belongs to uid 65534"));
+        hr_model *fresh = load(ctx, 256);
+        assert_int_equal(hr_model_snapshot_restore(fresh), HR_EACCES);   /* nothing is loaded from it */
+        hr_model_free(fresh);
         hr_cache_entry *entries = NULL;
         size_t count = 0;
-        assert_int_equal(hr_cache_list(ctx, &entries, &count), HR_EACCES);   /* and nothing is read from it */
+        assert_int_equal(hr_cache_list(ctx, &entries, &count), HR_OK);   /* listing names trusts nothing */
         hr_free(entries);
         assert_int_equal(chown(kv, 0, 0), 0);
     }

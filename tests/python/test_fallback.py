@@ -81,11 +81,12 @@ def test_the_registry_falls_back_when_the_model_cannot_be_had_here(tmp_path, tin
         assert "critical" in loaded.reason
         assert hr.models.get("local-name").served_by == "fallback"
         assert hr.metrics()[-1].served_by == "fallback"
-    # the same request without a fall-back is refused, with the reason
+    # the same request without a fall-back is refused, with the reason: pressure is critical, or
+    # (judged on memory sampled now) the load does not fit above the critical band kept free
     with headroom.Context(cache_dir=tmp_path, thresholds={"warn_free_percent": 99.95,
                                                           "critical_free_percent": 99.9}) as hr:
         hr.models.add("tiny", tiny_model, ctx=256)
-        with pytest.raises(headroom.MemoryRefusedError, match="critical"):
+        with pytest.raises(headroom.MemoryRefusedError, match="critical|does not fit"):
             hr.models.complete("tiny", PROMPT, max_tokens=4)
 
 
