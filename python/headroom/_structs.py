@@ -231,6 +231,7 @@ class hr_preflight_result(Structure):
         ("weight_bytes", c_uint64),
         ("n_layer", c_int32),
         ("n_ctx_train", c_int32),
+        ("file_cached_bytes", c_uint64),
     ]
 
 
