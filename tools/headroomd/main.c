@@ -407,6 +407,8 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.started_at = wall_seconds();
+    if (!history_start(&srv, &params.thresholds))
+        fprintf(stderr, "headroomd: out of memory for the memory history; /api/memory/history stays empty\n");
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (address->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, http_handle, &srv,
@@ -435,11 +437,16 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    while (!stop_requested) usleep(250000);   /* keep-alive and pressure: the library's hr-lifecycle */
+    /* keep-alive and pressure are the library's hr-lifecycle; here only the dashboard's history */
+    while (!stop_requested) {
+        usleep(250000);
+        history_tick(&srv);
+    }
 
     fprintf(stderr, "headroomd: stopping\n");
     server_cancel_all_sessions(&srv);
     MHD_stop_daemon(srv.daemon);
+    history_stop(&srv);
     hr_context_free(srv.ctx);   /* unloads every model */
     return 0;
 }
