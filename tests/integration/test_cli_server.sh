@@ -84,4 +84,14 @@ run ps
 [[ $(rc) -eq 0 ]] && ! said "^tiny"; check "ps after the unload: nothing loaded" $? || show
 
 stop_server "$pid" cli; check "headroomd stops cleanly" $?
+
+# one HEADROOM_HOST, as a URL with the port, for both the server and the CLI (as OLLAMA_HOST)
+HEADROOM_HOST=http://127.0.0.1:$port start_server url --model "$model" --api-key secret
+check "headroomd binds what HEADROOM_HOST=http://127.0.0.1:$port says" $?
+[[ $url == "http://127.0.0.1:$port" ]]; check "  on that port ($url)" $?
+HEADROOM_HOST=http://127.0.0.1:$port run ps --all
+[[ $(rc) -eq 0 ]] && said "^tiny"; check "the CLI finds it through the same HEADROOM_HOST" $? || show
+[[ -n $url ]] && { stop_server "$pid" url; check "that headroomd stops cleanly" $?; }
+HEADROOM_HOST=https://127.0.0.1:$port "$headroomd" --model "$model" >"$scratch/out" 2>"$scratch/err"
+[[ $? -eq 2 ]] && said "serves plain HTTP; put a TLS proxy" err; check "HEADROOM_HOST=https://...: refused with the reason, exit 2" $? || show
 finish
