@@ -2,7 +2,8 @@
  * client.c: the CLI's way to a running headroomd (`headroom ps`, `load`, `unload`, `top`): one
  * HTTP request at a time with libcurl, to HEADROOM_HOST (as Ollama's OLLAMA_HOST: "host",
  * "host:port" or a URL; default http://127.0.0.1:11435), with HEADROOM_API_KEY as the bearer key.
- * Failures come back as one sentence a person can act on.
+ * Failures come back as one sentence a person can act on. This is the tool's, not the library's:
+ * libheadroom runs models; a client of headroomd's HTTP API is a user of it, as curl's tool is.
  */
 #include <stdio.h>
 #include <stdlib.h>
