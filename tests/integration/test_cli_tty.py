@@ -107,8 +107,20 @@ t.send(b"Hello there\n")
 at2 = t.expect(b">>> ", 60, at)
 answer = t.text[at:at2].decode("utf-8", "replace") if at2 >= 0 else ""
 check("a line gets an answer, then the prompt again", at2 >= 0 and len(answer.strip()) > len("Hello there"), answer)
+t.send(b"\x1b[A")   # Up: the line before comes back, and Enter sends it again
+recalled = t.expect(b">>> Hello there", 10, at2)
+t.send(b"\n")
+at2b = t.expect(b">>> ", 60, recalled if recalled >= 0 else at2)
+check("Up recalls the line before; Enter sends it again", recalled >= 0 and at2b >= 0, t.text[at2:].decode("utf-8", "replace"))
+t.send(b"abc\x7f\x7fz\n")   # Backspace twice: "az"
+edited = t.expect(b"\r\x1b[K>>> az", 10, at2b)   # redrawn after each Backspace, then z echoed
+after = t.expect(b">>> ", 60, edited if edited >= 0 else at2b)
+t.send(b"/help\n")
+helped = t.expect(b"commands: /clear", 10, after if after >= 0 else at2b)
+check("Backspace edits the line (abc, two Backspaces, z: az); /help lists the commands", edited >= 0 and helped >= 0,
+      t.text[at2b:].decode("utf-8", "replace"))
 t.send(b"/clear\n")
-at3 = t.expect(b"(the conversation is forgotten)", 10, at2)
+at3 = t.expect(b"(the conversation is forgotten)", 10, at2b)
 check("/clear forgets the conversation", at3 >= 0)
 t.send(b"/bye\n")
 code = t.wait(20)

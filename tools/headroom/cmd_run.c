@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -287,28 +288,112 @@ static int collect_piece(const char *piece, size_t length, void *user_data)
     return print_piece(piece, length, &a->out);
 }
 
+/* ---- the chat's line: typed with echo off so the arrows can recall earlier lines ----------- */
+
+enum { LINE_HISTORY = 100 };
+
+struct line_history {
+    char *lines[LINE_HISTORY];
+    int count;
+};
+
+static void remember(struct line_history *h, const char *line)
+{
+    if (h->count > 0 && strcmp(h->lines[h->count - 1], line) == 0) return;   /* no repeats */
+    if (h->count == LINE_HISTORY) {
+        free(h->lines[0]);
+        memmove(h->lines, h->lines + 1, (LINE_HISTORY - 1) * sizeof h->lines[0]);
+        h->count--;
+    }
+    char *copy = strdup(line);
+    if (copy) h->lines[h->count++] = copy;
+}
+
+static void redraw(const char *line)
+{
+    printf("\r\033[K>>> %s", line);
+    fflush(stdout);
+}
+
+/* Reads one line at ">>> ": typing, Backspace (a whole UTF-8 character), Up and Down through the
+ * lines entered before, Enter. Returns 1 with a line, 0 at Ctrl-D on an empty line (or the end of
+ * input), -1 when Ctrl-C interrupted it (SIGINT stays on: the handler sets `interrupted`). */
+static int read_line(char *line, size_t size, struct line_history *h)
+{
+    struct termios saved, raw;
+    bool terminal = tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (terminal) {
+        raw = saved;
+        raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+        raw.c_cc[VMIN] = 1;
+        raw.c_cc[VTIME] = 0;
+        tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+    }
+    size_t length = 0;
+    int recalled = h->count;   /* h->count: the line being typed, not a recalled one */
+    line[0] = '\0';
+    redraw(line);
+    int result;
+    for (;;) {
+        char key;
+        ssize_t n = read(STDIN_FILENO, &key, 1);
+        if (n < 0 && errno == EINTR) { result = -1; break; }
+        if (n <= 0) { result = length ? 1 : 0; break; }
+        if (key == '\n' || key == '\r') { result = 1; break; }
+        if (key == 4) {   /* Ctrl-D */
+            if (length == 0) { result = 0; break; }
+            continue;
+        }
+        if (key == 127 || key == 8) {   /* Backspace: the whole character */
+            while (length > 0 && ((unsigned char)line[length - 1] & 0xC0) == 0x80) length--;
+            if (length > 0) length--;
+            line[length] = '\0';
+            redraw(line);
+            continue;
+        }
+        if (key == 27) {   /* an escape sequence: ESC [ A is Up, ESC [ B is Down; others are ignored */
+            char sequence[2];
+            if (read(STDIN_FILENO, &sequence[0], 1) != 1 || read(STDIN_FILENO, &sequence[1], 1) != 1) continue;
+            if (sequence[0] != '[' || (sequence[1] != 'A' && sequence[1] != 'B')) continue;
+            if (sequence[1] == 'A' && recalled > 0) recalled--;
+            else if (sequence[1] == 'B' && recalled < h->count) recalled++;
+            else continue;
+            snprintf(line, size, "%s", recalled < h->count ? h->lines[recalled] : "");
+            length = strlen(line);
+            redraw(line);
+            continue;
+        }
+        if ((unsigned char)key < 32) continue;   /* other control keys */
+        if (length + 1 < size) {
+            line[length++] = key;
+            line[length] = '\0';
+            fputc(key, stdout);
+            fflush(stdout);
+        }
+    }
+    if (terminal) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    fputc('\n', stdout);
+    fflush(stdout);
+    return result;
+}
+
 static int chat(hr_context *ctx, hr_model *model, const hr_generate_params *params, bool quiet)
 {
     struct conversation c = { 0 };
     char line[8192];
+    struct line_history history = { 0 };
     bool template_warned = false;
-    if (!quiet) fprintf(stderr, "headroom: chat: Ctrl-C stops an answer, /clear forgets the conversation, /bye or Ctrl-D ends\n");
+    if (!quiet) fprintf(stderr, "headroom: chat: Ctrl-C stops an answer, Up and Down recall lines, /clear forgets the conversation, /bye or Ctrl-D ends\n");
     for (;;) {
-        fputs(">>> ", stdout);
-        fflush(stdout);
         interrupted = 0;
-        if (!fgets(line, sizeof line, stdin)) {
-            if (interrupted || errno == EINTR) {   /* Ctrl-C at the prompt: a hint, not an exit */
-                clearerr(stdin);
-                errno = 0;
-                fputs("\nUse Ctrl-D or /bye to leave.\n", stdout);
-                continue;
-            }
-            fputc('\n', stdout);
-            break;   /* Ctrl-D */
+        int got = read_line(line, sizeof line, &history);
+        if (got < 0) {   /* Ctrl-C at the prompt: a hint, not an exit */
+            fputs("Use Ctrl-D or /bye to leave.\n", stdout);
+            continue;
         }
-        line[strcspn(line, "\n")] = '\0';
+        if (got == 0) break;   /* Ctrl-D */
         if (!line[0]) continue;
+        remember(&history, line);
         if (strcmp(line, "/bye") == 0 || strcmp(line, "/exit") == 0) break;
         if (strcmp(line, "/clear") == 0) {
             clear_conversation(&c);
@@ -350,6 +435,7 @@ static int chat(hr_context *ctx, hr_model *model, const hr_generate_params *para
     clear_conversation(&c);
     free(c.messages);
     free(c.owned);
+    for (int i = 0; i < history.count; i++) free(history.lines[i]);
     return 0;
 }
 
