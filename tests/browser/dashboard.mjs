@@ -81,7 +81,8 @@ try {
   check('Unload unloads the model and the table says so', !!unloaded, `server: ${await stateOf()}`);
   const unloadText = await until(async () => { const l = page.locator('#events li[data-action="unloaded"]'); return (await l.count()) && l.first().textContent(); }, 5000);
   check('the unload shows in the events with its reason and the bytes freed', !!unloadText && /freed|taken|unload/.test(unloadText), unloadText || '');
-  await page.selectOption(`select[aria-label="keep ${model} loaded for"]`, '-1');
+  await page.selectOption(`select[aria-label="how long to keep ${model} loaded"]`, '-1');
+  await page.click(`button[aria-label="keep ${model} loaded"]`);
   const kept = await until(async () => { const m = (await (await api('/api/memory')).json()).models.find(x => x.name === model); return m.state === 'ready' && m.expires_at === 0; }, 60000);
   check('keep loaded for ever loads it with no deadline', !!kept);
 
