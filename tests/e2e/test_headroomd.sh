@@ -210,6 +210,20 @@ http POST "$A/api/unload" '{"model":"tiny"}'
 status 200 && expect 'json.model === "tiny" && json.status === "unloaded"' && { http GET "$A/api/ps"; expect 'json.models.length === 0'; }
 check "POST /api/unload unloads it" $?
 
+http GET "$A/api/memory/history"
+status 200 && expect 'json.capacity === 600 && json.interval_seconds === 1 && json.warn_free_percent > json.critical_free_percent &&
+    json.samples.length >= 1 && json.samples.every(s => s.effective_total_bytes > 0 && s.process_rss_bytes > 0 && typeof s.models === "object") &&
+    json.events.some(e => e.type === "model" && e.action === "loaded" && e.model === "tiny" && e.reason.length > 0) &&
+    json.events.some(e => e.action === "unloaded" && typeof e.bytes_freed === "number") &&
+    json.events.every((e, i) => i === 0 || e.id > json.events[i - 1].id)'
+check "GET /api/memory/history: the samples kept and the events, numbered, with their reasons" $?
+cp "$scratch/body" "$scratch/history.json"
+http GET "$A/api/memory/history?since=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1])).samples.at(-1).time' "$scratch/history.json")&after=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1])).events.at(-1).id' "$scratch/history.json")"
+status 200 && expect 'const old = load("history.json"); return json.events.length === 0 && json.samples.every(s => s.time > old.samples.at(-1).time)'
+check "GET /api/memory/history?since=T&after=ID: only what is newer" $?
+http GET "$A/api/memory/history?since=yesterday"
+status 400 && expect 'json.error.includes("since")'; check "history: a bad 'since' is a 400 naming it" $?
+
 http POST "$A/v1/completions" '{"model":"tiny:latest","prompt":"Hi","max_tokens":2}'
 status 200; check "a model named as Ollama does (tiny:latest) is found" $?
 

@@ -31,5 +31,10 @@ int cmd_run(int argc, char **argv);
 int cmd_pressure(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+/* A running headroomd's (cmd_server.c, over client.c). */
+int cmd_ps(int argc, char **argv);
+int cmd_load(int argc, char **argv);
+int cmd_unload(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 #endif

@@ -17,6 +17,13 @@ static void usage(FILE *out)
             "  check MODEL          will the model fit? estimate per device, verdict, guidance\n"
             "  pressure             memory pressure level, reasons and the watermark\n"
             "  cache ls|clear       headroom's KV snapshots: list them, or remove them\n"
+            "\n"
+            "with a running headroomd (HEADROOM_HOST, default http://127.0.0.1:11435):\n"
+            "  ps                   the models it holds in memory\n"
+            "  load MODEL           load a model (--keep-alive D)\n"
+            "  unload MODEL         unload a model\n"
+            "  top                  level, memory, models and generations, live (q quits)\n"
+            "\n"
             "  version              print the version\n"
             "  help                 print this help\n"
             "\n"
@@ -34,6 +41,10 @@ int main(int argc, char **argv)
     if (strcmp(command, "check") == 0) return cmd_check(argc - 1, argv + 1);
     if (strcmp(command, "pressure") == 0) return cmd_pressure(argc - 1, argv + 1);
     if (strcmp(command, "cache") == 0) return cmd_cache(argc - 1, argv + 1);
+    if (strcmp(command, "ps") == 0) return cmd_ps(argc - 1, argv + 1);
+    if (strcmp(command, "load") == 0) return cmd_load(argc - 1, argv + 1);
+    if (strcmp(command, "unload") == 0) return cmd_unload(argc - 1, argv + 1);
+    if (strcmp(command, "top") == 0) return cmd_top(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("headroom %s\n", hr_version());
         return 0;

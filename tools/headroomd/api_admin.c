@@ -2,7 +2,7 @@
  * api_admin.c: operations: GET /health (alive), GET /ready (503 with the reason under critical
  * pressure), GET /metrics (Prometheus text), GET /api/memory (the watermark and pressure),
  * GET /api/events (server-sent events: pressure level changes), GET /api/generations (the
- * metrics ring), POST /api/load and POST /api/unload.
+ * metrics ring), GET /api/memory/history (history.c), POST /api/load and POST /api/unload.
  */
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +74,28 @@ static enum MHD_Result generations(request *r)
 static enum MHD_Result active(request *r)
 {
     return reply_json(r, 200, server_active_sessions(r->srv));
+}
+
+/* The last minutes of memory samples and events (history.c); ?since=TIME for the samples after
+ * the last one a client has, ?after=ID for the events after the last one it has. */
+static enum MHD_Result memory_history(request *r)
+{
+    const char *since_text = MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, "since");
+    const char *after_text = MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, "after");
+    double since = 0;
+    unsigned long after = 0;
+    char *end;
+    if (since_text) {
+        since = strtod(since_text, &end);
+        if (end == since_text || *end || !isfinite(since))
+            return reply_error(r, 400, "since", "'since' must be a time in seconds since the Unix epoch, as the samples' 'time', not '%s'", since_text);
+    }
+    if (after_text) {
+        after = strtoul(after_text, &end, 10);
+        if (end == after_text || *end || after_text[0] == '-')
+            return reply_error(r, 400, "after", "'after' must be an event's 'id' (a whole number), not '%s'", after_text);
+    }
+    return reply_json(r, 200, history_json(r->srv, since, after));
 }
 
 /* ---- /metrics --------------------------------------------------------------------------------- */
@@ -397,13 +419,15 @@ bool api_admin(request *r, enum MHD_Result *reply)
     bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
     bool post = strcmp(r->method, "POST") == 0;
     static const char *const get_paths[] = { "/health", "/ready", "/metrics", "/api/memory", "/api/generations",
-                                             "/api/active", "/api/events", "/", "/dashboard" };
+                                             "/api/active", "/api/events", "/", "/dashboard",
+                                             "/api/memory/history" };
     if (strcmp(r->path, "/health") == 0 && get) *reply = reply_text(r, 200, "application/json", "{\"status\":\"ok\"}");
     else if ((strcmp(r->path, "/") == 0 || strcmp(r->path, "/dashboard") == 0) && get)
         *reply = reply_text(r, 200, "text/html; charset=utf-8", (const char *)dashboard_page);
     else if (strcmp(r->path, "/ready") == 0 && get) *reply = ready(r);
     else if (strcmp(r->path, "/metrics") == 0 && get) *reply = prometheus(r);
     else if (strcmp(r->path, "/api/memory") == 0 && get) *reply = memory(r);
+    else if (strcmp(r->path, "/api/memory/history") == 0 && get) *reply = memory_history(r);
     else if (strcmp(r->path, "/api/generations") == 0 && get) *reply = generations(r);
     else if (strcmp(r->path, "/api/active") == 0 && get) *reply = active(r);
     else if (strcmp(r->path, "/api/events") == 0 && get) *reply = events(r);

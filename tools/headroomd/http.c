@@ -210,13 +210,21 @@ void server_observe(server *srv, const hr_generation_stats *stats, int result)
 struct tracked_session {
     hr_session *session;
     struct tracked_session *next;
+    char model[256];              /* the catalogue name ("" when unknown) */
+    double started;               /* wall clock */
+    int32_t last_tokens;          /* at the last history tick, for the rate */
+    double last_tick;
+    double tokens_per_second;
 };
 
-static void track(server *srv, hr_session *session)
+static void track(request *r, hr_session *session)
 {
-    struct tracked_session *t = malloc(sizeof *t);
+    server *srv = r->srv;
+    struct tracked_session *t = calloc(1, sizeof *t);
     if (!t) return;   /* only shutdown is slower for it */
     t->session = session;
+    snprintf(t->model, sizeof t->model, "%s", r->model_name ? r->model_name : "");
+    t->started = t->last_tick = wall_seconds();
     pthread_mutex_lock(&srv->sessions_lock);
     t->next = srv->sessions;
     srv->sessions = t;
@@ -245,10 +253,34 @@ cJSON *server_active_sessions(server *srv)
         hr_session_stats(t->session, &stats);
         cJSON *item = cJSON_CreateObject();
         cJSON_AddNumberToObject(item, "generated_tokens", stats.generated_tokens);
+        cJSON_AddStringToObject(item, "model", t->model);
+        cJSON_AddStringToObject(item, "state", stats.generated_tokens > 0 ? "generating" : "waiting");
+        cJSON_AddNumberToObject(item, "seconds", wall_seconds() - t->started);
+        cJSON_AddNumberToObject(item, "tokens_per_second", t->tokens_per_second);
         cJSON_AddItemToArray(list, item);
     }
     pthread_mutex_unlock(&srv->sessions_lock);
     return list;
+}
+
+void server_sessions_tick(server *srv, double now, double *tokens_per_second, int *running, int *waiting)
+{
+    *tokens_per_second = 0;
+    *running = *waiting = 0;
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct tracked_session *t = srv->sessions; t; t = t->next) {
+        hr_generation_stats stats;
+        hr_session_stats(t->session, &stats);
+        if (now - t->last_tick > 0.1) {
+            t->tokens_per_second = (double)(stats.generated_tokens - t->last_tokens) / (now - t->last_tick);
+            t->last_tokens = stats.generated_tokens;
+            t->last_tick = now;
+        }
+        *tokens_per_second += t->tokens_per_second;
+        if (stats.generated_tokens > 0) ++*running;
+        else ++*waiting;
+    }
+    pthread_mutex_unlock(&srv->sessions_lock);
 }
 
 void server_cancel_all_sessions(server *srv)
@@ -370,7 +402,7 @@ enum MHD_Result reply_stream(request *r, hr_session *session, const stream_forma
     s->state = state;
     s->fd = connection_fd(r->connection);
     s->first = true;
-    track(r->srv, session);
+    track(r, session);
     struct MHD_Response *response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
     if (!response) {
         stream_free(s);
@@ -386,7 +418,7 @@ int read_whole_session(request *r, hr_session *session, char **text, hr_generati
 {
     int fd = connection_fd(r->connection);
     size_t length = 0;
-    track(r->srv, session);
+    track(r, session);
     *text = calloc(1, 1);
     char piece[4096];
     size_t piece_length;

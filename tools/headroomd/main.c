@@ -53,7 +53,8 @@ static void usage(FILE *out)
             "Serves GGUF models over OpenAI- and Ollama-compatible HTTP APIs, with memory managed\n"
             "by libheadroom. docs/configuration.md describes every option.\n"
             "\n"
-            "  --host ADDRESS        address to bind (default 127.0.0.1)\n"
+            "  --host ADDRESS        address to bind (default 127.0.0.1); ADDRESS:PORT or\n"
+            "                        http://ADDRESS:PORT too, as the CLI reads HEADROOM_HOST\n"
             "  --port N              port (default 11435; 0 picks a free one)\n"
             "  --model PATH          a model to serve (repeatable)\n"
             "  --models-dir DIR      serve every .gguf file in DIR\n"
@@ -111,12 +112,54 @@ static bool parse_long(const char *name, const char *text, long min, long max, l
     return true;
 }
 
+/* --host as Ollama reads OLLAMA_HOST, so one HEADROOM_HOST serves the server and the CLI: an
+ * address, ADDRESS:PORT, [IPv6]:PORT or http://ADDRESS[:PORT]; a port given here sets --port. */
+static bool set_host(server_config *c, const char *value)
+{
+    const char *at = value;
+    if (strncmp(at, "https://", 8) == 0) {
+        fprintf(stderr, "headroomd: --host '%s': headroomd serves plain HTTP; put a TLS proxy in front of it "
+                        "(docs/deployment.md) and give the address alone\n", value);
+        return false;
+    }
+    if (strncmp(at, "http://", 7) == 0) at += 7;
+    char host[256];
+    snprintf(host, sizeof host, "%s", at);
+    size_t length = strlen(host);
+    while (length > 0 && host[length - 1] == '/') host[--length] = '\0';
+    char *port = NULL;
+    if (host[0] == '[') {   /* [::1]:11435 */
+        char *close = strchr(host, ']');
+        if (!close || (close[1] && close[1] != ':')) {
+            fprintf(stderr, "headroomd: --host '%s': expected [IPv6 address] or [IPv6 address]:PORT\n", value);
+            return false;
+        }
+        *close = '\0';
+        if (close[1] == ':') port = close + 2;
+        memmove(host, host + 1, strlen(host + 1) + 1);
+    } else {
+        char *colon = strchr(host, ':');
+        if (colon && !strchr(colon + 1, ':')) {   /* one colon: ADDRESS:PORT; more: a bare IPv6 address */
+            *colon = '\0';
+            port = colon + 1;
+        }
+    }
+    if (port) {
+        long number;
+        if (!parse_long("the port in --host", port, 0, 65535, &number)) return false;
+        c->port = (int)number;
+    }
+    snprintf(c->host, sizeof c->host, "%s", host);
+    return true;
+}
+
 /* One option by name, from a flag, the environment or the config file. */
 static bool set_option(server_config *c, const char *name, const char *value)
 {
     long number;
-    if (strcmp(name, "host") == 0) snprintf(c->host, sizeof c->host, "%s", value);
-    else if (strcmp(name, "port") == 0) {
+    if (strcmp(name, "host") == 0) {
+        if (!set_host(c, value)) return false;
+    } else if (strcmp(name, "port") == 0) {
         if (!parse_long("--port", value, 0, 65535, &number)) return false;
         c->port = (int)number;
     } else if (strcmp(name, "model") == 0) {
@@ -430,6 +473,8 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.started_at = wall_seconds();
+    if (!history_start(&srv, &params.thresholds))
+        fprintf(stderr, "headroomd: out of memory for the memory history; /api/memory/history stays empty\n");
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (address->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, http_handle, &srv,
@@ -461,7 +506,11 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    while (!stop_requested) usleep(250000);   /* keep-alive and pressure: the library's hr-lifecycle */
+    /* keep-alive and pressure are the library's hr-lifecycle; here only the dashboard's history */
+    while (!stop_requested) {
+        usleep(250000);
+        history_tick(&srv);
+    }
 
     fprintf(stderr, "headroomd: stopping\n");
     server_cancel_all_sessions(&srv);
@@ -470,6 +519,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 150 && atomic_load(&srv.handling) > 0; i++) usleep(20000);
     usleep(50000);
     MHD_stop_daemon(srv.daemon);
+    history_stop(&srv);
     hr_context_free(srv.ctx);   /* unloads every model */
     return 0;
 }

@@ -45,6 +45,7 @@ hr_model *server_use_model(request *r, server_model *m, enum MHD_Result *reply)
         *reply = reply_library_error(r, rc == HR_ENOENT ? HR_EIO : rc);   /* a catalogued file vanished: 500 */
         return NULL;
     }
+    r->model_name = m->name;   /* for /api/active */
     return model;
 }
 

@@ -71,6 +71,7 @@ typedef struct server {
     unsigned long generations, cancelled_generations, failed_generations;
     unsigned long prompt_tokens, generated_tokens;
     struct histogram { unsigned long counts[13]; double sum; unsigned long count; } ttft, duration;
+    struct history *history;       /* the last minutes of memory and events (history.c) */
 } server;
 
 /* The upper bounds (seconds) of the histogram buckets; the last bucket is +Inf. */
@@ -93,6 +94,7 @@ typedef struct request {
     cJSON *json;                  /* the parsed body (POST with a JSON body), owned by http.c */
     enum api_style style;
     const char *origin;           /* the browser's Origin header when it is allowed (replies echo it) */
+    const char *model_name;       /* the catalogue name of the model server_use_model() gave it, or NULL */
 } request;
 
 /* ---- replies (http.c); each queues the response and returns what MHD expects ---------------- */
@@ -129,8 +131,14 @@ typedef struct stream_format {
 enum MHD_Result reply_stream(request *r, hr_session *session, const stream_format *format, void *state,
                              hr_model *model, double keep_alive);
 
-/* The sessions requests are reading now, with the pieces generated so far: [{generated_tokens}]. */
+/* The sessions requests are reading now: [{generated_tokens, model, state, seconds,
+ * tokens_per_second}] (state "generating" once a piece came, else "waiting": queued or reading
+ * the prompt; the rate is over the last history tick). */
 cJSON *server_active_sessions(server *srv);
+
+/* Called once a second by the history (main thread): updates each session's rate and returns
+ * the rates' sum and how many sessions generate and wait. */
+void server_sessions_tick(server *srv, double now, double *tokens_per_second, int *running, int *waiting);
 
 /* Cancels every session being read, so that streams end and the daemon can stop. */
 void server_cancel_all_sessions(server *srv);
@@ -193,6 +201,18 @@ bool server_register_models(server *srv);
 hr_model *server_use_model(request *r, server_model *m, enum MHD_Result *reply);
 /* Marks a use finished; `keep_alive` seconds (< 0: never unload; NAN: the server's default). */
 void server_release_model(server *srv, hr_model *model, double keep_alive);
+
+/* ---- history (history.c): one memory sample a second and the recent events ----------------- */
+
+/* Subscribes to the library's events and takes the first sample; false when out of memory. */
+bool history_start(server *srv, const hr_pressure_thresholds *thresholds);
+/* Takes a sample when a second has passed since the last (main thread). */
+void history_tick(server *srv);
+void history_stop(server *srv);
+/* {interval_seconds, capacity, warn_free_percent, critical_free_percent, samples, events}: the
+ * samples taken after `since` (wall-clock seconds; 0: all) and the events whose id is above
+ * `after` (0: all). Any thread. */
+cJSON *history_json(server *srv, double since, unsigned long after);
 
 /* ---- the APIs (api_*.c): each returns true when it handled the path ------------------------- */
 
