@@ -468,6 +468,16 @@ typedef struct hr_generate_params {
      * hr_generate reads them during the call only; hr_session_start copies them. */
     const char *const *stop;
     size_t stop_count;    /* at most HR_MAX_STOP_SEQUENCES */
+    /* A conversation to answer instead of `prompt` (which may then be NULL): formatted with the
+     * model's chat template, the assistant's turn opened. The template's own text is tokenized
+     * with its control tokens ("<|im_start|>" is one token) and without a second start token
+     * where the template writes one; the messages' content is plain text, so a message cannot
+     * forge a control token (docs/api.md, special tokens). Borrowed as `stop` is. */
+    const hr_chat_message *messages;
+    size_t message_count;
+    /* Control-token text in `prompt` becomes control tokens, for a prompt the caller formatted
+     * itself (as llama-server reads /v1/completions). Default false: the prompt is plain text. */
+    bool prompt_special;
 } hr_generate_params;
 
 enum { HR_MAX_STOP_SEQUENCES = 64, HR_MAX_STOP_BYTES = 1024, HR_MAX_LOGIT_BIAS = 1024 };

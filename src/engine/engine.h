@@ -144,6 +144,15 @@ typedef struct hr_engine_ops {
      * length needed when `capacity` is too small. */
     int32_t (*token_to_piece)(hr_engine_model *model, hr_token token, char *buffer, int32_t capacity);
     bool (*is_end_of_generation)(hr_engine_model *model, hr_token token);
+    /* As tokenize with add_special, but control-token text in `text` becomes control tokens
+     * and a start token the text begins with is not doubled. Optional (NULL: plain tokenize). */
+    int32_t (*tokenize_special)(hr_engine_model *model, const char *text, size_t length,
+                                hr_token *tokens, int32_t capacity);
+    /* The tokens of `messages` formatted with the chat template (assistant's turn opened) into
+     * a malloc'd *tokens: the template's text with its control tokens, the content as plain text
+     * (engine_llama.c says how). Optional (NULL: the runtime formats and tokenizes the text). */
+    int (*tokenize_chat)(hr_engine_model *model, const hr_chat_message *messages, size_t count,
+                         hr_token **tokens, int32_t *n_tokens);
     /* Formats messages with the model's chat template into a malloc'd string (*out). */
     int (*apply_chat_template)(const hr_engine_model *model, const hr_chat_message *messages,
                                size_t count, bool add_assistant, char **out);

@@ -29,6 +29,7 @@ struct hr_session {
     hr_generate_params params;  /* its stop sequences point into `stops` */
     char *stops;                /* one block: the pointer array, then the strings */
     hr_logit_bias *logit_bias;  /* the copy params.logit_bias points at */
+    char *extras;               /* one block: the messages (and grammar) params point at */
     char client[64];
     struct hr_session *next;    /* the model's queue link, guarded by model->queue_lock */
 
@@ -72,6 +73,7 @@ static void release(hr_session *s)
     free(s->prompt);
     free(s->stops);
     free(s->logit_bias);
+    free(s->extras);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->readable);
     pthread_cond_destroy(&s->writable);
@@ -255,14 +257,46 @@ static void copy_stops(hr_generate_params *params, char **block)
     params->stop = (const char *const *)pointers;
 }
 
+/* Copies params->messages (the array and each string) into one block (*block) and points params
+ * at the copies; false when out of memory. */
+static bool copy_extras(hr_generate_params *params, char **block)
+{
+    size_t bytes = sizeof(hr_chat_message) * params->message_count;
+    for (size_t i = 0; i < params->message_count; i++)
+        bytes += strlen(params->messages[i].role) + strlen(params->messages[i].content) + 2;
+    if (bytes == 0) return true;
+    *block = malloc(bytes);
+    if (!*block) return false;
+    hr_chat_message *messages = (hr_chat_message *)*block;
+    char *text = *block + sizeof(hr_chat_message) * params->message_count;
+    for (size_t i = 0; i < params->message_count; i++) {
+        const char *parts[2] = { params->messages[i].role, params->messages[i].content };
+        const char **copies[2] = { &messages[i].role, &messages[i].content };
+        for (int k = 0; k < 2; k++) {
+            size_t length = strlen(parts[k]) + 1;
+            memcpy(text, parts[k], length);
+            *copies[k] = text;
+            text += length;
+        }
+    }
+    params->messages = messages;
+    return true;
+}
+
 HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_session_params *params,
                             hr_session **out)
 {
     hr_clear_error();
     if (!out) return hr_fail(HR_EINVAL, "hr_session_start: out is NULL");
     *out = NULL;
-    if (!model || !prompt) return hr_fail(HR_EINVAL, "hr_session_start: model and prompt are required");
     hr_session_params p = params ? *params : hr_session_default_params();
+    if (!model || (!prompt && p.generate.message_count == 0))
+        return hr_fail(HR_EINVAL, "hr_session_start: model and a prompt (or messages) are required");
+    if (p.generate.message_count > 0 && !p.generate.messages)
+        return hr_fail(HR_EINVAL, "message_count is %zu but messages is NULL", p.generate.message_count);
+    for (size_t i = 0; i < p.generate.message_count; i++)
+        if (!p.generate.messages[i].role || !p.generate.messages[i].content)
+            return hr_fail(HR_EINVAL, "message %zu has no role or no content", i);
     if (!(p.reader_timeout >= 0) || p.reader_timeout > 86400)
         return hr_fail(HR_EINVAL, "reader timeout %g s is out of range: use 0 (wait for ever) to 86400",
                        p.reader_timeout);
@@ -278,7 +312,8 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
 
     hr_session *s = calloc(1, sizeof *s);
     if (!s) return hr_fail(HR_ENOMEM, "out of memory starting a session");
-    s->prompt = strdup(prompt);
+    s->prompt = strdup(prompt ? prompt : "");
+    bool extras_copied = copy_extras(&p.generate, &s->extras);
     s->ring = calloc((size_t)p.queue_capacity, sizeof *s->ring);
     if (s->prompt && p.generate.stop_count > 0) copy_stops(&p.generate, &s->stops);
     if (s->prompt && p.generate.logit_bias_count > 0) {
@@ -287,12 +322,13 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
         if (s->logit_bias) memcpy(s->logit_bias, p.generate.logit_bias, bytes);
         p.generate.logit_bias = s->logit_bias;
     }
-    if (!s->prompt || !s->ring || (p.generate.stop_count > 0 && !s->stops) ||
+    if (!s->prompt || !s->ring || !extras_copied || (p.generate.stop_count > 0 && !s->stops) ||
         (p.generate.logit_bias_count > 0 && !s->logit_bias)) {
         free(s->prompt);
         free(s->ring);
         free(s->stops);
         free(s->logit_bias);
+        free(s->extras);
         free(s);
         return hr_fail(HR_ENOMEM, "out of memory starting a session");
     }

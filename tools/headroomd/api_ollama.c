@@ -145,7 +145,10 @@ static bool read_keep_alive(field_check *c, const cJSON *json, double *keep_aliv
     return true;
 }
 
-static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
+/* The conversation of Ollama's messages (the strings borrowed from the request), checked against
+ * the model's chat template so that a template error is a reply, not a broken stream; NULL after
+ * replying on bad input. */
+static hr_chat_message *chat_messages(field_check *c, hr_model *model, const cJSON *messages, size_t *count_out)
 {
     if (!cJSON_IsArray(messages)) {
         c->reply = reply_error(c->r, 400, "messages", "'messages' must be an array");
@@ -154,6 +157,7 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
     }
     int count = cJSON_GetArraySize(messages);
     hr_chat_message *list = calloc((size_t)(count ? count : 1), sizeof *list);
+    if (!list) return NULL;
     int i = 0;
     const cJSON *message;
     cJSON_ArrayForEach(message, messages) {
@@ -180,12 +184,15 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
     }
     char *prompt = NULL;
     int rc = hr_model_apply_chat_template(model, list, (size_t)count, true, &prompt);
-    free(list);
+    hr_free(prompt);
     if (rc != HR_OK) {
+        free(list);
         c->reply = reply_library_error(c->r, rc);
         c->failed = true;
+        return NULL;
     }
-    return prompt;
+    *count_out = (size_t)count;
+    return list;
 }
 
 static enum MHD_Result generate(request *r, bool chat)
@@ -241,26 +248,33 @@ static enum MHD_Result generate(request *r, bool chat)
         return reply_json(r, 200, line);
     }
 
-    char *prompt = NULL;
+    /* a conversation goes to the library as messages, so the template's control tokens are
+     * parsed and the messages' text is not (docs/api.md, special tokens) */
+    hr_chat_message system_turn[2] = { { "system", system }, { "user", prompt_text } };
+    hr_chat_message *list = NULL;
+    size_t count = 0;
     if (chat) {
-        prompt = chat_prompt(&c, model, messages);
-    } else if (raw || !system) {
-        prompt = strdup(prompt_text);
-    } else {
-        hr_chat_message list[2] = { { "system", system }, { "user", prompt_text } };
-        int rc = hr_model_apply_chat_template(model, list, 2, true, &prompt);
+        list = chat_messages(&c, model, messages, &count);
+    } else if (!raw && system) {
+        count = 2;
+        char *checked = NULL;
+        int rc = hr_model_apply_chat_template(model, system_turn, 2, true, &checked);
+        hr_free(checked);
         if (rc != HR_OK) {
             c.reply = reply_library_error(r, rc);
             c.failed = true;
         }
     }
-    if (!prompt) {
+    if (c.failed || (chat && !list)) {
         server_release_model(r->srv, model, keep_alive);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
+    params.generate.messages = chat ? list : count ? system_turn : NULL;
+    params.generate.message_count = count;
+    params.generate.prompt_special = raw;   /* a raw prompt carries the template's tokens itself */
     hr_session *session = NULL;
-    int rc = hr_session_start(model, prompt, &params, &session);
-    free(prompt);
+    int rc = hr_session_start(model, count ? NULL : prompt_text, &params, &session);
+    free(list);
     if (rc != HR_OK) {
         server_release_model(r->srv, model, keep_alive);
         return reply_library_error(r, rc);

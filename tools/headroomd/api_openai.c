@@ -137,18 +137,35 @@ static char *message_text(field_check *c, const cJSON *content, int index)
     return text;
 }
 
-/* The chat template's input from OpenAI's messages; NULL after replying on bad input. */
-static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
+/* OpenAI's messages as the library's conversation: the texts are the caller's to free with
+ * free_conversation. */
+struct conversation {
+    hr_chat_message *list;
+    char **texts;
+    int count;
+};
+
+static void free_conversation(struct conversation *conversation)
+{
+    for (int j = 0; j < conversation->count; j++) free(conversation->texts[j]);
+    free(conversation->texts);
+    free(conversation->list);
+}
+
+/* Reads the messages and checks them against the model's chat template, so that a template error
+ * is a reply and not a broken stream; false after replying on bad input. */
+static bool chat_conversation(field_check *c, hr_model *model, const cJSON *messages, struct conversation *out)
 {
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
         c->reply = reply_error(c->r, 400, "messages", "'messages' must be a non-empty array");
         c->failed = true;
-        return NULL;
+        return false;
     }
     int count = cJSON_GetArraySize(messages);
-    hr_chat_message *list = calloc((size_t)count, sizeof *list);
-    char **texts = calloc((size_t)count, sizeof *texts);
-    char *prompt = NULL;
+    out->list = calloc((size_t)count, sizeof *out->list);
+    out->texts = calloc((size_t)count, sizeof *out->texts);
+    out->count = count;
+    if (!out->list || !out->texts) return false;
     int i = 0;
     const cJSON *message;
     cJSON_ArrayForEach(message, messages) {
@@ -156,24 +173,23 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
         if (!cJSON_IsString(role)) {
             c->reply = reply_error(c->r, 400, "messages", "messages[%d].role must be a string", i);
             c->failed = true;
-            goto done;
+            return false;
         }
-        texts[i] = message_text(c, cJSON_GetObjectItemCaseSensitive(message, "content"), i);
-        if (!texts[i]) goto done;
-        list[i].role = role->valuestring;
-        list[i].content = texts[i];
+        out->texts[i] = message_text(c, cJSON_GetObjectItemCaseSensitive(message, "content"), i);
+        if (!out->texts[i]) return false;
+        out->list[i].role = role->valuestring;
+        out->list[i].content = out->texts[i];
         i++;
     }
-    int rc = hr_model_apply_chat_template(model, list, (size_t)count, true, &prompt);
+    char *prompt = NULL;
+    int rc = hr_model_apply_chat_template(model, out->list, (size_t)count, true, &prompt);
+    hr_free(prompt);
     if (rc != HR_OK) {
         c->reply = reply_library_error(c->r, rc);
         c->failed = true;
+        return false;
     }
-done:
-    for (int j = 0; j < count; j++) free(texts[j]);
-    free(texts);
-    free(list);
-    return prompt;
+    return true;
 }
 
 static enum MHD_Result generate(request *r, bool chat)
@@ -243,15 +259,21 @@ static enum MHD_Result generate(request *r, bool chat)
     hr_model *model = server_use_model(r, entry, &reply);
     if (!model) return reply;
 
-    char *prompt = chat ? chat_prompt(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"))
-                        : strdup(prompt_text);
-    if (!prompt) {
+    /* a conversation goes to the library as messages, so the template's control tokens are
+     * parsed and the messages' text is not; a completion's prompt is read with control tokens,
+     * as llama-server reads it (docs/api.md, special tokens) */
+    struct conversation conversation = { 0 };
+    if (chat && !chat_conversation(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"), &conversation)) {
+        free_conversation(&conversation);
         server_release_model(r->srv, model, NAN);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
+    params.generate.messages = conversation.list;
+    params.generate.message_count = chat ? (size_t)conversation.count : 0;
+    params.generate.prompt_special = !chat;
     hr_session *session = NULL;
-    int rc = hr_session_start(model, prompt, &params, &session);
-    free(prompt);
+    int rc = hr_session_start(model, chat ? NULL : prompt_text, &params, &session);
+    free_conversation(&conversation);
     if (rc != HR_OK) {
         server_release_model(r->srv, model, NAN);
         return reply_library_error(r, rc);
