@@ -478,11 +478,23 @@ typedef struct hr_generate_params {
     /* Control-token text in `prompt` becomes control tokens, for a prompt the caller formatted
      * itself (as llama-server reads /v1/completions). Default false: the prompt is plain text. */
     bool prompt_special;
+    /* A GBNF grammar (llama.cpp's format, rule "root") the output must follow: every token is
+     * chosen among those the grammar allows next, and once it is complete only the end of text is
+     * allowed, so the text is whole unless max_tokens or the context cut it. hr_json_grammar()
+     * makes one for JSON. Borrowed as `stop` is. NULL (default): no constraint. */
+    const char *grammar;
 } hr_generate_params;
 
 enum { HR_MAX_STOP_SEQUENCES = 64, HR_MAX_STOP_BYTES = 1024, HR_MAX_LOGIT_BIAS = 1024 };
 
 HR_API hr_generate_params hr_generate_default_params(void);
+
+/* The grammar (for hr_generate_params.grammar) of the JSON values that `schema_json`, a JSON
+ * schema as text, allows, by llama.cpp's converter; NULL: any JSON object. On success *out is a
+ * string the caller frees with hr_free(). HR_EINVAL with the reason for a schema that is not JSON
+ * or that the converter cannot turn into a grammar; HR_ENOTSUP for a schema where libheadroom was
+ * built without llama.cpp's source tree (any JSON object still works). Any thread. */
+HR_API int hr_json_grammar(const char *schema_json, char **out);
 
 /* Receives each piece of generated text, in order, on the generating thread. Pieces are whole
  * UTF-8 sequences (a token that ends inside a character is held until the character is

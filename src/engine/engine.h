@@ -70,6 +70,7 @@ typedef struct hr_engine_sampling {
     float mirostat_eta;
     const hr_logit_bias *logit_bias;   /* borrowed during sampler_create / complete */
     size_t logit_bias_count;
+    const char *grammar;      /* GBNF the output follows, or NULL; borrowed during sampler_create */
 } hr_engine_sampling;
 
 /* The engine's sampling parameters for one generation's hr_generate_params (runtime/generate.c). */

@@ -651,6 +651,19 @@ static int llama_sampler_new(hr_engine_model *model, const hr_engine_sampling *p
     sampler->chain = llama_sampler_chain_init(chain_params);
     struct llama_sampler *chain = sampler->chain;
     int32_t n_vocab = llama_vocab_n_tokens(model->vocab);
+    /* the grammar first: every later step chooses among the tokens it allows */
+    if (params->grammar) {
+        last_engine_error[0] = '\0';
+        struct llama_sampler *grammar = llama_sampler_init_grammar(model->vocab, params->grammar, "root");
+        flush_log_line();
+        if (!grammar) {
+            llama_sampler_free(chain);
+            free(sampler);
+            return hr_fail(HR_EINVAL, "the grammar does not parse%s%s", last_engine_error[0] ? ": " : "",
+                           last_engine_error);
+        }
+        llama_sampler_chain_add(chain, grammar);
+    }
     /* llama.cpp's common sampler order: biases and penalties first, so greedy decoding sees them */
     if (params->logit_bias_count > 0) {
         llama_logit_bias biases[HR_MAX_LOGIT_BIAS];

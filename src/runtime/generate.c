@@ -44,7 +44,7 @@ hr_engine_sampling hr_engine_sampling_from(const hr_generate_params *p)
         .repeat_last_n = p->repeat_last_n, .presence_penalty = p->presence_penalty,
         .frequency_penalty = p->frequency_penalty, .mirostat = p->mirostat,
         .mirostat_tau = p->mirostat_tau, .mirostat_eta = p->mirostat_eta,
-        .logit_bias = p->logit_bias, .logit_bias_count = p->logit_bias_count,
+        .logit_bias = p->logit_bias, .logit_bias_count = p->logit_bias_count, .grammar = p->grammar,
     };
     return sampling;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "engine/grammar.h"
 #include "core/log.h"
 
 enum { MAX_CONTEXT_TOKENS = 1 << 20, MAX_THREADS = 512 };
@@ -204,4 +205,16 @@ HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_mes
     if (!model->engine->apply_chat_template)
         return hr_fail(HR_ENOTSUP, "the %s engine has no chat templates", model->engine->name);
     return model->engine->apply_chat_template(model->engine_model, messages, count, add_assistant, out);
+}
+
+HR_API int hr_json_grammar(const char *schema_json, char **out)
+{
+    hr_clear_error();
+    if (!out) return hr_fail(HR_EINVAL, "hr_json_grammar: out is NULL");
+    *out = NULL;
+    if (!schema_json) {
+        *out = strdup(hr_engine_json_object_grammar);
+        return *out ? HR_OK : hr_fail(HR_ENOMEM, "out of memory for a grammar");
+    }
+    return hr_engine_schema_grammar(schema_json, out);
 }

@@ -257,13 +257,14 @@ static void copy_stops(hr_generate_params *params, char **block)
     params->stop = (const char *const *)pointers;
 }
 
-/* Copies params->messages (the array and each string) into one block (*block) and points params
+/* Copies params->messages (the array and each string) and params->grammar into one block (*block) and points params
  * at the copies; false when out of memory. */
 static bool copy_extras(hr_generate_params *params, char **block)
 {
     size_t bytes = sizeof(hr_chat_message) * params->message_count;
     for (size_t i = 0; i < params->message_count; i++)
         bytes += strlen(params->messages[i].role) + strlen(params->messages[i].content) + 2;
+    if (params->grammar) bytes += strlen(params->grammar) + 1;
     if (bytes == 0) return true;
     *block = malloc(bytes);
     if (!*block) return false;
@@ -279,7 +280,11 @@ static bool copy_extras(hr_generate_params *params, char **block)
             text += length;
         }
     }
-    params->messages = messages;
+    if (params->message_count > 0) params->messages = messages;
+    if (params->grammar) {
+        memcpy(text, params->grammar, strlen(params->grammar) + 1);
+        params->grammar = text;
+    }
     return true;
 }
 

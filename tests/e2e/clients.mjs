@@ -324,14 +324,87 @@ await check("openai: logit_bias +100 on one token makes greedy decoding repeat i
     assert.doesNotMatch(banned.choices[0].text, new RegExp(`^(${r.choices[0].text.slice(0, r.choices[0].text.length / 3).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})`, "u"));
 });
 
-await check("openai: logprobs, tools and response_format json are BadRequestErrors naming the field", async () => {
-    for (const [field, value] of [["logprobs", 2], ["response_format", { type: "json_object" }]]) {
-        await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", [field]: value }),
-            (error) => error instanceof OpenAI.BadRequestError && error.param === field, field);
-    }
+await check("openai: logprobs and tools are BadRequestErrors naming the field", async () => {
+    await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", logprobs: 2 }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "logprobs");
     await assert.rejects(openai.chat.completions.create({ model: "tiny", messages,
         tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] }),
         (error) => error instanceof OpenAI.BadRequestError && error.param === "tools");
+});
+
+// ---- structured output: llama.cpp's grammar sampler; random weights still obey it ----------
+// A schema that admits only short objects, so that the answer is whole well within max_tokens.
+const pointSchema = {
+    type: "object", additionalProperties: false, required: ["ok", "n", "tag"],
+    properties: { ok: { type: "boolean" }, n: { type: "integer", minimum: 0, maximum: 99 },
+                  tag: { type: "string", enum: ["red", "green", "blue"] } },
+};
+function assertPoint(text) {
+    const value = JSON.parse(text);
+    assert.deepEqual(Object.keys(value).sort(), ["n", "ok", "tag"], text);
+    assert.equal(typeof value.ok, "boolean");
+    assert.ok(Number.isInteger(value.n) && value.n >= 0 && value.n <= 99, text);
+    assert.ok(["red", "green", "blue"].includes(value.tag), text);
+}
+
+await check("openai: chat response_format json_schema: the content parses and fits the schema, whole and streamed", async () => {
+    const response_format = { type: "json_schema", json_schema: { name: "point", strict: true, schema: pointSchema } };
+    for (const seed of [1, 2, 3]) {
+        const r = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 200, temperature: 1, seed, response_format });
+        assert.equal(r.choices[0].finish_reason, "stop");
+        assertPoint(r.choices[0].message.content);
+    }
+    const stream = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 200, seed: 9, response_format, stream: true });
+    let text = "", finish = null;
+    for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta?.content ?? "";
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(finish, "stop");
+    assertPoint(text);
+});
+
+await check("openai: response_format json_object: a JSON object, or cut by max_tokens (finish_reason length)", async () => {
+    let whole = 0;
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+        const r = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 64, temperature: 1, seed,
+                                                         response_format: { type: "json_object" } });
+        const text = r.choices[0].message.content;
+        assert.match(text, /^\{/u, "an object begins");
+        if (r.choices[0].finish_reason === "stop") {
+            const value = JSON.parse(text);
+            assert.ok(value !== null && typeof value === "object" && !Array.isArray(value), text);
+            whole++;
+        } else {
+            assert.equal(r.choices[0].finish_reason, "length");
+            assert.equal(r.usage.completion_tokens, 64);
+        }
+    }
+    console.log(`# json_object: ${whole} of 6 answers whole within 64 tokens`);
+});
+
+await check("openai: a schema the converter cannot read is a BadRequestError naming response_format", async () => {
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages,
+        response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "bogus" } } } }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "response_format" && /bogus/.test(error.message));
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages, response_format: { type: "yaml" } }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "response_format");
+});
+
+await check("ollama: chat format schema and generate format json: JSON that parses", async () => {
+    const r = await ollama.chat({ model: "tiny", messages, format: pointSchema, options: { num_predict: 200, seed: 4, temperature: 1 } });
+    assert.equal(r.done_reason, "stop");
+    assertPoint(r.message.content);
+    const stream = await ollama.generate({ model: "tiny", prompt: "Give JSON", format: pointSchema, stream: true,
+                                           options: { num_predict: 200, seed: 5 } });
+    let text = "", last;
+    for await (const part of stream) { text += part.response; last = part; }
+    assert.equal(last.done_reason, "stop");
+    assertPoint(text);
+    const g = await ollama.generate({ model: "tiny", prompt: "Give JSON", format: "json", options: { num_predict: 64, seed: 6 } });
+    assert.match(g.response, /^\{/u);
+    if (g.done_reason === "stop") assert.equal(typeof JSON.parse(g.response), "object");
+    else assert.equal(g.done_reason, "length");
 });
 
 await check("ollama: mirostat 2 and the penalties with a seed give the same text twice", async () => {
@@ -343,9 +416,9 @@ await check("ollama: mirostat 2 and the penalties with a seed give the same text
     assert.equal(a.eval_count, 12);
 });
 
-await check("ollama: format json is a ResponseError 400 that names 'format'", async () => {
-    await assert.rejects(ollama.generate({ model: "tiny", prompt: "x", format: "json" }),
-        (error) => error.name === "ResponseError" && error.status_code === 400 && /'format' is not supported/.test(error.error));
+await check("ollama: format \"xml\" is a ResponseError 400 that names 'format'", async () => {
+    await assert.rejects(ollama.generate({ model: "tiny", prompt: "x", format: "xml" }),
+        (error) => error.name === "ResponseError" && error.status_code === 400 && /'format' must be/.test(error.error));
 });
 
 console.log("# clients.mjs: every check ran");

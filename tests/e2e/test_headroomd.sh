@@ -278,7 +278,10 @@ bad "best_of: 2" 400 POST /v1/completions '{"model":"tiny","prompt":"x","best_of
 bad 'logit_bias: {"x": 1}' 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"x":1}}' "'logit_bias' keys must be token ids" logit_bias
 bad "logit_bias beyond the vocabulary" 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"99999999":1}}' "logit_bias names token 99999999" ''
 bad "presence_penalty: 3" 400 POST /v1/completions '{"model":"tiny","prompt":"x","presence_penalty":3}' "'presence_penalty' must be between -2 and 2" presence_penalty
-bad "ollama format: json" 400 POST /api/generate '{"model":"tiny","prompt":"x","format":"json"}' "'format' is not supported" ''
+bad "ollama format: 5" 400 POST /api/generate '{"model":"tiny","prompt":"x","format":5}' "'format' must be \"json\" or a JSON schema" ''
+bad "a grammar that does not parse" 400 POST /v1/completions '{"model":"tiny","prompt":"x","grammar":"root ::= nothing"}' "the grammar does not parse"
+bad "response_format and grammar together" 400 POST /v1/completions '{"model":"tiny","prompt":"x","grammar":"root ::= \"a\"","response_format":{"type":"json_object"}}' "give one of" response_format
+bad "json_schema type missing its schema" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}' "needs json_schema.schema" response_format
 bad "ollama mirostat: 3" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"mirostat":3}}' "'mirostat' must be between 0 and 2" ''
 bad "ollama chat images" 400 POST /api/chat '{"model":"tiny","messages":[{"role":"user","content":"x","images":["aGk="]}]}' "images are not supported" ''
 bad "chat without messages" 400 POST /v1/chat/completions '{"model":"tiny"}' "'messages' must be a non-empty array" messages

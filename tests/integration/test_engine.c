@@ -424,6 +424,57 @@ static void unreadable_file(void **state)
     print_message("  as uid %d: %s\n", (int)geteuid() == 0 ? (int)UNPRIVILEGED : (int)geteuid(), v.sentence);
 }
 
+/* The grammar sampler: random weights, yet every answer is one the grammar allows, whole. */
+static void grammar_constrains_the_output(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_generate_params params = hr_generate_default_params();
+    params.max_tokens = 40;
+    params.temperature = 1;
+    params.grammar = "root ::= (\"yes\" | \"no\") \" \" [0-9] [0-9]?";
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        params.seed = seed;
+        struct text out = { .length = 0 };
+        hr_generation_stats stats;
+        assert_int_equal(hr_generate(model, "Answer:", &params, collect, &out, &stats), HR_OK);
+        assert_int_equal(stats.stop_reason, HR_STOP_END_OF_TEXT);
+        int digits = 0;
+        assert_true(sscanf(out.data, "yes %d", &digits) == 1 || sscanf(out.data, "no %d", &digits) == 1);
+    }
+    /* JSON: any object without a schema, and a schema turned into a grammar */
+    char *grammar = NULL;
+    assert_int_equal(hr_json_grammar(NULL, &grammar), HR_OK);
+    assert_non_null(strstr(grammar, "root"));
+    hr_free(grammar);
+    int rc = hr_json_grammar("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"boolean\"}},"
+                             "\"required\":[\"a\"],\"additionalProperties\":false}", &grammar);
+    if (rc == HR_ENOTSUP) {
+        assert_non_null(strstr(hr_last_error(), "source tree"));
+    } else {
+        assert_int_equal(rc, HR_OK);
+        params.grammar = grammar;
+        struct text out = { .length = 0 };
+        hr_generation_stats stats;
+        assert_int_equal(hr_generate(model, "JSON:", &params, collect, &out, &stats), HR_OK);
+        assert_int_equal(stats.stop_reason, HR_STOP_END_OF_TEXT);
+        assert_true(strstr(out.data, "\"a\"") && (strstr(out.data, "true") || strstr(out.data, "false")));
+        assert_int_equal(out.data[0], '{');
+        hr_free(grammar);
+        assert_int_equal(hr_json_grammar("{\"type\":", &grammar), HR_EINVAL);
+        assert_int_equal(hr_json_grammar("{\"type\":\"bogus\"}", &grammar), HR_EINVAL);
+        assert_non_null(strstr(hr_last_error(), "bogus"));
+    }
+    /* a grammar that does not parse is the caller's mistake */
+    params.grammar = "root ::= (";
+    struct text out = { .length = 0 };
+    assert_int_equal(hr_generate(model, "x", &params, collect, &out, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "grammar"));
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
@@ -438,6 +489,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(load_describe_generate_unload),
         cmocka_unit_test(chat_template_from_the_model),
         cmocka_unit_test(same_seed_same_text),
+        cmocka_unit_test(grammar_constrains_the_output),
         cmocka_unit_test(context_window_fills_up),
         cmocka_unit_test(cancel_from_another_thread),
         cmocka_unit_test(load_can_be_cancelled),

@@ -217,20 +217,39 @@ static enum MHD_Result generate(request *r, bool chat)
     read_options(&c, r->json, &params, stops);
     read_keep_alive(&c, r->json, &keep_alive);
     /* fields that would change the answer and are not implemented: refused, never dropped */
-    field_refused(&c, r->json, "format", "JSON mode and schemas are not implemented");
     field_refused(&c, r->json, "tools", "tool calls are not implemented");
     field_refused(&c, r->json, "images", "images are not supported");
     field_refused(&c, r->json, "suffix", "insertion (suffix) is not implemented");
+    /* format: "json" (any JSON object) or a JSON schema; "" or null: free text */
+    char *grammar = NULL;
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(r->json, "format");
+    if (c.failed || !format || cJSON_IsNull(format) || (cJSON_IsString(format) && !format->valuestring[0])) {
+    } else if (cJSON_IsString(format) && strcmp(format->valuestring, "json") == 0) {
+        field_schema_grammar(&c, "format", NULL, &grammar);
+    } else if (cJSON_IsObject(format)) {
+        field_schema_grammar(&c, "format", format, &grammar);
+    } else {
+        c.reply = reply_error(r, 400, "format", "'format' must be \"json\" or a JSON schema (an object)");
+        c.failed = true;
+    }
+    params.generate.grammar = grammar;
     if (c.failed) return c.reply;
 
     server_model *entry = server_find_model(r->srv, model_name);
-    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    if (!entry) {
+        hr_free(grammar);
+        return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    }
     enum MHD_Result reply = MHD_NO;
     hr_model *model = server_use_model(r, entry, &reply);
-    if (!model) return reply;
+    if (!model) {
+        hr_free(grammar);
+        return reply;
+    }
 
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
     if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
+        hr_free(grammar);
         server_release_model(r->srv, model, keep_alive);
         return reply_error(r, 400, "messages", "'messages' must be an array");
     }
@@ -244,6 +263,7 @@ static enum MHD_Result generate(request *r, bool chat)
         cJSON_AddBoolToObject(line, "done", true);
         bool unload = !isnan(keep_alive) && keep_alive == 0;
         cJSON_AddStringToObject(line, "done_reason", unload ? "unload" : "load");
+        hr_free(grammar);
         server_release_model(r->srv, model, keep_alive);
         return reply_json(r, 200, line);
     }
@@ -266,6 +286,7 @@ static enum MHD_Result generate(request *r, bool chat)
         }
     }
     if (c.failed || (chat && !list)) {
+        hr_free(grammar);
         server_release_model(r->srv, model, keep_alive);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
@@ -275,6 +296,7 @@ static enum MHD_Result generate(request *r, bool chat)
     hr_session *session = NULL;
     int rc = hr_session_start(model, count ? NULL : prompt_text, &params, &session);
     free(list);
+    hr_free(grammar);   /* the session has its copy */
     if (rc != HR_OK) {
         server_release_model(r->srv, model, keep_alive);
         return reply_library_error(r, rc);

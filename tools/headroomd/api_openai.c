@@ -192,6 +192,63 @@ static bool chat_conversation(field_check *c, hr_model *model, const cJSON *mess
     return true;
 }
 
+/* response_format (OpenAI: text, json_object, json_schema) and llama-server's own grammar and
+ * json_schema fields: the grammar the answer must follow, malloc'd into *grammar, or NULL. */
+static void read_structured_output(field_check *c, const cJSON *body, char **grammar)
+{
+    *grammar = NULL;
+    if (c->failed) return;
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(body, "response_format");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(body, "json_schema");
+    const cJSON *gbnf = cJSON_GetObjectItemCaseSensitive(body, "grammar");
+    int given = (format && !cJSON_IsNull(format)) + (schema && !cJSON_IsNull(schema)) +
+                (gbnf && !cJSON_IsNull(gbnf) && !(cJSON_IsString(gbnf) && !gbnf->valuestring[0]));
+    if (given > 1) {
+        c->reply = reply_error(c->r, 400, "response_format", "give one of 'response_format', 'json_schema' and 'grammar'");
+        c->failed = true;
+        return;
+    }
+    if (gbnf && cJSON_IsString(gbnf) && gbnf->valuestring[0]) {
+        *grammar = strdup(gbnf->valuestring);   /* checked when the sampler is made: a 400 */
+        return;
+    }
+    if (gbnf && !cJSON_IsNull(gbnf) && !cJSON_IsString(gbnf)) {
+        c->reply = reply_error(c->r, 400, "grammar", "'grammar' must be a string (GBNF)");
+        c->failed = true;
+        return;
+    }
+    if (schema && !cJSON_IsNull(schema)) {
+        field_schema_grammar(c, "json_schema", schema, grammar);
+        return;
+    }
+    if (!format || cJSON_IsNull(format)) return;
+    const cJSON *type = cJSON_IsObject(format) ? cJSON_GetObjectItemCaseSensitive(format, "type") : NULL;
+    if (!cJSON_IsString(type)) {
+        c->reply = reply_error(c->r, 400, "response_format",
+                               "'response_format' must be an object with a 'type': text, json_object or json_schema");
+        c->failed = true;
+    } else if (strcmp(type->valuestring, "text") == 0) {
+        return;
+    } else if (strcmp(type->valuestring, "json_object") == 0) {
+        field_schema_grammar(c, "response_format", NULL, grammar);
+    } else if (strcmp(type->valuestring, "json_schema") == 0) {
+        const cJSON *wrapper = cJSON_GetObjectItemCaseSensitive(format, "json_schema");
+        const cJSON *inner = cJSON_IsObject(wrapper) ? cJSON_GetObjectItemCaseSensitive(wrapper, "schema") : NULL;
+        if (!inner) {
+            c->reply = reply_error(c->r, 400, "response_format",
+                                   "'response_format' of type json_schema needs json_schema.schema, the schema itself");
+            c->failed = true;
+            return;
+        }
+        field_schema_grammar(c, "response_format", inner, grammar);
+    } else {
+        c->reply = reply_error(c->r, 400, "response_format",
+                               "'response_format' type '%s' is unknown: use text, json_object or json_schema",
+                               type->valuestring);
+        c->failed = true;
+    }
+}
+
 static enum MHD_Result generate(request *r, bool chat)
 {
     enum MHD_Result refused;
@@ -229,13 +286,10 @@ static enum MHD_Result generate(request *r, bool chat)
     /* fields that would change the answer and are not implemented: refused, never dropped */
     field_refused(&c, r->json, "logprobs", "log-probabilities are not implemented");
     field_refused(&c, r->json, "top_logprobs", "log-probabilities are not implemented");
-    field_refused(&c, r->json, "response_format", "JSON mode and schemas are not implemented; only {\"type\":\"text\"}");
     field_refused(&c, r->json, "tools", "tool calls are not implemented");
     field_refused(&c, r->json, "tool_choice", "tool calls are not implemented");
     field_refused(&c, r->json, "functions", "function calls are not implemented");
     field_refused(&c, r->json, "function_call", "function calls are not implemented");
-    field_refused(&c, r->json, "grammar", "grammars are not implemented");
-    field_refused(&c, r->json, "json_schema", "JSON schemas are not implemented");
     if (!chat) {
         field_refused(&c, r->json, "echo", "echoing the prompt is not implemented");
         field_refused(&c, r->json, "suffix", "insertion (suffix) is not implemented");
@@ -249,15 +303,23 @@ static enum MHD_Result generate(request *r, bool chat)
     const char *stops[MAX_STOP_SEQUENCES];
     field_stop(&c, r->json, "stop", stops, &params.generate.stop_count);
     params.generate.stop = stops;
+    char *grammar = NULL;
+    read_structured_output(&c, r->json, &grammar);
+    params.generate.grammar = grammar;
     if (c.failed) return c.reply;
 
     server_model *entry = server_find_model(r->srv, model_name);
-    if (!entry)
+    if (!entry) {
+        hr_free(grammar);
         return reply_error(r, 404, "model", "model '%s' not found; GET /v1/models lists the models this server has",
                            model_name);
+    }
     enum MHD_Result reply = MHD_NO;
     hr_model *model = server_use_model(r, entry, &reply);
-    if (!model) return reply;
+    if (!model) {
+        hr_free(grammar);
+        return reply;
+    }
 
     /* a conversation goes to the library as messages, so the template's control tokens are
      * parsed and the messages' text is not; a completion's prompt is read with control tokens,
@@ -265,6 +327,7 @@ static enum MHD_Result generate(request *r, bool chat)
     struct conversation conversation = { 0 };
     if (chat && !chat_conversation(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"), &conversation)) {
         free_conversation(&conversation);
+        hr_free(grammar);
         server_release_model(r->srv, model, NAN);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
@@ -274,6 +337,7 @@ static enum MHD_Result generate(request *r, bool chat)
     hr_session *session = NULL;
     int rc = hr_session_start(model, chat ? NULL : prompt_text, &params, &session);
     free_conversation(&conversation);
+    hr_free(grammar);   /* the session has its copy */
     if (rc != HR_OK) {
         server_release_model(r->srv, model, NAN);
         return reply_library_error(r, rc);

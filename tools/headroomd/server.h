@@ -172,6 +172,10 @@ bool field_stop(field_check *c, const cJSON *object, const char *key, const char
 /* A field headroomd does not implement yet and that would change the output: a 400 that names it
  * and says `why`, unless it holds its "off" value (null, false, 0, "", "none", [], {"type":"text"}). */
 bool field_refused(field_check *c, const cJSON *object, const char *key, const char *why);
+/* The grammar of the JSON values `schema` (a JSON schema; NULL: any JSON object) allows, into
+ * *grammar (hr_free it); false after replying: 400 naming `key` for a schema the converter cannot
+ * read, 501 where libheadroom has no converter. */
+bool field_schema_grammar(field_check *c, const char *key, const cJSON *schema, char **grammar);
 /* OpenAI's logit_bias: {"token id": bias from -100 to 100}; -100 bans the token. */
 enum { MAX_LOGIT_BIAS = 300 };
 bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_logit_bias *biases, size_t *count);
