@@ -316,6 +316,7 @@ typedef struct hr_model_info {
     int32_t n_ctx_train;     /* context length the model was trained for */
     int32_t n_ctx;           /* context window of this load */
     int32_t n_vocab;         /* vocabulary size */
+    int32_t n_embd;          /* the width of its embeddings (hr_model_embed) */
     int32_t n_layer_gpu;     /* blocks placed on a GPU; 0 on a CPU-only engine */
     int32_t n_threads;       /* decode threads in use */
     enum hr_load_mode load_mode; /* how the weights are held (never HR_LOAD_AUTO for a local model) */
@@ -323,10 +324,22 @@ typedef struct hr_model_info {
                                 sizes above are then 0: nothing is held in this process */
     char endpoint[256];      /* that server's base URL, or "" */
     double expected_tokens_per_second; /* the best healthy decode speed seen (0: none yet) */
+    uint64_t embed_bytes;    /* process RSS the embedding context added (0: no embedding yet) */
 } hr_model_info;
 
 /* Fills *out with facts about a loaded model. Any thread. */
 HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out);
+
+/* The embedding of `text` (UTF-8, plain text: control-token text is not parsed), n_embd floats
+ * (hr_model_info.n_embd) into `out`, which has room for `capacity`: pooled as the model file
+ * declares (mean, CLS, last), mean where it declares none (a generative model), and scaled to
+ * length 1 when `normalize` (as OpenAI's and Ollama's /api/embed answer). *n_tokens (may be NULL)
+ * gets the input's token count. Runs in a context of its own, made on first use (its memory is
+ * hr_model_info.embed_bytes), so the generation window is untouched; at most 2048 tokens and the
+ * model's trained length (HR_ECONTEXT beyond). Any thread, also while the model generates;
+ * embeddings of one model run one at a time. HR_ENOTSUP for a remote model or a reranker. */
+HR_API int hr_model_embed(hr_model *model, const char *text, bool normalize, float *out, size_t capacity,
+                          int32_t *n_tokens);
 
 /* One message of a conversation, for hr_model_apply_chat_template(). */
 typedef struct hr_chat_message {

@@ -46,6 +46,7 @@ typedef struct hr_engine_model_info {
     int32_t n_ctx;
     int32_t n_batch;
     int32_t n_vocab;
+    int32_t n_embd;          /* the width of the model's embeddings */
     int32_t n_layer_gpu;
     int32_t n_threads;
     enum hr_load_mode load_mode;
@@ -201,6 +202,13 @@ typedef struct hr_engine_ops {
     /* What load() with these parameters would take, without taking it: the same file checks and
      * parameter checks as load(). Optional (NULL: the engine cannot say). Any thread. */
     int (*estimate)(const char *path, const hr_engine_estimate_params *params, hr_engine_estimate *out);
+
+    /* The embedding of `text` (n_embd floats into `out`, pooled as the model declares, mean where
+     * it declares none; scaled to length 1 when `normalize`), in a context apart from the
+     * generation window, created on first use (*created then true). Any thread; embeddings of
+     * one model run one at a time, beside its generations. Optional (NULL: no embeddings). */
+    int (*embed)(hr_engine_model *model, const char *text, size_t length, bool normalize, float *out,
+                 int32_t capacity, int32_t *n_tokens, bool *created);
 } hr_engine_ops;
 
 /* The llama.cpp engine (engine_llama.c). */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,6 +42,12 @@ struct hr_engine_model {
     hr_engine_abort_fn abort_fn;
     void *abort_user_data;
     char cache_types[32];    /* "f16/f16": the KV cache's element types, as created */
+
+    /* Embeddings run in a context of their own, created on first use, so they never touch the
+     * generation window's KV. embed_lock guards the two fields below and serialises embeddings. */
+    pthread_mutex_t embed_lock;
+    struct llama_context *embed_ctx;
+    int32_t embed_n_ctx;
 };
 
 struct hr_engine_sampler {
@@ -239,6 +246,7 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
 
     hr_engine_model *model = calloc(1, sizeof *model);
     if (!model) return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
+    pthread_mutex_init(&model->embed_lock, NULL);
     model->file_bytes = file_bytes;
     model->n_threads = params->n_threads;
     model->n_gpu_layers = params->n_gpu_layers;
@@ -257,6 +265,7 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
     model->model = llama_model_load_from_file(path, model_params);
     flush_log_line();
     if (!model->model) {
+        pthread_mutex_destroy(&model->embed_lock);
         free(model);
         if (relay.cancelled) return hr_fail(HR_ECANCELLED, "loading %s was cancelled", path);
         return hr_fail(HR_EENGINE, "llama.cpp could not load %s%s%s", path,
@@ -277,6 +286,7 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
     flush_log_line();
     if (!model->ctx) {
         llama_model_free(model->model);
+        pthread_mutex_destroy(&model->embed_lock);
         free(model);
         return hr_fail(HR_EENGINE, "llama.cpp could not create a context window of %d tokens for %s%s%s; "
                        "try a smaller --ctx", n_ctx, path,
@@ -289,8 +299,10 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
 static void llama_unload(hr_engine_model *model)
 {
     if (!model) return;
+    if (model->embed_ctx) llama_free(model->embed_ctx);
     llama_free(model->ctx);
     llama_model_free(model->model);
+    pthread_mutex_destroy(&model->embed_lock);
     free(model);
 }
 
@@ -322,6 +334,7 @@ static void llama_get_info(const hr_engine_model *model, hr_engine_model_info *o
     out->n_ctx = (int32_t)llama_n_ctx(model->ctx);
     out->n_batch = (int32_t)llama_n_batch(model->ctx);
     out->n_vocab = llama_vocab_n_tokens(model->vocab);
+    out->n_embd = llama_model_n_embd(model->model);
     out->n_layer_gpu = gpu_block_count(model, out->n_layer);
     out->n_threads = model->n_threads;
     out->load_mode = model->load_mode;
@@ -712,6 +725,103 @@ static void llama_sampler_release(hr_engine_sampler *sampler)
     free(sampler);
 }
 
+/* ---- embeddings ----------------------------------------------------------------------------- */
+
+enum { EMBED_MAX_CONTEXT = 2048 };
+
+/* The embedding context: the model's declared pooling, mean where it declares none (a
+ * generative model), one sequence, the whole input in one batch (encoders need that). */
+static int embed_context(hr_engine_model *model)
+{
+    if (model->embed_ctx) return HR_OK;
+    int32_t n_ctx = (int32_t)llama_n_ctx(model->ctx);
+    int32_t n_train = llama_model_n_ctx_train(model->model);
+    if (n_train > 0 && n_train < n_ctx) n_ctx = n_train;
+    if (n_ctx > EMBED_MAX_CONTEXT) n_ctx = EMBED_MAX_CONTEXT;
+    struct llama_context_params params = llama_context_default_params();
+    params.n_ctx = (uint32_t)n_ctx;
+    params.n_batch = (uint32_t)n_ctx;
+    params.n_ubatch = (uint32_t)n_ctx;
+    params.n_seq_max = 1;
+    params.embeddings = true;
+    params.pooling_type = LLAMA_POOLING_TYPE_UNSPECIFIED;   /* the model's own */
+    params.n_threads = model->n_threads > 0 ? model->n_threads : 1;
+    params.n_threads_batch = params.n_threads;
+    params.no_perf = true;
+    last_engine_error[0] = '\0';
+    struct llama_context *ctx = llama_init_from_model(model->model, params);
+    if (ctx && llama_pooling_type(ctx) == LLAMA_POOLING_TYPE_NONE) {
+        llama_free(ctx);
+        params.pooling_type = LLAMA_POOLING_TYPE_MEAN;
+        ctx = llama_init_from_model(model->model, params);
+    }
+    flush_log_line();
+    if (!ctx)
+        return hr_fail(HR_EENGINE, "llama.cpp could not create a context for embeddings (%d tokens)%s%s", n_ctx,
+                       last_engine_error[0] ? ": " : "", last_engine_error);
+    if (llama_pooling_type(ctx) == LLAMA_POOLING_TYPE_RANK) {
+        llama_free(ctx);
+        return hr_fail(HR_ENOTSUP, "this model is a reranker (rank pooling): it scores pairs of texts and "
+                       "gives no embeddings");
+    }
+    model->embed_ctx = ctx;
+    model->embed_n_ctx = n_ctx;
+    return HR_OK;
+}
+
+static int llama_embed_text(hr_engine_model *model, const char *text, size_t length, bool normalize, float *out,
+                            int32_t capacity, int32_t *n_tokens, bool *created)
+{
+    *n_tokens = 0;
+    *created = false;
+    int32_t n_embd = llama_model_n_embd(model->model);
+    if (capacity < n_embd)
+        return hr_fail(HR_EINVAL, "room for %d floats, but this model's embeddings have %d", capacity, n_embd);
+    if (length > INT32_MAX) return hr_fail(HR_EINVAL, "text of %zu bytes is too long to embed", length);
+    pthread_mutex_lock(&model->embed_lock);
+    bool existed = model->embed_ctx != NULL;
+    int rc = embed_context(model);
+    *created = !existed && model->embed_ctx;
+    hr_token *tokens = NULL;
+    int32_t count = 0;
+    if (rc == HR_OK) {
+        int32_t limit = model->embed_n_ctx;
+        tokens = malloc(sizeof *tokens * (size_t)limit);
+        if (!tokens) rc = hr_fail(HR_ENOMEM, "out of memory embedding a text");
+        /* plain text: an input must not forge control tokens; the start and end tokens the
+         * vocabulary wants ([CLS] ... [SEP] for BERT) are added */
+        if (rc == HR_OK) count = llama_tokenize(model->vocab, text, (int32_t)length, tokens, limit, true, false);
+        if (rc == HR_OK && count < 0)
+            rc = hr_fail(HR_ECONTEXT, "the input is %s%d tokens, but embeddings take at most %d on this model",
+                         count == INT32_MIN ? "more than " : "", count == INT32_MIN ? limit : -count, limit);
+        if (rc == HR_OK && count == 0) rc = hr_fail(HR_EINVAL, "the input is empty and this model adds no token to it");
+    }
+    if (rc == HR_OK) {
+        *n_tokens = count;
+        llama_memory_clear(llama_get_memory(model->embed_ctx), true);
+        struct llama_batch batch = llama_batch_get_one(tokens, count);
+        last_engine_error[0] = '\0';
+        int32_t status = llama_model_has_encoder(model->model) && !llama_model_has_decoder(model->model)
+                             ? llama_encode(model->embed_ctx, batch)
+                             : llama_decode(model->embed_ctx, batch);
+        flush_log_line();
+        const float *pooled = status == 0 ? llama_get_embeddings_seq(model->embed_ctx, 0) : NULL;
+        if (status != 0 || !pooled) {
+            rc = hr_fail(HR_EENGINE, "llama.cpp could not compute the embedding (code %d)%s%s", status,
+                         last_engine_error[0] ? ": " : "", last_engine_error);
+        } else {
+            double norm = 0;
+            for (int32_t i = 0; i < n_embd; i++) norm += (double)pooled[i] * pooled[i];
+            norm = sqrt(norm);
+            double scale = normalize && norm > 0 ? 1.0 / norm : 1.0;
+            for (int32_t i = 0; i < n_embd; i++) out[i] = (float)(pooled[i] * scale);
+        }
+    }
+    pthread_mutex_unlock(&model->embed_lock);
+    free(tokens);
+    return rc;
+}
+
 /* ---- memory estimate ------------------------------------------------------------------------ */
 
 /* llama.cpp's own dry run where the build has it, else the formula; a dry run that fails on a
@@ -761,6 +871,7 @@ static const hr_engine_ops llama_ops = {
     .state_load = llama_load_state,
     .is_state_file = llama_is_state_file,
     .estimate = llama_estimate,
+    .embed = llama_embed_text,
 };
 
 const hr_engine_ops *hr_engine_llama(void)

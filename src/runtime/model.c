@@ -177,6 +177,8 @@ HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)
     out->n_ctx_train = info.n_ctx_train;
     out->n_ctx = info.n_ctx;
     out->n_vocab = info.n_vocab;
+    out->n_embd = info.n_embd;
+    out->embed_bytes = atomic_load(&model->embed_bytes);
     out->n_layer_gpu = info.n_layer_gpu;
     out->n_threads = info.n_threads;
     out->load_mode = info.load_mode;

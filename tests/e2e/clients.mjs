@@ -421,5 +421,49 @@ await check("ollama: format \"xml\" is a ResponseError 400 that names 'format'",
         (error) => error.name === "ResponseError" && error.status_code === 400 && /'format' must be/.test(error.error));
 });
 
+// ---- embeddings ------------------------------------------------------------------------------
+const norm = (v) => Math.sqrt(v.reduce((sum, x) => sum + x * x, 0));
+const cosine = (a, b) => a.reduce((sum, x, i) => sum + x * b[i], 0) / (norm(a) * norm(b));
+
+await check("openai: embeddings.create (base64, the SDK's default): unit vectors, one per input, usage", async () => {
+    const r = await openai.embeddings.create({ model: "tiny", input: ["hello world", "the sea is blue", "hello world"] });
+    assert.equal(r.object, "list");
+    assert.equal(r.model, "tiny");
+    assert.deepEqual(r.data.map((d) => d.index), [0, 1, 2]);
+    for (const d of r.data) {
+        assert.equal(d.object, "embedding");
+        assert.equal(d.embedding.length, 64);
+        assert.ok(Math.abs(norm(d.embedding) - 1) < 1e-4, `norm ${norm(d.embedding)}`);
+    }
+    assert.deepEqual(r.data[0].embedding, r.data[2].embedding, "the same text, the same vector");
+    assert.ok(cosine(r.data[0].embedding, r.data[1].embedding) < 0.9999, "different texts differ");
+    assert.ok(r.usage.prompt_tokens >= 6 && r.usage.total_tokens === r.usage.prompt_tokens);
+    // the float encoding carries the same numbers
+    const f = await openai.embeddings.create({ model: "tiny", input: "hello world", encoding_format: "float" });
+    assert.equal(f.data.length, 1);
+    f.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - r.data[0].embedding[i]) < 1e-6));
+});
+
+await check("openai: embeddings of token ids, a wrong dimensions or an empty input are BadRequestErrors naming the field", async () => {
+    await assert.rejects(openai.embeddings.create({ model: "tiny", input: [[1, 2, 3]] }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "input");
+    await assert.rejects(openai.embeddings.create({ model: "tiny", input: "x", dimensions: 32 }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "dimensions");
+    await assert.rejects(openai.embeddings.create({ model: "tiny", input: [] }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "input");
+});
+
+await check("ollama: embed() gives unit vectors like openai's; embeddings() the same direction, unnormalized", async () => {
+    const r = await ollama.embed({ model: "tiny", input: ["hello world", "the sea is blue"] });
+    assert.equal(r.embeddings.length, 2);
+    assert.ok(Math.abs(norm(r.embeddings[0]) - 1) < 1e-4);
+    assert.ok(r.prompt_eval_count >= 6 && r.total_duration > 0 && r.load_duration >= 0);
+    const o = await openai.embeddings.create({ model: "tiny", input: "hello world", encoding_format: "float" });
+    r.embeddings[0].forEach((x, i) => assert.ok(Math.abs(x - o.data[0].embedding[i]) < 1e-6));
+    const legacy = await ollama.embeddings({ model: "tiny", prompt: "hello world" });
+    assert.equal(legacy.embedding.length, 64);
+    assert.ok(cosine(legacy.embedding, r.embeddings[0]) > 0.9999);
+});
+
 console.log("# clients.mjs: every check ran");
 process.exit(failures === 0 ? 0 : 1);

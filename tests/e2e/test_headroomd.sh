@@ -88,6 +88,14 @@ http POST "$A/v1/completions" '{"model":"tiny","prompt":"Once upon a time","temp
 status 200 && expect 'usageOk(json.usage, json.choices[0].finish_reason, 16)'
 check "POST /v1/completions: max_tokens defaults to 16, as OpenAI's" $?
 
+http POST "$A/v1/embeddings" '{"model":"tiny","input":"hello world","encoding_format":"float"}'
+status 200 && expect 'const v = json.data[0].embedding, n = Math.hypot(...v);
+    return json.object === "list" && json.data.length === 1 && v.length === 64 && Math.abs(n - 1) < 1e-4 &&
+        json.usage.prompt_tokens > 0 && json.usage.total_tokens === json.usage.prompt_tokens'
+check "POST /v1/embeddings (curl): one unit vector of the model's width, usage" $?
+http GET "$A/api/memory"
+status 200 && expect 'json.models[0].rss_bytes > 0'; check "GET /api/memory: the model's rss_bytes counts the load and the embedding context" $?
+
 http POST "$A/v1/completions" '{"model":"tiny","prompt":"Roses are","max_tokens":12,"temperature":1,"seed":42}'
 cp "$scratch/body" "$scratch/seeded.json"
 http POST "$A/v1/completions" '{"model":"tiny","prompt":"Roses are","max_tokens":12,"temperature":1,"seed":42}'
@@ -279,6 +287,11 @@ bad 'logit_bias: {"x": 1}' 400 POST /v1/completions '{"model":"tiny","prompt":"x
 bad "logit_bias beyond the vocabulary" 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"99999999":1}}' "logit_bias names token 99999999" ''
 bad "presence_penalty: 3" 400 POST /v1/completions '{"model":"tiny","prompt":"x","presence_penalty":3}' "'presence_penalty' must be between -2 and 2" presence_penalty
 bad "ollama format: 5" 400 POST /api/generate '{"model":"tiny","prompt":"x","format":5}' "'format' must be \"json\" or a JSON schema" ''
+bad "embeddings without input" 400 POST /v1/embeddings '{"model":"tiny"}' "'input' is required" input
+bad "embeddings: encoding_format yaml" 400 POST /v1/embeddings '{"model":"tiny","input":"x","encoding_format":"yaml"}' "must be \"float\" or \"base64\"" encoding_format
+bad "embeddings of an unknown model" 404 POST /v1/embeddings '{"model":"nope","input":"x"}' "not found" model
+bad "ollama embed: input 5" 400 POST /api/embed '{"model":"tiny","input":5}' "'input' must be a string or an array of strings"
+bad "ollama embeddings without prompt" 400 POST /api/embeddings '{"model":"tiny"}' "'prompt' is required"
 bad "a grammar that does not parse" 400 POST /v1/completions '{"model":"tiny","prompt":"x","grammar":"root ::= nothing"}' "the grammar does not parse"
 bad "response_format and grammar together" 400 POST /v1/completions '{"model":"tiny","prompt":"x","grammar":"root ::= \"a\"","response_format":{"type":"json_object"}}' "give one of" response_format
 bad "json_schema type missing its schema" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}' "needs json_schema.schema" response_format
@@ -323,7 +336,8 @@ http POST "$A/v1/completions" "@$scratch/long-stream.json"
 status 200 && expect 'sse.at(-1) === "[DONE]" && /context window/.test(sse.at(-2).error.message)'
 check "a prompt longer than the context window, streamed: an error event that says so, then [DONE]" $?
 
-bad "unknown endpoint" 404 GET /v1/embeddings '' 'no such endpoint: GET \/v1\/embeddings'
+bad "unknown endpoint" 404 GET /v1/audio/speech '' 'no such endpoint: GET \/v1\/audio\/speech'
+bad "GET on /v1/embeddings" 405 GET /v1/embeddings '' 'GET is not allowed on \/v1\/embeddings; use POST'
 bad "unknown endpoint (Ollama path)" 404 POST /api/pull '{"model":"tiny"}' 'no such endpoint: POST \/api\/pull'
 bad "unknown path" 404 GET /nothing/here '' 'no such endpoint'
 bad "wrong method: GET /v1/completions" 405 GET /v1/completions '' 'GET is not allowed on \/v1\/completions'

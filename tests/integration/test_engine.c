@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -475,6 +476,111 @@ static void grammar_constrains_the_output(void **state)
     hr_context_free(ctx);
 }
 
+static double norm_of(const float *v, int32_t n)
+{
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += (double)v[i] * v[i];
+    return sqrt(sum);
+}
+
+/* Embeddings in a context of their own: the vectors are stable and normalized, and the
+ * generation window (its tokens and its KV) is untouched, so prefix reuse still works. */
+static void embeddings_leave_the_window_alone(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_model_info info;
+    assert_int_equal(hr_model_get_info(model, &info), HR_OK);
+    assert_int_equal(info.n_embd, 64);
+    assert_int_equal(info.embed_bytes, 0);
+
+    hr_generate_params params = hr_generate_default_params();
+    params.temperature = 0;
+    params.max_tokens = 8;
+    struct text first = { .length = 0 };
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, &first, NULL), HR_OK);
+
+    float a[64], b[64], c[64], raw[64];
+    int32_t tokens = 0;
+    assert_int_equal(hr_model_embed(model, "hello world", true, a, 64, &tokens), HR_OK);
+    assert_true(tokens >= 2);
+    assert_true(fabs(norm_of(a, 64) - 1.0) < 1e-4);
+    assert_int_equal(hr_model_embed(model, "hello world", true, b, 64, NULL), HR_OK);
+    assert_memory_equal(a, b, sizeof a);
+    assert_int_equal(hr_model_embed(model, "a different text", true, c, 64, NULL), HR_OK);
+    assert_memory_not_equal(a, c, sizeof a);
+    assert_int_equal(hr_model_embed(model, "hello world", false, raw, 64, NULL), HR_OK);
+    double length = norm_of(raw, 64);
+    assert_true(length > 0);
+    for (int i = 0; i < 64; i++) assert_true(fabs(raw[i] / length - a[i]) < 1e-4);
+    assert_int_equal(hr_model_get_info(model, &info), HR_OK);
+    assert_true(info.embed_bytes > 0);
+
+    /* the same prompt again reuses the window: the embeddings did not touch it */
+    struct text second = { .length = 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, &second, &stats), HR_OK);
+    assert_true(stats.cached_tokens > 0);
+    assert_string_equal(first.data, second.data);
+
+    /* too little room, and an input beyond the embedding window */
+    assert_int_equal(hr_model_embed(model, "x", true, a, 10, NULL), HR_EINVAL);
+    size_t big = 64 * 1024;
+    char *long_text = malloc(big + 1);
+    for (size_t i = 0; i < big; i++) long_text[i] = i % 6 == 5 ? ' ' : 'a' + (char)(i % 26);
+    long_text[big] = '\0';
+    assert_int_equal(hr_model_embed(model, long_text, true, a, 64, NULL), HR_ECONTEXT);
+    assert_non_null(strstr(hr_last_error(), "embeddings take at most"));
+    free(long_text);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+struct embed_worker {
+    hr_model *model;
+    int rc;
+    int done;
+};
+
+static void *embed_many(void *data)
+{
+    struct embed_worker *w = data;
+    float v[64];
+    for (int i = 0; i < 20 && w->rc == HR_OK; i++) {
+        w->rc = hr_model_embed(w->model, "while it generates", true, v, 64, NULL);
+        w->done++;
+    }
+    return NULL;
+}
+
+/* An embedding may run while the model generates: both finish, the text as it would be alone. */
+static void embeddings_beside_a_generation(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_generate_params params = hr_generate_default_params();
+    params.temperature = 0;
+    params.max_tokens = 64;
+    struct text alone = { .length = 0 };
+    assert_int_equal(hr_generate(model, "The sea", &params, collect, &alone, NULL), HR_OK);
+    hr_model_free(model);
+    model = load(ctx, 0);
+
+    struct embed_worker w = { .model = model, .rc = HR_OK };
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, embed_many, &w), 0);
+    struct text beside = { .length = 0 };
+    assert_int_equal(hr_generate(model, "The sea", &params, collect, &beside, NULL), HR_OK);
+    pthread_join(thread, NULL);
+    assert_int_equal(w.rc, HR_OK);
+    assert_int_equal(w.done, 20);
+    assert_string_equal(alone.data, beside.data);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
@@ -490,6 +596,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(chat_template_from_the_model),
         cmocka_unit_test(same_seed_same_text),
         cmocka_unit_test(grammar_constrains_the_output),
+        cmocka_unit_test(embeddings_leave_the_window_alone),
+        cmocka_unit_test(embeddings_beside_a_generation),
         cmocka_unit_test(context_window_fills_up),
         cmocka_unit_test(cancel_from_another_thread),
         cmocka_unit_test(load_can_be_cancelled),

@@ -353,6 +353,59 @@ static enum MHD_Result tags(request *r)
     return reply_json(r, 200, body);
 }
 
+/* POST /api/embed (input a string or an array; normalized vectors in `embeddings`) and the older
+ * POST /api/embeddings (prompt a string; the vector as the model gives it, in `embedding`). */
+static enum MHD_Result embed(request *r, bool legacy)
+{
+    enum MHD_Result refused;
+    if (refuse_under_pressure(r, &refused)) return refused;
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
+    field_check c = { .r = r };
+    const char *model_name = NULL;
+    double keep_alive = NAN;
+    int count = 0;
+    bool truncate = true;
+    field_string(&c, r->json, "model", true, &model_name);
+    if (legacy) {
+        const char *prompt = NULL;
+        field_string(&c, r->json, "prompt", true, &prompt);
+    } else {
+        embed_check_input(&c, r->json, "input", true, &count);
+        field_bool(&c, r->json, "truncate", &truncate);
+    }
+    read_keep_alive(&c, r->json, &keep_alive);
+    if (c.failed) return c.reply;
+    server_model *entry = server_find_model(r->srv, model_name);
+    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    double started = wall_seconds();
+    enum MHD_Result reply = MHD_NO;
+    hr_model *model = server_use_model(r, entry, &reply);
+    if (!model) return reply;
+    double loaded = wall_seconds();
+    embed_batch batch;
+    int rc = embed_inputs(model, r->json, legacy ? "prompt" : "input", !legacy, &batch);
+    server_release_model(r->srv, model, keep_alive);
+    if (rc != HR_OK) {
+        embed_batch_free(&batch);
+        return reply_library_error(r, rc);
+    }
+    cJSON *body = cJSON_CreateObject();
+    if (legacy) {
+        cJSON_AddItemToObject(body, "embedding", embed_vector_json(batch.vectors, batch.dimensions));
+    } else {
+        cJSON_AddStringToObject(body, "model", entry->name);
+        cJSON *list = cJSON_AddArrayToObject(body, "embeddings");
+        for (int i = 0; i < batch.count; i++)
+            cJSON_AddItemToArray(list, embed_vector_json(batch.vectors + (size_t)i * (size_t)batch.dimensions,
+                                                         batch.dimensions));
+        cJSON_AddNumberToObject(body, "total_duration", (double)(int64_t)((wall_seconds() - started) * 1e9));
+        cJSON_AddNumberToObject(body, "load_duration", (double)(int64_t)((loaded - started) * 1e9));
+        cJSON_AddNumberToObject(body, "prompt_eval_count", batch.tokens);
+    }
+    embed_batch_free(&batch);
+    return reply_json(r, 200, body);
+}
+
 static enum MHD_Result running(request *r)
 {
     hr_registry_entry *list = NULL;
@@ -386,12 +439,15 @@ bool api_ollama(request *r, enum MHD_Result *reply)
     if (strcmp(r->path, "/api/generate") == 0 && post) *reply = generate(r, false);
     else if (strcmp(r->path, "/api/chat") == 0 && post) *reply = generate(r, true);
     else if (strcmp(r->path, "/api/tags") == 0 && get) *reply = tags(r);
+    else if (strcmp(r->path, "/api/embed") == 0 && post) *reply = embed(r, false);
+    else if (strcmp(r->path, "/api/embeddings") == 0 && post) *reply = embed(r, true);
     else if (strcmp(r->path, "/api/ps") == 0 && get) *reply = running(r);
     else if (strcmp(r->path, "/api/version") == 0 && get) {
         cJSON *body = cJSON_CreateObject();
         cJSON_AddStringToObject(body, "version", hr_version());
         *reply = reply_json(r, 200, body);
-    } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0)
+    } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0 ||
+               strcmp(r->path, "/api/embed") == 0 || strcmp(r->path, "/api/embeddings") == 0)
         *reply = reply_method_not_allowed(r, "POST");
     else if (strcmp(r->path, "/api/tags") == 0 || strcmp(r->path, "/api/ps") == 0 ||
              strcmp(r->path, "/api/version") == 0)

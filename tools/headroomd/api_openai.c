@@ -386,6 +386,71 @@ static enum MHD_Result generate(request *r, bool chat)
     return reply_json(r, 200, body);
 }
 
+/* POST /v1/embeddings: input a string or an array of strings, encoding_format float or base64;
+ * the vectors are normalized to length 1, as OpenAI's are. */
+static enum MHD_Result embeddings(request *r)
+{
+    enum MHD_Result refused;
+    if (refuse_under_pressure(r, &refused)) return refused;
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
+    field_check c = { .r = r };
+    const char *model_name = NULL, *encoding = "float";
+    int count = 0;
+    int32_t dimensions = 0;
+    field_string(&c, r->json, "model", true, &model_name);
+    embed_check_input(&c, r->json, "input", true, &count);
+    field_string(&c, r->json, "encoding_format", false, &encoding);
+    field_int(&c, r->json, "dimensions", 1, 1 << 20, &dimensions);
+    if (!c.failed && !encoding) encoding = "float";
+    if (!c.failed && strcmp(encoding, "float") != 0 && strcmp(encoding, "base64") != 0)
+        return reply_error(r, 400, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+    if (c.failed) return c.reply;
+    server_model *entry = server_find_model(r->srv, model_name);
+    if (!entry)
+        return reply_error(r, 404, "model", "model '%s' not found; GET /v1/models lists the models this server has",
+                           model_name);
+    enum MHD_Result reply = MHD_NO;
+    hr_model *model = server_use_model(r, entry, &reply);
+    if (!model) return reply;
+    hr_model_info info;
+    hr_model_get_info(model, &info);
+    if (dimensions != 0 && dimensions != info.n_embd) {
+        server_release_model(r->srv, model, NAN);
+        return reply_error(r, 400, "dimensions", "'dimensions' %d is not this model's: its embeddings have %d "
+                           "(shortening them is not supported); leave it out", dimensions, info.n_embd);
+    }
+    embed_batch batch;
+    int rc = embed_inputs(model, r->json, "input", true, &batch);
+    server_release_model(r->srv, model, NAN);
+    if (rc != HR_OK) {
+        embed_batch_free(&batch);
+        return reply_library_error(r, rc);
+    }
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(body, "data");
+    for (int i = 0; i < batch.count; i++) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "object", "embedding");
+        cJSON_AddNumberToObject(item, "index", i);
+        const float *vector = batch.vectors + (size_t)i * (size_t)batch.dimensions;
+        if (strcmp(encoding, "base64") == 0) {
+            char *text = embed_vector_base64(vector, batch.dimensions);
+            cJSON_AddStringToObject(item, "embedding", text ? text : "");
+            free(text);
+        } else {
+            cJSON_AddItemToObject(item, "embedding", embed_vector_json(vector, batch.dimensions));
+        }
+        cJSON_AddItemToArray(data, item);
+    }
+    cJSON_AddStringToObject(body, "model", entry->name);
+    cJSON *usage = cJSON_AddObjectToObject(body, "usage");
+    cJSON_AddNumberToObject(usage, "prompt_tokens", batch.tokens);
+    cJSON_AddNumberToObject(usage, "total_tokens", batch.tokens);
+    embed_batch_free(&batch);
+    return reply_json(r, 200, body);
+}
+
 static enum MHD_Result list_models(request *r)
 {
     cJSON *body = cJSON_CreateObject();
@@ -409,8 +474,10 @@ bool api_openai(request *r, enum MHD_Result *reply)
     if (strcmp(r->path, "/v1/models") == 0 && get) *reply = list_models(r);
     else if (strcmp(r->path, "/v1/completions") == 0 && post) *reply = generate(r, false);
     else if (strcmp(r->path, "/v1/chat/completions") == 0 && post) *reply = generate(r, true);
+    else if (strcmp(r->path, "/v1/embeddings") == 0 && post) *reply = embeddings(r);
     else if (strcmp(r->path, "/v1/models") == 0) *reply = reply_method_not_allowed(r, "GET");
-    else if (strcmp(r->path, "/v1/completions") == 0 || strcmp(r->path, "/v1/chat/completions") == 0)
+    else if (strcmp(r->path, "/v1/completions") == 0 || strcmp(r->path, "/v1/chat/completions") == 0 ||
+             strcmp(r->path, "/v1/embeddings") == 0)
         *reply = reply_method_not_allowed(r, "POST");
     else return false;
     return true;

@@ -198,6 +198,28 @@ void server_release_model(server *srv, hr_model *model, double keep_alive);
 
 /* ---- the APIs (api_*.c): each returns true when it handled the path ------------------------- */
 
+/* ---- embeddings (api_embed.c), shaped by each API ------------------------------------------ */
+
+enum { MAX_EMBED_INPUTS = 2048 };
+
+typedef struct embed_batch {
+    float *vectors;      /* count x dimensions */
+    int count;
+    int32_t dimensions;
+    int32_t tokens;      /* of all inputs */
+    double seconds;      /* computing them */
+} embed_batch;
+
+/* Whether body[key] is a string or a non-empty array of at most MAX_EMBED_INPUTS strings (token
+ * ids are refused); *count: how many. false after replying 400 naming `key`. */
+bool embed_check_input(field_check *c, const cJSON *body, const char *key, bool required, int *count);
+/* Embeds body[key] (checked) with `model`; an HR_E* code (the sentence in hr_last_error()). */
+int embed_inputs(hr_model *model, const cJSON *body, const char *key, bool normalize, embed_batch *out);
+void embed_batch_free(embed_batch *batch);
+cJSON *embed_vector_json(const float *vector, int32_t dimensions);
+/* The floats as OpenAI's base64 (little-endian float32); malloc'd, NULL when out of memory. */
+char *embed_vector_base64(const float *vector, int32_t dimensions);
+
 bool api_openai(request *r, enum MHD_Result *reply);
 bool api_ollama(request *r, enum MHD_Result *reply);
 bool api_admin(request *r, enum MHD_Result *reply);
