@@ -341,6 +341,14 @@ HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out);
 HR_API int hr_model_embed(hr_model *model, const char *text, bool normalize, float *out, size_t capacity,
                           int32_t *n_tokens);
 
+/* The metadata in the GGUF header of the model file at `path`, read without loading the model,
+ * as a JSON object in *json (hr_free it): every key with its value ("general.architecture",
+ * "llama.context_length", "tokenizer.chat_template", ...; arrays such as the vocabulary as null),
+ * "general.parameter_count" (counted from the tensor table where the file has none) and
+ * "headroom.quantization_level" (e.g. "Q8_0": from general.file_type, else the type of most
+ * weight bytes). The same file checks as hr_model_load, with their sentences. Any thread. */
+HR_API int hr_model_file_metadata(const char *path, char **json);
+
 /* One message of a conversation, for hr_model_apply_chat_template(). */
 typedef struct hr_chat_message {
     const char *role;      /* "system", "user", "assistant" */

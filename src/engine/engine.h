@@ -211,6 +211,13 @@ typedef struct hr_engine_ops {
                  int32_t capacity, int32_t *n_tokens, bool *created);
 } hr_engine_ops;
 
+/* The GGUF header of the model file at `path` as a cJSON object, without loading it
+ * (engine_llama_meta.c): every key (arrays as null), general.parameter_count (from the tensor
+ * table where the file has none) and headroom.quantization_level ("Q8_0": general.file_type, or
+ * the type of most weight bytes). */
+struct cJSON;
+int hr_engine_llama_file_metadata(const char *path, struct cJSON **out);
+
 /* The llama.cpp engine (engine_llama.c). */
 const hr_engine_ops *hr_engine_llama(void);
 

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/error.h"
-#include "engine/grammar.h"
 #include "core/log.h"
+#include "engine/grammar.h"
 
 enum { MAX_CONTEXT_TOKENS = 1 << 20, MAX_THREADS = 512 };
 
@@ -219,4 +221,18 @@ HR_API int hr_json_grammar(const char *schema_json, char **out)
         return *out ? HR_OK : hr_fail(HR_ENOMEM, "out of memory for a grammar");
     }
     return hr_engine_schema_grammar(schema_json, out);
+}
+
+HR_API int hr_model_file_metadata(const char *path, char **json)
+{
+    hr_clear_error();
+    if (!json) return hr_fail(HR_EINVAL, "hr_model_file_metadata: json is NULL");
+    *json = NULL;
+    if (!path) return hr_fail(HR_EINVAL, "hr_model_file_metadata: path is NULL");
+    cJSON *info = NULL;
+    int rc = hr_engine_llama_file_metadata(path, &info);
+    if (rc != HR_OK) return rc;
+    *json = cJSON_PrintUnformatted(info);
+    cJSON_Delete(info);
+    return *json ? HR_OK : hr_fail(HR_ENOMEM, "out of memory describing %s", path);
 }

@@ -287,6 +287,8 @@ bad 'logit_bias: {"x": 1}' 400 POST /v1/completions '{"model":"tiny","prompt":"x
 bad "logit_bias beyond the vocabulary" 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"99999999":1}}' "logit_bias names token 99999999" ''
 bad "presence_penalty: 3" 400 POST /v1/completions '{"model":"tiny","prompt":"x","presence_penalty":3}' "'presence_penalty' must be between -2 and 2" presence_penalty
 bad "ollama format: 5" 400 POST /api/generate '{"model":"tiny","prompt":"x","format":5}' "'format' must be \"json\" or a JSON schema" ''
+bad "show without a model" 400 POST /api/show '{}' "'model' is required"
+bad "show of an unknown model" 404 POST /api/show '{"model":"nope"}' "not found"
 bad "embeddings without input" 400 POST /v1/embeddings '{"model":"tiny"}' "'input' is required" input
 bad "embeddings: encoding_format yaml" 400 POST /v1/embeddings '{"model":"tiny","input":"x","encoding_format":"yaml"}' "must be \"float\" or \"base64\"" encoding_format
 bad "embeddings of an unknown model" 404 POST /v1/embeddings '{"model":"nope","input":"x"}' "not found" model

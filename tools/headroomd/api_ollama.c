@@ -29,6 +29,7 @@ static void rfc3339(double seconds, char *out, size_t size)
 struct ollama_stream {
     char model[256];
     bool chat;
+    double load_seconds;   /* acquiring the model: its load, or nearly nothing when it was loaded */
 };
 
 static cJSON *line_head(const struct ollama_stream *s)
@@ -54,11 +55,12 @@ static void add_text(const struct ollama_stream *s, cJSON *line, const char *tex
     free(copy);
 }
 
-static void add_stats(cJSON *line, const hr_generation_stats *stats)
+static void add_stats(cJSON *line, const hr_generation_stats *stats, double load_seconds)
 {
     cJSON_AddStringToObject(line, "done_reason", stats->stop_reason == HR_STOP_END_OF_TEXT || stats->stop_reason == HR_STOP_SEQUENCE ? "stop" : "length");
-    cJSON_AddNumberToObject(line, "total_duration", (double)llround(stats->total_seconds * 1e9));
-    cJSON_AddNumberToObject(line, "load_duration", 0);
+    /* as Ollama's: the whole request, the load included */
+    cJSON_AddNumberToObject(line, "total_duration", (double)llround((stats->total_seconds + load_seconds) * 1e9));
+    cJSON_AddNumberToObject(line, "load_duration", (double)llround(load_seconds * 1e9));
     cJSON_AddNumberToObject(line, "prompt_eval_count", stats->prompt_tokens);
     cJSON_AddNumberToObject(line, "prompt_eval_duration", (double)llround(stats->prompt_seconds * 1e9));
     cJSON_AddNumberToObject(line, "eval_count", stats->generated_tokens);
@@ -84,7 +86,7 @@ static void ndjson_finish(void *state, int result, const char *message, const hr
         line = line_head(s);
         add_text(s, line, "", 0);
         cJSON_AddBoolToObject(line, "done", true);
-        add_stats(line, stats);
+        add_stats(line, stats, s->load_seconds);
     } else {
         line = cJSON_CreateObject();
         cJSON_AddStringToObject(line, "error", message && message[0] ? message : hr_strerror(result));
@@ -241,11 +243,13 @@ static enum MHD_Result generate(request *r, bool chat)
         return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
     }
     enum MHD_Result reply = MHD_NO;
+    double acquiring = wall_seconds();
     hr_model *model = server_use_model(r, entry, &reply);
     if (!model) {
         hr_free(grammar);
         return reply;
     }
+    double load_seconds = wall_seconds() - acquiring;
 
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
     if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
@@ -304,6 +308,7 @@ static enum MHD_Result generate(request *r, bool chat)
     struct ollama_stream *state = calloc(1, sizeof *state);
     snprintf(state->model, sizeof state->model, "%s", entry->name);
     state->chat = chat;
+    state->load_seconds = load_seconds;
     if (stream) return reply_stream(r, session, &ndjson_format, state, model, keep_alive);
 
     char *text = NULL;
@@ -319,18 +324,104 @@ static enum MHD_Result generate(request *r, bool chat)
     cJSON *body = line_head(state);
     add_text(state, body, text ? text : "", text ? strlen(text) : 0);
     cJSON_AddBoolToObject(body, "done", true);
-    add_stats(body, &stats);
+    add_stats(body, &stats, state->load_seconds);
     free(text);
     free(state);
     return reply_json(r, 200, body);
 }
 
-static cJSON *details(void)
+/* Ollama's details, from the file's GGUF header (read when the catalogue was made). */
+static cJSON *details(const server_model *m)
 {
     cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "parent_model", "");
     cJSON_AddStringToObject(d, "format", "gguf");
-    cJSON_AddStringToObject(d, "family", "llama");
+    cJSON_AddStringToObject(d, "family", m->family);
+    cJSON *families = cJSON_AddArrayToObject(d, "families");
+    cJSON_AddItemToArray(families, cJSON_CreateString(m->family));
+    cJSON_AddStringToObject(d, "parameter_size", m->parameter_size);
+    cJSON_AddStringToObject(d, "quantization_level", m->quantization_level);
     return d;
+}
+
+/* Ollama's parameters text: the sampling this server applies when a request sets none. */
+static void append_parameters(char *out, size_t size, int32_t n_ctx)
+{
+    hr_generate_params defaults = hr_generate_default_params();
+    snprintf(out, size,
+             "num_ctx %d\nnum_predict %d\ntemperature %g\ntop_k %d\ntop_p %g\nmin_p %g\nseed %llu\n"
+             "repeat_penalty %g\nrepeat_last_n %d",
+             n_ctx, defaults.max_tokens, defaults.temperature,
+             defaults.top_k, defaults.top_p, defaults.min_p, (unsigned long long)defaults.seed,
+             defaults.repeat_penalty, defaults.repeat_last_n);
+}
+
+/* POST /api/show: what editors and web UIs read to learn a model: its template, parameters,
+ * details and the GGUF header's facts (model_info), without loading it. */
+static enum MHD_Result show(request *r)
+{
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
+    field_check c = { .r = r };
+    const char *model_name = NULL, *alias = NULL;
+    bool verbose = false;
+    field_string(&c, r->json, "model", false, &model_name);
+    field_string(&c, r->json, "name", false, &alias);   /* Ollama's older field */
+    field_bool(&c, r->json, "verbose", &verbose);
+    if (c.failed) return c.reply;
+    if (!model_name) model_name = alias;
+    if (!model_name) return reply_error(r, 400, "model", "'model' is required");
+    server_model *entry = server_find_model(r->srv, model_name);
+    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    char *text = NULL;
+    int rc = hr_model_file_metadata(entry->path, &text);
+    if (rc != HR_OK) return reply_library_error(r, rc);
+    cJSON *info = cJSON_Parse(text);
+    hr_free(text);
+    if (!info) return reply_library_error(r, HR_ENOMEM);
+    const cJSON *template = cJSON_GetObjectItemCaseSensitive(info, "tokenizer.chat_template");
+    const char *template_text = cJSON_IsString(template) ? template->valuestring : "";
+
+    cJSON *body = cJSON_CreateObject();
+    /* the window a load gets: --ctx, else the trained length up to 4096 (the library's rule) */
+    int32_t n_ctx = r->srv->config.ctx_size;
+    const cJSON *architecture = cJSON_GetObjectItemCaseSensitive(info, "general.architecture");
+    if (n_ctx <= 0 && cJSON_IsString(architecture)) {
+        char key[160];
+        snprintf(key, sizeof key, "%.120s.context_length", architecture->valuestring);
+        const cJSON *trained = cJSON_GetObjectItemCaseSensitive(info, key);
+        n_ctx = cJSON_IsNumber(trained) && trained->valuedouble > 0 && trained->valuedouble < 4096
+                    ? (int32_t)trained->valuedouble : 4096;
+    }
+    char parameters[512];
+    append_parameters(parameters, sizeof parameters, n_ctx);
+    size_t modelfile_size = strlen(entry->path) + strlen(template_text) + strlen(parameters) * 2 + 256;
+    char *modelfile = malloc(modelfile_size);
+    if (modelfile) {
+        size_t used = (size_t)snprintf(modelfile, modelfile_size, "# Modelfile generated by headroomd\nFROM %s\n", entry->path);
+        if (template_text[0])
+            used += (size_t)snprintf(modelfile + used, modelfile_size - used, "TEMPLATE \"\"\"%s\"\"\"\n", template_text);
+        for (const char *line = parameters; *line && used < modelfile_size;) {
+            size_t length = strcspn(line, "\n");
+            used += (size_t)snprintf(modelfile + used, modelfile_size - used, "PARAMETER %.*s\n", (int)length, line);
+            line += length + (line[length] == '\n');
+        }
+    }
+    cJSON_AddStringToObject(body, "modelfile", modelfile ? modelfile : "");
+    free(modelfile);
+    cJSON_AddStringToObject(body, "parameters", parameters);
+    cJSON_AddStringToObject(body, "template", template_text);
+    cJSON_AddItemToObject(body, "details", details(entry));
+    /* the GGUF keys, headroom's own taken out; arrays are null as in Ollama's non-verbose reply */
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "headroom.quantization_level");
+    (void)verbose;
+    cJSON_AddItemToObject(body, "model_info", info);
+    cJSON *capabilities = cJSON_AddArrayToObject(body, "capabilities");
+    cJSON_AddItemToArray(capabilities, cJSON_CreateString("completion"));
+    cJSON_AddItemToArray(capabilities, cJSON_CreateString("embedding"));
+    char modified[64];
+    rfc3339(r->srv->started_at, modified, sizeof modified);
+    cJSON_AddStringToObject(body, "modified_at", modified);
+    return reply_json(r, 200, body);
 }
 
 static enum MHD_Result tags(request *r)
@@ -347,7 +438,7 @@ static enum MHD_Result tags(request *r)
         cJSON_AddStringToObject(model, "modified_at", modified);
         cJSON_AddNumberToObject(model, "size", (double)m->file_bytes);
         cJSON_AddStringToObject(model, "digest", "");
-        cJSON_AddItemToObject(model, "details", details());
+        cJSON_AddItemToObject(model, "details", details(m));
         cJSON_AddItemToArray(models, model);
     }
     return reply_json(r, 200, body);
@@ -426,7 +517,9 @@ static enum MHD_Result running(request *r)
         rfc3339(e->expires_at > 0 ? e->expires_at : 253402300799.0, expires, sizeof expires);
         cJSON_AddStringToObject(model, "expires_at", expires);
         cJSON_AddStringToObject(model, "digest", "");
-        cJSON_AddItemToObject(model, "details", details());
+        const server_model *m = server_find_model(r->srv, e->name);
+        server_model unknown = { .family = "", .parameter_size = "", .quantization_level = "" };
+        cJSON_AddItemToObject(model, "details", details(m ? m : &unknown));
         cJSON_AddItemToArray(models, model);
     }
     hr_free(list);
@@ -439,6 +532,7 @@ bool api_ollama(request *r, enum MHD_Result *reply)
     if (strcmp(r->path, "/api/generate") == 0 && post) *reply = generate(r, false);
     else if (strcmp(r->path, "/api/chat") == 0 && post) *reply = generate(r, true);
     else if (strcmp(r->path, "/api/tags") == 0 && get) *reply = tags(r);
+    else if (strcmp(r->path, "/api/show") == 0 && post) *reply = show(r);
     else if (strcmp(r->path, "/api/embed") == 0 && post) *reply = embed(r, false);
     else if (strcmp(r->path, "/api/embeddings") == 0 && post) *reply = embed(r, true);
     else if (strcmp(r->path, "/api/ps") == 0 && get) *reply = running(r);
@@ -447,7 +541,8 @@ bool api_ollama(request *r, enum MHD_Result *reply)
         cJSON_AddStringToObject(body, "version", hr_version());
         *reply = reply_json(r, 200, body);
     } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0 ||
-               strcmp(r->path, "/api/embed") == 0 || strcmp(r->path, "/api/embeddings") == 0)
+               strcmp(r->path, "/api/embed") == 0 || strcmp(r->path, "/api/embeddings") == 0 ||
+               strcmp(r->path, "/api/show") == 0)
         *reply = reply_method_not_allowed(r, "POST");
     else if (strcmp(r->path, "/api/tags") == 0 || strcmp(r->path, "/api/ps") == 0 ||
              strcmp(r->path, "/api/version") == 0)

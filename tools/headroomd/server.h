@@ -51,6 +51,10 @@ typedef struct server_model {
     char name[256];               /* what clients call it: the file name without ".gguf" */
     char path[4096];
     uint64_t file_bytes;          /* loading, keep-alive and unloading: the library's registry */
+    /* from the GGUF header when the catalogue is made, for Ollama's details */
+    char family[64];              /* general.architecture */
+    char parameter_size[16];      /* "19.5M", "7.2B" */
+    char quantization_level[32];  /* "Q8_0" */
 } server_model;
 
 typedef struct server {
