@@ -461,6 +461,8 @@ typedef struct hr_logit_bias {
     float bias;
 } hr_logit_bias;
 
+struct hr_token_logprobs;
+
 typedef struct hr_generate_params {
     int32_t max_tokens;   /* stop after this many generated tokens; must be > 0 */
     float temperature;    /* 0: greedy (deterministic); default 0.8 */
@@ -504,7 +506,34 @@ typedef struct hr_generate_params {
      * allowed, so the text is whole unless max_tokens or the context cut it. hr_json_grammar()
      * makes one for JSON. Borrowed as `stop` is. NULL (default): no constraint. */
     const char *grammar;
+    /* Log-probabilities of the generated tokens: when logprob_fn is set, it is called for each
+     * generated token (not the end of text), on the generating thread, before that token's text
+     * reaches piece_fn, with the token's log-probability under the model's distribution (the
+     * softmax of its logits, before any sampling step) and the top_logprobs most likely tokens
+     * (0 to HR_MAX_TOP_LOGPROBS). Sessions keep them for hr_session_logprobs when `logprobs` is
+     * true (their own logprob_fn; one given is ignored). */
+    bool logprobs;
+    int32_t top_logprobs;
+    void (*logprob_fn)(const struct hr_token_logprobs *token, void *user_data);
+    void *logprob_user_data;
 } hr_generate_params;
+
+enum { HR_MAX_TOP_LOGPROBS = 20, HR_MAX_PIECE_BYTES = 48 };
+
+/* One token and its log-probability. `piece` holds the token's bytes (not necessarily whole
+ * UTF-8: a character may span tokens), `length` of them (cut at HR_MAX_PIECE_BYTES). */
+typedef struct hr_logprob {
+    int32_t token;
+    float logprob;
+    int32_t length;
+    char piece[HR_MAX_PIECE_BYTES];
+} hr_logprob;
+
+typedef struct hr_token_logprobs {
+    hr_logprob chosen;                        /* the token generated */
+    int32_t top_count;                        /* top_logprobs, or fewer in a smaller vocabulary */
+    hr_logprob top[HR_MAX_TOP_LOGPROBS];      /* the most likely tokens, most likely first */
+} hr_token_logprobs;
 
 enum { HR_MAX_STOP_SEQUENCES = 64, HR_MAX_STOP_BYTES = 1024, HR_MAX_LOGIT_BIAS = 1024 };
 
@@ -598,6 +627,13 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
  * sentence in hr_last_error()). One reader thread per session. */
 HR_API int hr_session_read(hr_session *session, char *buffer, size_t capacity, size_t *length,
                            double timeout_seconds);
+
+/* The log-probabilities of a session started with generate.logprobs, from record `from` on:
+ * the tokens whose text the reader has read (all of them once a read returned HR_EOF), at most
+ * `capacity` into `out`; *count how many were copied. Any thread (the reader's, typically, after
+ * each read). HR_EINVAL when the session was started without logprobs. */
+HR_API int hr_session_logprobs(hr_session *session, size_t from, hr_token_logprobs *out, size_t capacity,
+                               size_t *count);
 
 /* Cancels the session: a queued one never starts, a running one stops within one decode step.
  * Pieces not yet read are dropped; reads return HR_ECANCELLED from now on. Any thread, any time

@@ -169,6 +169,9 @@ typedef struct hr_engine_ops {
                           hr_engine_sampler **out);
     /* Picks the next token from the logits of the last decode and records it in the sampler. */
     hr_token (*sample)(hr_engine_sampler *sampler, hr_engine_model *model);
+    /* The log-probability of `chosen` and the `top` most likely tokens under the logits of the
+     * last decode (log-softmax of the raw logits). Optional (NULL: no logprobs). */
+    int (*token_logprobs)(hr_engine_model *model, hr_token chosen, int32_t top, hr_token_logprobs *out);
     void (*sampler_free)(hr_engine_sampler *sampler);
 
     /* ---- the context window's state, for prompt-prefix reuse and KV snapshots ------------- */

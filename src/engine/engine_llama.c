@@ -718,6 +718,49 @@ static hr_token llama_sample_next(hr_engine_sampler *sampler, hr_engine_model *m
     return llama_sampler_sample(sampler->chain, model->ctx, -1);
 }
 
+static void fill_logprob(hr_engine_model *model, hr_token token, float logprob, hr_logprob *out)
+{
+    out->token = token;
+    out->logprob = logprob;
+    char piece[256];
+    int32_t length = llama_token_to_piece(model->vocab, token, piece, sizeof piece, 0, false);
+    if (length < 0) length = 0;
+    if (length > HR_MAX_PIECE_BYTES) length = HR_MAX_PIECE_BYTES;
+    memcpy(out->piece, piece, (size_t)length);
+    out->length = length;
+}
+
+static int llama_token_logprobs(hr_engine_model *model, hr_token chosen, int32_t top, hr_token_logprobs *out)
+{
+    memset(out, 0, sizeof *out);
+    const float *logits = llama_get_logits_ith(model->ctx, -1);
+    int32_t n_vocab = llama_vocab_n_tokens(model->vocab);
+    if (!logits || chosen < 0 || chosen >= n_vocab) return hr_fail(HR_EENGINE, "no logits to read log-probabilities from");
+    float max = logits[0];
+    for (int32_t i = 1; i < n_vocab; i++) if (logits[i] > max) max = logits[i];
+    double sum = 0;
+    for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - max);
+    double log_sum = max + log(sum);
+    fill_logprob(model, chosen, (float)(logits[chosen] - log_sum), &out->chosen);
+    if (top > HR_MAX_TOP_LOGPROBS) top = HR_MAX_TOP_LOGPROBS;
+    if (top > n_vocab) top = n_vocab;
+    /* the top few by insertion: top is at most 20 */
+    int32_t best[HR_MAX_TOP_LOGPROBS];
+    int32_t found = 0;
+    for (int32_t i = 0; i < n_vocab && top > 0; i++) {
+        if (found == top && logits[i] <= logits[best[found - 1]]) continue;
+        int32_t at = found < top ? found++ : top - 1;
+        while (at > 0 && logits[best[at - 1]] < logits[i]) {
+            best[at] = best[at - 1];
+            at--;
+        }
+        best[at] = i;
+    }
+    for (int32_t k = 0; k < found; k++) fill_logprob(model, best[k], (float)(logits[best[k]] - log_sum), &out->top[k]);
+    out->top_count = found;
+    return HR_OK;
+}
+
 static void llama_sampler_release(hr_engine_sampler *sampler)
 {
     if (!sampler) return;
@@ -864,6 +907,7 @@ static const hr_engine_ops llama_ops = {
     .decode = llama_decode_tokens,
     .sampler_create = llama_sampler_new,
     .sample = llama_sample_next,
+    .token_logprobs = llama_token_logprobs,
     .sampler_free = llama_sampler_release,
     .truncate = llama_truncate,
     .state_size = llama_state_bytes,

@@ -173,6 +173,8 @@ static int check_params(const hr_generate_params *p)
         if (p->logit_bias[i].token < 0 || isnan(p->logit_bias[i].bias) || p->logit_bias[i].bias == INFINITY)
             return hr_fail(HR_EINVAL, "logit_bias entry %zu: token %d with bias %g (a token id >= 0 and a "
                            "finite bias or -INFINITY)", i, p->logit_bias[i].token, p->logit_bias[i].bias);
+    if (p->top_logprobs < 0 || p->top_logprobs > HR_MAX_TOP_LOGPROBS)
+        return hr_fail(HR_EINVAL, "top_logprobs %d is out of range: use 0 to %d", p->top_logprobs, HR_MAX_TOP_LOGPROBS);
     if (p->message_count > 0 && !p->messages)
         return hr_fail(HR_EINVAL, "message_count is %zu but messages is NULL", p->message_count);
     for (size_t i = 0; i < p->message_count; i++)
@@ -354,6 +356,11 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
             hr_guard_token(model);
         }
         stats->generated_tokens++;
+        if (p->logprob_fn && engine->token_logprobs) {
+            hr_token_logprobs record;
+            if (engine->token_logprobs(em, token, p->top_logprobs, &record) == HR_OK)
+                p->logprob_fn(&record, p->logprob_user_data);
+        }
 
         int32_t length = engine->token_to_piece(em, token, small_piece, sizeof small_piece);
         int stop;

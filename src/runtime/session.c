@@ -21,6 +21,7 @@ struct piece {
     char *text;
     size_t length;
     size_t offset;   /* bytes already read, when a reader's buffer was smaller */
+    size_t records;  /* logprob records made before this piece was pushed */
 };
 
 struct hr_session {
@@ -50,6 +51,10 @@ struct hr_session {
     int references;             /* the caller's and the worker's */
     int32_t priority;           /* immutable: the lifecycle cancels the lowest first */
     char stopped_because[200];  /* set when the lifecycle cancels it: the sentence its reader gets */
+    bool logprobs;              /* immutable: started with generate.logprobs */
+    hr_token_logprobs *records; /* one per generated token, appended by the worker */
+    size_t record_count, record_capacity;
+    size_t records_ready;       /* those of the tokens whose text the reader has read */
 };
 
 HR_API hr_session_params hr_session_default_params(void)
@@ -74,6 +79,7 @@ static void release(hr_session *s)
     free(s->stops);
     free(s->logit_bias);
     free(s->extras);
+    free(s->records);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->readable);
     pthread_cond_destroy(&s->writable);
@@ -82,6 +88,23 @@ static void release(hr_session *s)
 
 
 /* ---- the worker ----------------------------------------------------------------------------- */
+
+/* The logprob callback of a session's generation: keeps the record for hr_session_logprobs. */
+static void keep_logprobs(const hr_token_logprobs *record, void *user_data)
+{
+    hr_session *s = user_data;
+    pthread_mutex_lock(&s->lock);
+    if (s->record_count == s->record_capacity) {
+        size_t capacity = s->record_capacity ? s->record_capacity * 2 : 64;
+        hr_token_logprobs *bigger = realloc(s->records, sizeof *bigger * capacity);
+        if (bigger) {
+            s->records = bigger;
+            s->record_capacity = capacity;
+        }
+    }
+    if (s->record_count < s->record_capacity) s->records[s->record_count++] = *record;
+    pthread_mutex_unlock(&s->lock);
+}
 
 /* The piece callback of a session's generation: waits for room, or stops when cancelled. */
 static int push_piece(const char *text, size_t length, void *user_data)
@@ -120,7 +143,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
         free(copy);
         return 1;
     }
-    s->ring[(s->head + s->count) % s->capacity] = (struct piece){ copy, length, 0 };
+    s->ring[(s->head + s->count) % s->capacity] = (struct piece){ copy, length, 0, s->record_count };
     s->count++;
     s->pieces_pushed++;
     pthread_cond_signal(&s->readable);
@@ -338,6 +361,9 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
         return hr_fail(HR_ENOMEM, "out of memory starting a session");
     }
     s->model = model;
+    s->logprobs = p.generate.logprobs;
+    p.generate.logprob_fn = s->logprobs ? keep_logprobs : NULL;
+    p.generate.logprob_user_data = s;
     s->params = p.generate;
     s->capacity = p.queue_capacity;
     s->reader_timeout = p.reader_timeout;
@@ -406,6 +432,7 @@ HR_API int hr_session_read(hr_session *s, char *buffer, size_t capacity, size_t 
         buffer[n] = '\0';
         *length = n;
         p->offset += n;
+        if (p->records > s->records_ready) s->records_ready = p->records;
         if (p->offset == p->length) {
             free(p->text);
             s->head = (s->head + 1) % s->capacity;
@@ -414,6 +441,7 @@ HR_API int hr_session_read(hr_session *s, char *buffer, size_t capacity, size_t 
         }
         rc = HR_OK;
     } else if (s->finished) {
+        s->records_ready = s->record_count;   /* every piece read: every record is the reader's */
         if (s->result == HR_OK) rc = HR_EOF;
         else rc = hr_fail(s->result, "%s", s->error);
     } else {
@@ -448,6 +476,22 @@ HR_API int hr_session_stats(hr_session *s, hr_generation_stats *out)
     /* while it runs, what the reader can see: the pieces queued so far */
     if (!s->finished) out->generated_tokens = s->pieces_pushed;
     pthread_mutex_unlock(&s->lock);
+    return HR_OK;
+}
+
+HR_API int hr_session_logprobs(hr_session *s, size_t from, hr_token_logprobs *out, size_t capacity, size_t *count)
+{
+    if (count) *count = 0;
+    if (!s || !count || (capacity > 0 && !out))
+        return hr_fail(HR_EINVAL, "hr_session_logprobs: session, out and count are required");
+    if (!s->logprobs) return hr_fail(HR_EINVAL, "this session was started without logprobs");
+    pthread_mutex_lock(&s->lock);
+    size_t ready = s->records_ready < s->record_count ? s->records_ready : s->record_count;
+    size_t n = from < ready ? ready - from : 0;
+    if (n > capacity) n = capacity;
+    if (n > 0) memcpy(out, s->records + from, sizeof *out * n);
+    pthread_mutex_unlock(&s->lock);
+    *count = n;
     return HR_OK;
 }
 

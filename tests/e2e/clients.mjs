@@ -324,9 +324,48 @@ await check("openai: logit_bias +100 on one token makes greedy decoding repeat i
     assert.doesNotMatch(banned.choices[0].text, new RegExp(`^(${r.choices[0].text.slice(0, r.choices[0].text.length / 3).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})`, "u"));
 });
 
-await check("openai: logprobs and tools are BadRequestErrors naming the field", async () => {
-    await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", logprobs: 2 }),
-        (error) => error instanceof OpenAI.BadRequestError && error.param === "logprobs");
+// ---- log-probabilities: real values, greedy picks the most likely ------------------------------
+await check("openai: chat logprobs with top_logprobs: one entry per token, greedy's choice is the top one", async () => {
+    const r = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 0,
+                                                     logprobs: true, top_logprobs: 3 });
+    const content = r.choices[0].logprobs.content;
+    assert.equal(content.length, r.usage.completion_tokens);
+    for (const t of content) {
+        assert.ok(t.logprob <= 0 && Number.isFinite(t.logprob));
+        assert.equal(t.top_logprobs.length, 3);
+        assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob && t.top_logprobs[1].logprob >= t.top_logprobs[2].logprob);
+        assert.ok(Math.abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6, "greedy takes the most likely token");
+        assert.ok(t.top_logprobs.reduce((sum, x) => sum + Math.exp(x.logprob), 0) <= 1 + 1e-6);
+    }
+    // the tokens' bytes make the text
+    const bytes = Buffer.from(content.flatMap((t) => t.bytes));
+    if (r.choices[0].finish_reason === "length") assert.equal(bytes.toString("utf8"), r.choices[0].message.content);
+    // sampled: the chosen token is among all tokens, its logprob the model's, not necessarily the top
+    const sampled = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 1.5, seed: 3,
+                                                           logprobs: true });
+    assert.equal(sampled.choices[0].logprobs.content.length, sampled.usage.completion_tokens);
+    assert.ok(sampled.choices[0].logprobs.content.every((t) => t.top_logprobs.length === 0 && t.logprob <= 0));
+});
+
+await check("openai: completions logprobs N, whole and streamed: tokens, token_logprobs, top_logprobs, text_offset", async () => {
+    const r = await openai.completions.create({ model: "tiny", prompt, max_tokens: 10, temperature: 0, logprobs: 2 });
+    const lp = r.choices[0].logprobs;
+    assert.equal(lp.tokens.length, r.usage.completion_tokens);
+    assert.equal(lp.token_logprobs.length, lp.tokens.length);
+    assert.ok(lp.top_logprobs.every((alternatives) => Object.keys(alternatives).length >= 1 && Object.keys(alternatives).length <= 2));
+    assert.equal(lp.text_offset[0], 0);
+    assert.ok(lp.text_offset.every((offset, i) => i === 0 || offset >= lp.text_offset[i - 1]));
+    const stream = await openai.completions.create({ model: "tiny", prompt, max_tokens: 10, temperature: 0, logprobs: 2, stream: true });
+    const streamed = [];
+    for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.token_logprobs ?? []));
+    assert.deepEqual(streamed, lp.token_logprobs);
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages, top_logprobs: 2 }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "top_logprobs");
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages, logprobs: true, top_logprobs: 21 }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "top_logprobs");
+});
+
+await check("openai: tools are a BadRequestError naming the field", async () => {
     await assert.rejects(openai.chat.completions.create({ model: "tiny", messages,
         tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] }),
         (error) => error instanceof OpenAI.BadRequestError && error.param === "tools");

@@ -280,7 +280,7 @@ bad 'stream: "yes"' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stre
 bad "stop: 5" 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":5}' "'stop' must be a string or an array of strings" stop
 bad 'stop: [""]' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":["a",""]}' "'stop' must not hold an empty string" stop
 bad "options.stop: 17 sequences" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]}}' "at most 16 are accepted" ''
-bad "logprobs: true" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true}' "'logprobs' is not supported" logprobs
+bad "logprobs: 99" 400 POST /v1/completions '{"model":"tiny","prompt":"x","logprobs":99}' "'logprobs' must be between 0 and 20" logprobs
 bad "echo: true" 400 POST /v1/completions '{"model":"tiny","prompt":"x","echo":true}' "'echo' is not supported" echo
 bad "best_of: 2" 400 POST /v1/completions '{"model":"tiny","prompt":"x","best_of":2}' "'best_of' must be between 1 and 1" best_of
 bad 'logit_bias: {"x": 1}' 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"x":1}}' "'logit_bias' keys must be token ids" logit_bias

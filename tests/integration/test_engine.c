@@ -581,6 +581,86 @@ static void embeddings_beside_a_generation(void **state)
     hr_context_free(ctx);
 }
 
+struct logprob_log {
+    hr_token_logprobs records[64];
+    int count;
+};
+
+static void keep_record(const hr_token_logprobs *record, void *user_data)
+{
+    struct logprob_log *log = user_data;
+    if (log->count < 64) log->records[log->count++] = *record;
+}
+
+/* Log-probabilities are the model's: greedy decoding picks the most likely token, and a session
+ * keeps one record per token for its reader. */
+static void logprobs_are_the_models(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_generate_params params = hr_generate_default_params();
+    params.temperature = 0;
+    params.max_tokens = 12;
+    params.top_logprobs = 5;
+    struct logprob_log log = { .count = 0 };
+    params.logprob_fn = keep_record;
+    params.logprob_user_data = &log;
+    struct text out = { .length = 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, &out, &stats), HR_OK);
+    assert_int_equal(log.count, stats.generated_tokens);
+    char joined[4096];
+    size_t length = 0;
+    for (int i = 0; i < log.count; i++) {
+        const hr_token_logprobs *r = &log.records[i];
+        assert_int_equal(r->top_count, 5);
+        assert_int_equal(r->top[0].token, r->chosen.token);
+        assert_true(r->chosen.logprob <= 0);
+        double mass = 0;
+        for (int k = 0; k < 5; k++) {
+            mass += exp(r->top[k].logprob);
+            if (k > 0) assert_true(r->top[k].logprob <= r->top[k - 1].logprob);
+        }
+        assert_true(mass <= 1.0 + 1e-5);
+        memcpy(joined + length, r->chosen.piece, (size_t)r->chosen.length);
+        length += (size_t)r->chosen.length;
+    }
+    joined[length] = '\0';
+    if (out.invalid_pieces == 0 && strchr(out.data, 0xef) == NULL) assert_string_equal(joined, out.data);
+
+    hr_session_params session_params = hr_session_default_params();
+    session_params.generate = params;
+    session_params.generate.logprob_fn = NULL;
+    session_params.generate.logprobs = true;
+    hr_session *session = NULL;
+    assert_int_equal(hr_session_start(model, "Once upon a time", &session_params, &session), HR_OK);
+    char piece[256];
+    size_t piece_length;
+    size_t seen = 0;
+    int rc;
+    while ((rc = hr_session_read(session, piece, sizeof piece, &piece_length, -1)) == HR_OK) {
+        hr_token_logprobs records[16];
+        size_t count = 0;
+        assert_int_equal(hr_session_logprobs(session, seen, records, 16, &count), HR_OK);
+        seen += count;
+        assert_true(seen >= 1);   /* a piece read brings at least its own token's record */
+    }
+    assert_int_equal(rc, HR_EOF);
+    hr_token_logprobs rest[64];
+    size_t count = 0;
+    assert_int_equal(hr_session_logprobs(session, seen, rest, 64, &count), HR_OK);
+    seen += count;
+    assert_int_equal((int)seen, stats.generated_tokens);
+    hr_session_free(session);
+    session_params.generate.logprobs = false;
+    assert_int_equal(hr_session_start(model, "x", &session_params, &session), HR_OK);
+    assert_int_equal(hr_session_logprobs(session, 0, rest, 64, &count), HR_EINVAL);
+    hr_session_free(session);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
@@ -598,6 +678,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(grammar_constrains_the_output),
         cmocka_unit_test(embeddings_leave_the_window_alone),
         cmocka_unit_test(embeddings_beside_a_generation),
+        cmocka_unit_test(logprobs_are_the_models),
         cmocka_unit_test(context_window_fills_up),
         cmocka_unit_test(cancel_from_another_thread),
         cmocka_unit_test(load_can_be_cancelled),

@@ -19,7 +19,101 @@ struct openai_stream {
     char model[256];
     bool chat;
     bool include_usage;
+    bool logprobs;          /* asked for: each chunk carries its tokens' log-probabilities */
+    int32_t top_logprobs;
+    hr_session *session;    /* the session the stream reads (valid until the stream is freed) */
+    size_t next_record;     /* the first logprob record not yet sent */
+    size_t text_offset;     /* completions: where the next token's text begins */
 };
+
+/* ---- log-probabilities ------------------------------------------------------------------------ */
+
+/* A token's bytes as a JSON string: whole UTF-8 characters as they are, the bytes of a character
+ * split across tokens as U+FFFD (`bytes` carries them exactly). */
+static cJSON *token_string(const hr_logprob *lp)
+{
+    char text[HR_MAX_PIECE_BYTES * 3 + 1];
+    size_t used = 0;
+    const unsigned char *b = (const unsigned char *)lp->piece;
+    for (int32_t i = 0; i < lp->length;) {
+        int n = b[i] < 0x80 ? 1 : (b[i] & 0xe0) == 0xc0 ? 2 : (b[i] & 0xf0) == 0xe0 ? 3 : (b[i] & 0xf8) == 0xf0 ? 4 : 0;
+        bool whole = n > 0 && i + n <= lp->length && !(n == 1 && b[i] == 0);
+        for (int k = 1; whole && k < n; k++) whole = (b[i + k] & 0xc0) == 0x80;
+        if (whole) {
+            memcpy(text + used, b + i, (size_t)n);
+            used += (size_t)n;
+            i += n;
+        } else {
+            memcpy(text + used, "\xef\xbf\xbd", 3);
+            used += 3;
+            i++;
+        }
+    }
+    text[used] = '\0';
+    return cJSON_CreateString(text);
+}
+
+static cJSON *token_bytes(const hr_logprob *lp)
+{
+    cJSON *bytes = cJSON_CreateArray();
+    for (int32_t i = 0; i < lp->length; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)lp->piece[i]));
+    return bytes;
+}
+
+static cJSON *chat_logprob(const hr_logprob *lp)
+{
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddItemToObject(item, "token", token_string(lp));
+    cJSON_AddNumberToObject(item, "logprob", lp->logprob);
+    cJSON_AddItemToObject(item, "bytes", token_bytes(lp));
+    return item;
+}
+
+/* The records of the tokens the reader has read since the last call, in OpenAI's shape for chat
+ * ({"content":[...]}) or completions ({"tokens","token_logprobs","top_logprobs","text_offset"}). */
+static cJSON *logprobs_json(struct openai_stream *s)
+{
+    hr_token_logprobs records[32];
+    cJSON *body = cJSON_CreateObject();
+    cJSON *content = NULL, *tokens = NULL, *token_logprobs = NULL, *top = NULL, *offsets = NULL;
+    if (s->chat) {
+        content = cJSON_AddArrayToObject(body, "content");
+        cJSON_AddNullToObject(body, "refusal");
+    } else {
+        tokens = cJSON_AddArrayToObject(body, "tokens");
+        token_logprobs = cJSON_AddArrayToObject(body, "token_logprobs");
+        top = cJSON_AddArrayToObject(body, "top_logprobs");
+        offsets = cJSON_AddArrayToObject(body, "text_offset");
+    }
+    size_t count;
+    while (hr_session_logprobs(s->session, s->next_record, records, 32, &count) == HR_OK && count > 0) {
+        for (size_t i = 0; i < count; i++) {
+            const hr_token_logprobs *r = &records[i];
+            if (s->chat) {
+                cJSON *item = chat_logprob(&r->chosen);
+                cJSON *alternatives = cJSON_AddArrayToObject(item, "top_logprobs");
+                for (int32_t k = 0; k < r->top_count && k < s->top_logprobs; k++)
+                    cJSON_AddItemToArray(alternatives, chat_logprob(&r->top[k]));
+                cJSON_AddItemToArray(content, item);
+            } else {
+                cJSON_AddItemToArray(tokens, token_string(&r->chosen));
+                cJSON_AddItemToArray(token_logprobs, cJSON_CreateNumber(r->chosen.logprob));
+                cJSON *alternatives = cJSON_CreateObject();
+                for (int32_t k = 0; k < r->top_count && k < s->top_logprobs; k++) {
+                    cJSON *name = token_string(&r->top[k]);
+                    if (!cJSON_GetObjectItemCaseSensitive(alternatives, name->valuestring))
+                        cJSON_AddNumberToObject(alternatives, name->valuestring, r->top[k].logprob);
+                    cJSON_Delete(name);
+                }
+                cJSON_AddItemToArray(top, alternatives);
+                cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)s->text_offset));
+                s->text_offset += (size_t)r->chosen.length;
+            }
+        }
+        s->next_record += count;
+    }
+    return body;
+}
 
 static const char *finish_reason(enum hr_stop_reason reason)
 {
@@ -46,7 +140,7 @@ static cJSON *chunk_head(const struct openai_stream *s)
 }
 
 /* One choice of a chunk: text for completions, a delta for chat. */
-static cJSON *chunk_choice(const struct openai_stream *s, const char *text, size_t length, bool first,
+static cJSON *chunk_choice(struct openai_stream *s, const char *text, size_t length, bool first,
                            const char *reason)
 {
     cJSON *choice = cJSON_CreateObject();
@@ -58,9 +152,10 @@ static cJSON *chunk_choice(const struct openai_stream *s, const char *text, size
         if (length > 0 || !reason) cJSON_AddStringToObject(delta, "content", copy ? copy : "");
     } else {
         cJSON_AddStringToObject(choice, "text", copy ? copy : "");
-        cJSON_AddNullToObject(choice, "logprobs");
     }
     free(copy);
+    if (s->logprobs) cJSON_AddItemToObject(choice, "logprobs", logprobs_json(s));
+    else cJSON_AddNullToObject(choice, "logprobs");
     if (reason) cJSON_AddStringToObject(choice, "finish_reason", reason);
     else cJSON_AddNullToObject(choice, "finish_reason");
     return choice;
@@ -192,6 +287,47 @@ static bool chat_conversation(field_check *c, hr_model *model, const cJSON *mess
     return true;
 }
 
+/* Chat: logprobs true/false and top_logprobs 0..20 (which needs logprobs); completions: logprobs
+ * the number of alternatives (0..20; OpenAI allows 5, llama-server more). */
+static void read_logprobs(field_check *c, const cJSON *body, bool chat, hr_generate_params *params)
+{
+    if (c->failed) return;
+    const cJSON *logprobs = cJSON_GetObjectItemCaseSensitive(body, "logprobs");
+    if (!logprobs || cJSON_IsNull(logprobs)) {
+        if (chat) {
+            const cJSON *top = cJSON_GetObjectItemCaseSensitive(body, "top_logprobs");
+            if (top && !cJSON_IsNull(top)) {
+                c->reply = reply_error(c->r, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+                c->failed = true;
+            }
+        }
+        return;
+    }
+    if (chat) {
+        bool on = false;
+        if (!field_bool(c, body, "logprobs", &on)) return;
+        int32_t top = 0;
+        if (!field_int(c, body, "top_logprobs", 0, HR_MAX_TOP_LOGPROBS, &top)) return;
+        if (!on && cJSON_GetObjectItemCaseSensitive(body, "top_logprobs") &&
+            !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(body, "top_logprobs"))) {
+            c->reply = reply_error(c->r, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            c->failed = true;
+            return;
+        }
+        params->logprobs = on;
+        params->top_logprobs = top;
+    } else {
+        if (cJSON_IsBool(logprobs)) {   /* some clients send false for "off" */
+            params->logprobs = cJSON_IsTrue(logprobs);
+            return;
+        }
+        int32_t top = 0;
+        if (!field_int(c, body, "logprobs", 0, HR_MAX_TOP_LOGPROBS, &top)) return;
+        params->logprobs = true;
+        params->top_logprobs = top;
+    }
+}
+
 /* response_format (OpenAI: text, json_object, json_schema) and llama-server's own grammar and
  * json_schema fields: the grammar the answer must follow, malloc'd into *grammar, or NULL. */
 static void read_structured_output(field_check *c, const cJSON *body, char **grammar)
@@ -284,8 +420,7 @@ static enum MHD_Result generate(request *r, bool chat)
     field_logit_bias(&c, r->json, "logit_bias", biases, &params.generate.logit_bias_count);
     params.generate.logit_bias = biases;
     /* fields that would change the answer and are not implemented: refused, never dropped */
-    field_refused(&c, r->json, "logprobs", "log-probabilities are not implemented");
-    field_refused(&c, r->json, "top_logprobs", "log-probabilities are not implemented");
+    read_logprobs(&c, r->json, chat, &params.generate);
     field_refused(&c, r->json, "tools", "tool calls are not implemented");
     field_refused(&c, r->json, "tool_choice", "tool calls are not implemented");
     field_refused(&c, r->json, "functions", "function calls are not implemented");
@@ -349,6 +484,9 @@ static enum MHD_Result generate(request *r, bool chat)
     snprintf(state->model, sizeof state->model, "%s", entry->name);
     state->chat = chat;
     state->include_usage = include_usage;
+    state->logprobs = params.generate.logprobs;
+    state->top_logprobs = params.generate.top_logprobs;
+    state->session = session;
 
     if (stream) {
         /* the model stays marked in use until the stream ends */
@@ -358,11 +496,14 @@ static enum MHD_Result generate(request *r, bool chat)
     char *text = NULL;
     hr_generation_stats stats;
     rc = read_whole_session(r, session, &text, &stats);
+    state->session = session;
+    cJSON *logprobs = rc == HR_OK && state->logprobs ? logprobs_json(state) : NULL;
     hr_session_free(session);
     server_release_model(r->srv, model, NAN);
     if (rc != HR_OK) {
         free(text);
         free(state);
+        cJSON_Delete(logprobs);
         return reply_library_error(r, rc);
     }
     cJSON *body = chunk_head(state);
@@ -376,8 +517,9 @@ static enum MHD_Result generate(request *r, bool chat)
         cJSON_AddStringToObject(message, "content", text ? text : "");
     } else {
         cJSON_AddStringToObject(choice, "text", text ? text : "");
-        cJSON_AddNullToObject(choice, "logprobs");
     }
+    if (logprobs) cJSON_AddItemToObject(choice, "logprobs", logprobs);
+    else cJSON_AddNullToObject(choice, "logprobs");
     cJSON_AddStringToObject(choice, "finish_reason", finish_reason(stats.stop_reason));
     cJSON_AddItemToArray(choices, choice);
     cJSON_AddItemToObject(body, "usage", usage_json(&stats));
