@@ -451,12 +451,12 @@ static const char *find_content(const char *from, const char *content, size_t *l
     size_t trimmed = strlen(start);
     while (trimmed > 0 && strchr(" \t\n\r", start[trimmed - 1])) trimmed--;
     if (trimmed == 0) return NULL;
-    for (at = strstr(from, start); at; at = strstr(at + 1, start))
-        if (strncmp(at, start, trimmed) == 0) {
-            *length = trimmed;
-            return at;
-        }
-    return NULL;
+    char *core = strndup(start, trimmed);
+    if (!core) return NULL;
+    at = strstr(from, core);
+    free(core);
+    if (at) *length = trimmed;
+    return at;
 }
 
 /* The conversation's tokens. The template's text is read with control tokens; so is the whole
