@@ -357,8 +357,9 @@ typedef struct hr_chat_message {
 
 /* Formats a conversation with the chat template stored in the model file (llama.cpp recognises
  * the common ones by their text), ending with the assistant's turn when `add_assistant` is true.
- * On success *out is a string the caller frees with hr_free(). HR_ENOTSUP when the model has no
- * template or llama.cpp does not recognise it. Any thread. */
+ * A local model whose file has no template gets ChatML, as llama-server gives it. On success
+ * *out is a string the caller frees with hr_free(). HR_ENOTSUP when llama.cpp does not recognise
+ * the template (or a remote model was opened without its local file). Any thread. */
 HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_message *messages,
                                         size_t count, bool add_assistant, char **out);
 

@@ -52,6 +52,9 @@ struct hr_engine_model {
 
 struct hr_engine_sampler {
     struct llama_sampler *chain;
+    struct llama_sampler *grammar;   /* apart from the chain (see sample_with_grammar), or NULL */
+    llama_token_data *candidates;    /* n_vocab entries, for the grammar's passes */
+    int32_t n_vocab;
 };
 
 /* ---- engine log: routed into headroom's, the last error kept for failure messages ---------- */
@@ -366,10 +369,9 @@ static int llama_chat_template(const hr_engine_model *model, const hr_chat_messa
                                size_t count, bool add_assistant, char **out)
 {
     *out = NULL;
+    /* a model without a template gets ChatML, as llama-server gives it (docs/api.md) */
     const char *template = llama_model_chat_template(model->model, NULL);
-    if (!template)
-        return hr_fail(HR_ENOTSUP, "this model has no chat template; use a completion endpoint with a plain prompt");
-    return hr_engine_format_chat(template, messages, count, add_assistant, out);
+    return hr_engine_format_chat(template ? template : "chatml", messages, count, add_assistant, out);
 }
 
 /* ---- prompts with control tokens ----------------------------------------------------------- */
@@ -664,18 +666,23 @@ static int llama_sampler_new(hr_engine_model *model, const hr_engine_sampling *p
     sampler->chain = llama_sampler_chain_init(chain_params);
     struct llama_sampler *chain = sampler->chain;
     int32_t n_vocab = llama_vocab_n_tokens(model->vocab);
-    /* the grammar first: every later step chooses among the tokens it allows */
+    /* the grammar is kept apart from the chain: sample_with_grammar asks it about the chain's
+     * choice first and masks the whole vocabulary only when it refuses that one */
     if (params->grammar) {
         last_engine_error[0] = '\0';
-        struct llama_sampler *grammar = llama_sampler_init_grammar(model->vocab, params->grammar, "root");
+        sampler->grammar = llama_sampler_init_grammar(model->vocab, params->grammar, "root");
         flush_log_line();
-        if (!grammar) {
+        sampler->n_vocab = n_vocab;
+        sampler->candidates = sampler->grammar ? malloc(sizeof *sampler->candidates * (size_t)n_vocab) : NULL;
+        if (!sampler->grammar || !sampler->candidates) {
+            bool parsed = sampler->grammar != NULL;
+            if (sampler->grammar) llama_sampler_free(sampler->grammar);
             llama_sampler_free(chain);
             free(sampler);
+            if (parsed) return hr_fail(HR_ENOMEM, "out of memory creating a sampler");
             return hr_fail(HR_EINVAL, "the grammar does not parse%s%s", last_engine_error[0] ? ": " : "",
                            last_engine_error);
         }
-        llama_sampler_chain_add(chain, grammar);
     }
     /* llama.cpp's common sampler order: biases and penalties first, so greedy decoding sees them */
     if (params->logit_bias_count > 0) {
@@ -713,8 +720,42 @@ static int llama_sampler_new(hr_engine_model *model, const hr_engine_sampling *p
     return HR_OK;
 }
 
+/* The candidates of the last decode's logits, every token. */
+static llama_token_data_array fill_candidates(hr_engine_sampler *sampler, const float *logits)
+{
+    for (int32_t i = 0; i < sampler->n_vocab; i++)
+        sampler->candidates[i] = (llama_token_data){ i, logits[i], 0.0f };
+    return (llama_token_data_array){ sampler->candidates, (size_t)sampler->n_vocab, -1, false };
+}
+
+/* llama.cpp's own way (common/sampling.cpp): the chain chooses as if there were no grammar; the
+ * grammar checks that one token; only when it refuses is the whole vocabulary masked by the
+ * grammar and the chain asked again. The result is the masked distribution, but a model that
+ * mostly writes what the grammar allows costs one token's check per step instead of a pass over
+ * the vocabulary (which also allocates: its page faults would read as thrash to the guard). */
+static hr_token sample_with_grammar(hr_engine_sampler *sampler, hr_engine_model *model)
+{
+    const float *logits = llama_get_logits_ith(model->ctx, -1);
+    llama_token_data_array all = fill_candidates(sampler, logits);
+    llama_sampler_apply(sampler->chain, &all);
+    hr_token token = all.selected >= 0 ? all.data[all.selected].id : 0;
+    llama_token_data single = { token, 1.0f, 0.0f };
+    llama_token_data_array one = { &single, 1, -1, false };
+    llama_sampler_apply(sampler->grammar, &one);
+    if (single.logit == -INFINITY) {
+        all = fill_candidates(sampler, logits);
+        llama_sampler_apply(sampler->grammar, &all);
+        llama_sampler_apply(sampler->chain, &all);
+        token = all.selected >= 0 ? all.data[all.selected].id : 0;
+    }
+    llama_sampler_accept(sampler->grammar, token);
+    llama_sampler_accept(sampler->chain, token);
+    return token;
+}
+
 static hr_token llama_sample_next(hr_engine_sampler *sampler, hr_engine_model *model)
 {
+    if (sampler->grammar) return sample_with_grammar(sampler, model);
     return llama_sampler_sample(sampler->chain, model->ctx, -1);
 }
 
@@ -765,6 +806,8 @@ static void llama_sampler_release(hr_engine_sampler *sampler)
 {
     if (!sampler) return;
     llama_sampler_free(sampler->chain);
+    if (sampler->grammar) llama_sampler_free(sampler->grammar);
+    free(sampler->candidates);
     free(sampler);
 }
 

@@ -349,10 +349,14 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
             break;
         }
         last = hr_now_seconds();
+        /* The guard does not judge a generation under a grammar: where the model writes what the
+         * grammar refuses, each token masks the whole vocabulary, whose allocations fault pages
+         * per token like evicted weights would, and runs slower besides (docs/lifecycle.md). */
+        bool judged = !p->grammar;
         if (first == 0) {
             first = last;
-            hr_guard_begin(model);
-        } else {
+            if (judged) hr_guard_begin(model);
+        } else if (judged) {
             hr_guard_token(model);
         }
         stats->generated_tokens++;

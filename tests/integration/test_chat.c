@@ -3,8 +3,9 @@
  * tokens (headroom-mkmodel --vocab ggml-vocab-qwen2.gguf --template chatml): the template's
  * <|im_start|> is one token, a start token the template writes is not doubled, and a message that
  * holds control-token text cannot forge a turn. The tokens are read from the model's window.
- * usage: test_chat CHATML_MODEL.gguf CHATML_BOS_MODEL.gguf TINY_MODEL.gguf (the second made with
- * --bos '<|im_start|>'; the third with the default llama-spm vocab and Llama-2 template)
+ * usage: test_chat CHATML_MODEL.gguf CHATML_BOS_MODEL.gguf TINY_MODEL.gguf NO_TEMPLATE_MODEL.gguf
+ * (the second made with --bos '<|im_start|>'; the third with the default llama-spm vocab and
+ * Llama-2 template; the fourth with the qwen2 vocab and --template none)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 static const char *chatml_model;
 static const char *chatml_bos_model;
 static const char *tiny_model;
+static const char *no_template_model;
 
 static int ignore(const char *piece, size_t length, void *user_data)
 {
@@ -204,6 +206,24 @@ static void a_trimming_template_keeps_the_message_plain(void **state)
     hr_context_free(ctx);
 }
 
+/* A model without a template is answered in ChatML, as llama-server does. */
+static void a_model_without_a_template_gets_chatml(void **state)
+{
+    (void)state;
+    hr_context *ctx = context();
+    hr_model *model = load(ctx, no_template_model);
+    hr_chat_message messages[] = { { "user", "Hi" } };
+    char *text = NULL;
+    assert_int_equal(hr_model_apply_chat_template(model, messages, 1, true, &text), HR_OK);
+    assert_string_equal(text, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    hr_free(text);
+    hr_token start = control_token(model, "<|im_start|>");
+    int32_t n = prompt_of(model, messages, 1);
+    assert_int_equal(count_of(model->window_tokens, n, start), 2);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 static void a_session_copies_its_messages(void **state)
 {
     (void)state;
@@ -244,18 +264,21 @@ static void a_session_copies_its_messages(void **state)
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s CHATML_MODEL.gguf CHATML_BOS_MODEL.gguf TINY_MODEL.gguf\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s CHATML_MODEL.gguf CHATML_BOS_MODEL.gguf TINY_MODEL.gguf NO_TEMPLATE_MODEL.gguf\n",
+                argv[0]);
         return 2;
     }
     chatml_model = argv[1];
     chatml_bos_model = argv[2];
     tiny_model = argv[3];
+    no_template_model = argv[4];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(template_control_tokens_are_one_token_each),
         cmocka_unit_test(a_start_token_the_template_writes_is_not_doubled),
         cmocka_unit_test(a_message_cannot_forge_control_tokens),
         cmocka_unit_test(a_trimming_template_keeps_the_message_plain),
+        cmocka_unit_test(a_model_without_a_template_gets_chatml),
         cmocka_unit_test(a_session_copies_its_messages),
     };
     return run_cases(tests, NULL, NULL);

@@ -24,6 +24,7 @@
 
 #include "core/utf8.h"
 #include "headroom.h"
+#include "runtime/model.h"
 #include "skip.h"
 
 static const char *tiny_model;
@@ -467,6 +468,21 @@ static void grammar_constrains_the_output(void **state)
         assert_int_equal(hr_json_grammar("{\"type\":\"bogus\"}", &grammar), HR_EINVAL);
         assert_non_null(strstr(hr_last_error(), "bogus"));
     }
+    /* the degradation guard does not judge a generation under a grammar (its vocabulary masks
+     * fault pages like evicted weights): a fresh model's guard never started a window */
+    hr_model *fresh = load(ctx, 0);
+    params.grammar = "root ::= [a-z]{40}";
+    params.max_tokens = 40;
+    struct text letters = { .length = 0 };
+    assert_int_equal(hr_generate(fresh, "x", &params, collect, &letters, NULL), HR_OK);
+    assert_int_equal(strlen(letters.data), 40);
+    assert_true(fresh->guard_window_start == 0 && fresh->guard.bad_windows == 0);
+    params.grammar = NULL;
+    assert_int_equal(hr_generate(fresh, "x", &params, collect, &letters, NULL), HR_OK);
+    assert_true(fresh->guard_window_start > 0);   /* an unconstrained one is judged */
+    hr_model_free(fresh);
+    params.max_tokens = 40;
+
     /* a grammar that does not parse is the caller's mistake */
     params.grammar = "root ::= (";
     struct text out = { .length = 0 };
