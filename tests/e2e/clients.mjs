@@ -61,10 +61,14 @@ const prompt = "Once upon a time";
 const messages = [{ role: "system", content: "Be brief." }, { role: "user", content: "Say hello" }];
 let completionText = "", chatText = "";
 
-await check("openai: models.list() has tiny", async () => {
+await check("openai: models.list() has tiny, models.retrieve() gives it", async () => {
     const ids = [];
     for await (const model of openai.models.list()) ids.push(model.id);
     assert.deepEqual(ids, ["tiny"]);
+    const one = await openai.models.retrieve("tiny");
+    assert.equal(one.id, "tiny");
+    assert.equal(one.object, "model");
+    await assert.rejects(openai.models.retrieve("nope"), (error) => error instanceof OpenAI.NotFoundError);
 });
 
 await check("openai: completions.create: text, finish_reason, usage", async () => {

@@ -40,6 +40,10 @@ status 200 && expect 'json.object === "list" && json.data.length === 1 && json.d
     json.data[0].object === "model" && Number.isInteger(json.data[0].created) && typeof json.data[0].owned_by === "string"'
 check "GET /v1/models lists 'tiny' in OpenAI's shape" $?
 
+http GET "$A/v1/models/tiny"
+status 200 && expect 'json.id === "tiny" && json.object === "model" && Number.isInteger(json.created) && json.owned_by === "headroom"'
+check "GET /v1/models/tiny: the one model" $?
+
 http GET "$A/api/tags"
 status 200 && expect "json.models.length === 1 && json.models[0].name === 'tiny' && json.models[0].model === 'tiny' &&
     json.models[0].size === $model_bytes && rfc3339(json.models[0].modified_at) && json.models[0].details.format === 'gguf'"
@@ -340,7 +344,10 @@ check "a prompt longer than the context window, streamed: an error event that sa
 
 bad "unknown endpoint" 404 GET /v1/audio/speech '' 'no such endpoint: GET \/v1\/audio\/speech'
 bad "GET on /v1/embeddings" 405 GET /v1/embeddings '' 'GET is not allowed on \/v1\/embeddings; use POST'
-bad "unknown endpoint (Ollama path)" 404 POST /api/pull '{"model":"tiny"}' 'no such endpoint: POST \/api\/pull'
+bad "unknown endpoint (Ollama path)" 404 POST /api/frobnicate '{"model":"tiny"}' 'no such endpoint: POST \/api\/frobnicate'
+bad "ollama pull says how models get here" 501 POST /api/pull '{"model":"tiny"}' 'serves the GGUF files given with --model'
+bad "ollama delete says the same" 501 DELETE /api/delete '{"model":"tiny"}' 'downloads, creates, copies and deletes no models'
+bad "GET /v1/models/nope" 404 GET /v1/models/nope '' "model 'nope' not found" model
 bad "unknown path" 404 GET /nothing/here '' 'no such endpoint'
 bad "wrong method: GET /v1/completions" 405 GET /v1/completions '' 'GET is not allowed on \/v1\/completions'
 bad "wrong method: DELETE /api/tags" 405 DELETE /api/tags '' 'DELETE is not allowed on \/api\/tags'

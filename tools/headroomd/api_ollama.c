@@ -526,8 +526,24 @@ static enum MHD_Result running(request *r)
     return reply_json(r, 200, body);
 }
 
+/* Ollama's model management (pull, push, create, copy, delete, blobs): headroomd serves the files
+ * it was given and changes none, so these say how models get here instead of answering 404. */
+static bool model_management(request *r, enum MHD_Result *reply)
+{
+    static const char *const paths[] = { "/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete" };
+    bool known = strncmp(r->path, "/api/blobs/", 11) == 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !known; i++) known = strcmp(r->path, paths[i]) == 0;
+    if (!known) return false;
+    *reply = reply_error(r, 501, NULL,
+                         "%s is not available: headroomd downloads, creates, copies and deletes no models; it "
+                         "serves the GGUF files given with --model and found in --models-dir (add the file there "
+                         "and restart; GET /api/tags lists what it serves)", r->path);
+    return true;
+}
+
 bool api_ollama(request *r, enum MHD_Result *reply)
 {
+    if (model_management(r, reply)) return true;
     bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
     if (strcmp(r->path, "/api/generate") == 0 && post) *reply = generate(r, false);
     else if (strcmp(r->path, "/api/chat") == 0 && post) *reply = generate(r, true);

@@ -609,11 +609,28 @@ static enum MHD_Result list_models(request *r)
     return reply_json(r, 200, body);
 }
 
+/* GET /v1/models/{id}: one model of the catalogue, in the list's shape. */
+static enum MHD_Result get_model(request *r, const char *id)
+{
+    server_model *entry = server_find_model(r->srv, id);
+    if (!entry)
+        return reply_error(r, 404, "model", "model '%s' not found; GET /v1/models lists the models this server has", id);
+    cJSON *model = cJSON_CreateObject();
+    cJSON_AddStringToObject(model, "id", entry->name);
+    cJSON_AddStringToObject(model, "object", "model");
+    cJSON_AddNumberToObject(model, "created", (double)(long)r->srv->started_at);
+    cJSON_AddStringToObject(model, "owned_by", "headroom");
+    return reply_json(r, 200, model);
+}
+
 bool api_openai(request *r, enum MHD_Result *reply)
 {
     if (strncmp(r->path, "/v1/", 4) != 0) return false;
     bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
-    if (strcmp(r->path, "/v1/models") == 0 && get) *reply = list_models(r);
+    const char *model_id = strncmp(r->path, "/v1/models/", 11) == 0 && r->path[11] ? r->path + 11 : NULL;
+    if (model_id && get) *reply = get_model(r, model_id);
+    else if (model_id) *reply = reply_method_not_allowed(r, "GET");
+    else if (strcmp(r->path, "/v1/models") == 0 && get) *reply = list_models(r);
     else if (strcmp(r->path, "/v1/completions") == 0 && post) *reply = generate(r, false);
     else if (strcmp(r->path, "/v1/chat/completions") == 0 && post) *reply = generate(r, true);
     else if (strcmp(r->path, "/v1/embeddings") == 0 && post) *reply = embeddings(r);
