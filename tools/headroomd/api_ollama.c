@@ -225,7 +225,9 @@ static enum MHD_Result generate(request *r, bool chat)
     /* format: "json" (any JSON object) or a JSON schema; "" or null: free text */
     char *grammar = NULL;
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(r->json, "format");
-    if (c.failed || !format || cJSON_IsNull(format) || (cJSON_IsString(format) && !format->valuestring[0])) {
+    bool free_text = !format || cJSON_IsNull(format) || (cJSON_IsString(format) && !format->valuestring[0]);
+    if (c.failed || free_text) {
+        /* nothing to constrain */
     } else if (cJSON_IsString(format) && strcmp(format->valuestring, "json") == 0) {
         field_schema_grammar(&c, "format", NULL, &grammar);
     } else if (cJSON_IsObject(format)) {
