@@ -316,6 +316,7 @@ typedef struct hr_model_info {
     int32_t n_ctx_train;     /* context length the model was trained for */
     int32_t n_ctx;           /* context window of this load */
     int32_t n_vocab;         /* vocabulary size */
+    int32_t n_embd;          /* the width of its embeddings (hr_model_embed) */
     int32_t n_layer_gpu;     /* blocks placed on a GPU; 0 on a CPU-only engine */
     int32_t n_threads;       /* decode threads in use */
     enum hr_load_mode load_mode; /* how the weights are held (never HR_LOAD_AUTO for a local model) */
@@ -323,10 +324,30 @@ typedef struct hr_model_info {
                                 sizes above are then 0: nothing is held in this process */
     char endpoint[256];      /* that server's base URL, or "" */
     double expected_tokens_per_second; /* the best healthy decode speed seen (0: none yet) */
+    uint64_t embed_bytes;    /* process RSS the embedding context added (0: no embedding yet) */
 } hr_model_info;
 
 /* Fills *out with facts about a loaded model. Any thread. */
 HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out);
+
+/* The embedding of `text` (UTF-8, plain text: control-token text is not parsed), n_embd floats
+ * (hr_model_info.n_embd) into `out`, which has room for `capacity`: pooled as the model file
+ * declares (mean, CLS, last), mean where it declares none (a generative model), and scaled to
+ * length 1 when `normalize` (as OpenAI's and Ollama's /api/embed answer). *n_tokens (may be NULL)
+ * gets the input's token count. Runs in a context of its own, made on first use (its memory is
+ * hr_model_info.embed_bytes), so the generation window is untouched; at most 2048 tokens and the
+ * model's trained length (HR_ECONTEXT beyond). Any thread, also while the model generates;
+ * embeddings of one model run one at a time. HR_ENOTSUP for a remote model or a reranker. */
+HR_API int hr_model_embed(hr_model *model, const char *text, bool normalize, float *out, size_t capacity,
+                          int32_t *n_tokens);
+
+/* The metadata in the GGUF header of the model file at `path`, read without loading the model,
+ * as a JSON object in *json (hr_free it): every key with its value ("general.architecture",
+ * "llama.context_length", "tokenizer.chat_template", ...; arrays such as the vocabulary as null),
+ * "general.parameter_count" (counted from the tensor table where the file has none) and
+ * "headroom.quantization_level" (e.g. "Q8_0": from general.file_type, else the type of most
+ * weight bytes). The same file checks as hr_model_load, with their sentences. Any thread. */
+HR_API int hr_model_file_metadata(const char *path, char **json);
 
 /* One message of a conversation, for hr_model_apply_chat_template(). */
 typedef struct hr_chat_message {
@@ -336,8 +357,9 @@ typedef struct hr_chat_message {
 
 /* Formats a conversation with the chat template stored in the model file (llama.cpp recognises
  * the common ones by their text), ending with the assistant's turn when `add_assistant` is true.
- * On success *out is a string the caller frees with hr_free(). HR_ENOTSUP when the model has no
- * template or llama.cpp does not recognise it. Any thread. */
+ * A local model whose file has no template gets ChatML, as llama-server gives it. On success
+ * *out is a string the caller frees with hr_free(). HR_ENOTSUP when llama.cpp does not recognise
+ * the template (or a remote model was opened without its local file). Any thread. */
 HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_message *messages,
                                         size_t count, bool add_assistant, char **out);
 
@@ -442,6 +464,8 @@ typedef struct hr_logit_bias {
     float bias;
 } hr_logit_bias;
 
+struct hr_token_logprobs;
+
 typedef struct hr_generate_params {
     int32_t max_tokens;   /* stop after this many generated tokens; must be > 0 */
     float temperature;    /* 0: greedy (deterministic); default 0.8 */
@@ -470,11 +494,60 @@ typedef struct hr_generate_params {
      * hr_generate reads them during the call only; hr_session_start copies them. */
     const char *const *stop;
     size_t stop_count;    /* at most HR_MAX_STOP_SEQUENCES */
+    /* A conversation to answer instead of `prompt` (which may then be NULL): formatted with the
+     * model's chat template, the assistant's turn opened. The template's own text is tokenized
+     * with its control tokens ("<|im_start|>" is one token) and without a second start token
+     * where the template writes one; the messages' content is plain text, so a message cannot
+     * forge a control token (docs/api.md, special tokens). Borrowed as `stop` is. */
+    const hr_chat_message *messages;
+    size_t message_count;
+    /* Control-token text in `prompt` becomes control tokens, for a prompt the caller formatted
+     * itself (as llama-server reads /v1/completions). Default false: the prompt is plain text. */
+    bool prompt_special;
+    /* A GBNF grammar (llama.cpp's format, rule "root") the output must follow: every token is
+     * chosen among those the grammar allows next, and once it is complete only the end of text is
+     * allowed, so the text is whole unless max_tokens or the context cut it. hr_json_grammar()
+     * makes one for JSON. Borrowed as `stop` is. NULL (default): no constraint. */
+    const char *grammar;
+    /* Log-probabilities of the generated tokens: when logprob_fn is set, it is called for each
+     * generated token (not the end of text), on the generating thread, before that token's text
+     * reaches piece_fn, with the token's log-probability under the model's distribution (the
+     * softmax of its logits, before any sampling step) and the top_logprobs most likely tokens
+     * (0 to HR_MAX_TOP_LOGPROBS). Sessions keep them for hr_session_logprobs when `logprobs` is
+     * true (their own logprob_fn; one given is ignored). */
+    bool logprobs;
+    int32_t top_logprobs;
+    void (*logprob_fn)(const struct hr_token_logprobs *token, void *user_data);
+    void *logprob_user_data;
 } hr_generate_params;
+
+enum { HR_MAX_TOP_LOGPROBS = 20, HR_MAX_PIECE_BYTES = 48 };
+
+/* One token and its log-probability. `piece` holds the token's bytes (not necessarily whole
+ * UTF-8: a character may span tokens), `length` of them (cut at HR_MAX_PIECE_BYTES). */
+typedef struct hr_logprob {
+    int32_t token;
+    float logprob;
+    int32_t length;
+    char piece[HR_MAX_PIECE_BYTES];
+} hr_logprob;
+
+typedef struct hr_token_logprobs {
+    hr_logprob chosen;                        /* the token generated */
+    int32_t top_count;                        /* top_logprobs, or fewer in a smaller vocabulary */
+    hr_logprob top[HR_MAX_TOP_LOGPROBS];      /* the most likely tokens, most likely first */
+} hr_token_logprobs;
 
 enum { HR_MAX_STOP_SEQUENCES = 64, HR_MAX_STOP_BYTES = 1024, HR_MAX_LOGIT_BIAS = 1024 };
 
 HR_API hr_generate_params hr_generate_default_params(void);
+
+/* The grammar (for hr_generate_params.grammar) of the JSON values that `schema_json`, a JSON
+ * schema as text, allows, by llama.cpp's converter; NULL: any JSON object. On success *out is a
+ * string the caller frees with hr_free(). HR_EINVAL with the reason for a schema that is not JSON
+ * or that the converter cannot turn into a grammar; HR_ENOTSUP for a schema where libheadroom was
+ * built without llama.cpp's source tree (any JSON object still works). Any thread. */
+HR_API int hr_json_grammar(const char *schema_json, char **out);
 
 /* Receives each piece of generated text, in order, on the generating thread. Pieces are whole
  * UTF-8 sequences (a token that ends inside a character is held until the character is
@@ -557,6 +630,13 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
  * sentence in hr_last_error()). One reader thread per session. */
 HR_API int hr_session_read(hr_session *session, char *buffer, size_t capacity, size_t *length,
                            double timeout_seconds);
+
+/* The log-probabilities of a session started with generate.logprobs, from record `from` on:
+ * the tokens whose text the reader has read (all of them once a read returned HR_EOF), at most
+ * `capacity` into `out`; *count how many were copied. Any thread (the reader's, typically, after
+ * each read). HR_EINVAL when the session was started without logprobs. */
+HR_API int hr_session_logprobs(hr_session *session, size_t from, hr_token_logprobs *out, size_t capacity,
+                               size_t *count);
 
 /* Cancels the session: a queued one never starts, a running one stops within one decode step.
  * Pieces not yet read are dropped; reads return HR_ECANCELLED from now on. Any thread, any time

@@ -46,6 +46,7 @@ typedef struct hr_engine_model_info {
     int32_t n_ctx;
     int32_t n_batch;
     int32_t n_vocab;
+    int32_t n_embd;          /* the width of the model's embeddings */
     int32_t n_layer_gpu;
     int32_t n_threads;
     enum hr_load_mode load_mode;
@@ -70,6 +71,7 @@ typedef struct hr_engine_sampling {
     float mirostat_eta;
     const hr_logit_bias *logit_bias;   /* borrowed during sampler_create / complete */
     size_t logit_bias_count;
+    const char *grammar;      /* GBNF the output follows, or NULL; borrowed during sampler_create */
 } hr_engine_sampling;
 
 /* The engine's sampling parameters for one generation's hr_generate_params (runtime/generate.c). */
@@ -144,6 +146,15 @@ typedef struct hr_engine_ops {
      * length needed when `capacity` is too small. */
     int32_t (*token_to_piece)(hr_engine_model *model, hr_token token, char *buffer, int32_t capacity);
     bool (*is_end_of_generation)(hr_engine_model *model, hr_token token);
+    /* As tokenize with add_special, but control-token text in `text` becomes control tokens
+     * and a start token the text begins with is not doubled. Optional (NULL: plain tokenize). */
+    int32_t (*tokenize_special)(hr_engine_model *model, const char *text, size_t length,
+                                hr_token *tokens, int32_t capacity);
+    /* The tokens of `messages` formatted with the chat template (assistant's turn opened) into
+     * a malloc'd *tokens: the template's text with its control tokens, the content as plain text
+     * (engine_llama.c says how). Optional (NULL: the runtime formats and tokenizes the text). */
+    int (*tokenize_chat)(hr_engine_model *model, const hr_chat_message *messages, size_t count,
+                         hr_token **tokens, int32_t *n_tokens);
     /* Formats messages with the model's chat template into a malloc'd string (*out). */
     int (*apply_chat_template)(const hr_engine_model *model, const hr_chat_message *messages,
                                size_t count, bool add_assistant, char **out);
@@ -158,6 +169,9 @@ typedef struct hr_engine_ops {
                           hr_engine_sampler **out);
     /* Picks the next token from the logits of the last decode and records it in the sampler. */
     hr_token (*sample)(hr_engine_sampler *sampler, hr_engine_model *model);
+    /* The log-probability of `chosen` and the `top` most likely tokens under the logits of the
+     * last decode (log-softmax of the raw logits). Optional (NULL: no logprobs). */
+    int (*token_logprobs)(hr_engine_model *model, hr_token chosen, int32_t top, hr_token_logprobs *out);
     void (*sampler_free)(hr_engine_sampler *sampler);
 
     /* ---- the context window's state, for prompt-prefix reuse and KV snapshots ------------- */
@@ -191,7 +205,21 @@ typedef struct hr_engine_ops {
     /* What load() with these parameters would take, without taking it: the same file checks and
      * parameter checks as load(). Optional (NULL: the engine cannot say). Any thread. */
     int (*estimate)(const char *path, const hr_engine_estimate_params *params, hr_engine_estimate *out);
+
+    /* The embedding of `text` (n_embd floats into `out`, pooled as the model declares, mean where
+     * it declares none; scaled to length 1 when `normalize`), in a context apart from the
+     * generation window, created on first use (*created then true). Any thread; embeddings of
+     * one model run one at a time, beside its generations. Optional (NULL: no embeddings). */
+    int (*embed)(hr_engine_model *model, const char *text, size_t length, bool normalize, float *out,
+                 int32_t capacity, int32_t *n_tokens, bool *created);
 } hr_engine_ops;
+
+/* The GGUF header of the model file at `path` as a cJSON object, without loading it
+ * (engine_llama_meta.c): every key (arrays as null), general.parameter_count (from the tensor
+ * table where the file has none) and headroom.quantization_level ("Q8_0": general.file_type, or
+ * the type of most weight bytes). */
+struct cJSON;
+int hr_engine_llama_file_metadata(const char *path, struct cJSON **out);
 
 /* The llama.cpp engine (engine_llama.c). */
 const hr_engine_ops *hr_engine_llama(void);

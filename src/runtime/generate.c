@@ -44,7 +44,7 @@ hr_engine_sampling hr_engine_sampling_from(const hr_generate_params *p)
         .repeat_last_n = p->repeat_last_n, .presence_penalty = p->presence_penalty,
         .frequency_penalty = p->frequency_penalty, .mirostat = p->mirostat,
         .mirostat_tau = p->mirostat_tau, .mirostat_eta = p->mirostat_eta,
-        .logit_bias = p->logit_bias, .logit_bias_count = p->logit_bias_count,
+        .logit_bias = p->logit_bias, .logit_bias_count = p->logit_bias_count, .grammar = p->grammar,
     };
     return sampling;
 }
@@ -173,6 +173,13 @@ static int check_params(const hr_generate_params *p)
         if (p->logit_bias[i].token < 0 || isnan(p->logit_bias[i].bias) || p->logit_bias[i].bias == INFINITY)
             return hr_fail(HR_EINVAL, "logit_bias entry %zu: token %d with bias %g (a token id >= 0 and a "
                            "finite bias or -INFINITY)", i, p->logit_bias[i].token, p->logit_bias[i].bias);
+    if (p->top_logprobs < 0 || p->top_logprobs > HR_MAX_TOP_LOGPROBS)
+        return hr_fail(HR_EINVAL, "top_logprobs %d is out of range: use 0 to %d", p->top_logprobs, HR_MAX_TOP_LOGPROBS);
+    if (p->message_count > 0 && !p->messages)
+        return hr_fail(HR_EINVAL, "message_count is %zu but messages is NULL", p->message_count);
+    for (size_t i = 0; i < p->message_count; i++)
+        if (!p->messages[i].role || !p->messages[i].content)
+            return hr_fail(HR_EINVAL, "message %zu has no role or no content", i);
     return hr_generate_check_stops(p);
 }
 
@@ -244,6 +251,48 @@ static int decode_prompt(struct hr_model *model, const hr_token *tokens, int32_t
     return HR_OK;
 }
 
+/* The prompt's tokens, malloc'd: the conversation through the chat template, or the text (with
+ * control tokens where the caller asked for them). */
+static int prompt_tokens(struct hr_model *model, const char *prompt, const hr_generate_params *p, int32_t n_ctx,
+                         hr_token **out, int32_t *out_count)
+{
+    const hr_engine_ops *engine = model->engine;
+    hr_engine_model *em = model->engine_model;
+    *out = NULL;
+    *out_count = 0;
+    char *formatted = NULL;
+    if (p->message_count > 0) {
+        if (engine->tokenize_chat) return engine->tokenize_chat(em, p->messages, p->message_count, out, out_count);
+        int rc = engine->apply_chat_template
+                     ? engine->apply_chat_template(em, p->messages, p->message_count, true, &formatted)
+                     : hr_fail(HR_ENOTSUP, "the %s engine has no chat templates", engine->name);
+        if (rc != HR_OK) return rc;
+        prompt = formatted;
+    }
+    size_t prompt_length = strlen(prompt);
+    int32_t capacity = (int32_t)(prompt_length < (size_t)n_ctx ? prompt_length : (size_t)n_ctx) + 8;
+    hr_token *tokens = malloc(sizeof *tokens * (size_t)capacity);
+    if (!tokens) {
+        free(formatted);
+        return hr_fail(HR_ENOMEM, "out of memory tokenizing the prompt");
+    }
+    bool special = (p->prompt_special || formatted) && engine->tokenize_special;
+    int32_t count = special ? engine->tokenize_special(em, prompt, prompt_length, tokens, capacity)
+                            : engine->tokenize(em, prompt, prompt_length, true, tokens, capacity);
+    free(formatted);
+    if (count < 0) {
+        /* More tokens than the context window holds (INT32_MIN: more than an int32 counts). */
+        free(tokens);
+        if (count == INT32_MIN)
+            return hr_fail(HR_ECONTEXT, "the prompt is far too long for a context window of %d tokens", n_ctx);
+        return hr_fail(HR_ECONTEXT, "the prompt is %d tokens but the context window holds %d; "
+                       "shorten it or load the model with a larger context", -count, n_ctx);
+    }
+    *out = tokens;
+    *out_count = count;
+    return HR_OK;
+}
+
 static int run_generation(struct hr_model *model, const char *prompt, const hr_generate_params *p,
                           struct text_stream *stream, hr_generation_stats *stats, double started)
 {
@@ -252,20 +301,10 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
     hr_engine_model_info info;
     engine->get_info(em, &info);
 
-    size_t prompt_length = strlen(prompt);
-    int32_t capacity = (int32_t)(prompt_length < (size_t)info.n_ctx ? prompt_length : (size_t)info.n_ctx) + 8;
-    hr_token *tokens = malloc(sizeof *tokens * (size_t)capacity);
-    if (!tokens) return hr_fail(HR_ENOMEM, "out of memory tokenizing the prompt");
-    int32_t count = engine->tokenize(em, prompt, prompt_length, true, tokens, capacity);
-    if (count < 0) {
-        /* More tokens than the context window holds (INT32_MIN: more than an int32 counts). */
-        free(tokens);
-        if (count == INT32_MIN)
-            return hr_fail(HR_ECONTEXT, "the prompt is far too long for a context window of %d tokens",
-                           info.n_ctx);
-        return hr_fail(HR_ECONTEXT, "the prompt is %d tokens but the context window holds %d; "
-                       "shorten it or load the model with a larger context", -count, info.n_ctx);
-    }
+    hr_token *tokens = NULL;
+    int32_t count = 0;
+    int rc = prompt_tokens(model, prompt, p, info.n_ctx, &tokens, &count);
+    if (rc != HR_OK) return rc;
     stats->prompt_tokens = count;
     if (count == 0) {
         free(tokens);
@@ -276,7 +315,7 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
         return hr_fail(HR_ECONTEXT, "the prompt is %d tokens but the context window holds %d; "
                        "shorten it or load the model with a larger context", count, info.n_ctx);
     }
-    int rc = hr_model_window_reserve(model);
+    rc = hr_model_window_reserve(model);
     if (rc != HR_OK) {
         free(tokens);
         return rc;
@@ -310,13 +349,22 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
             break;
         }
         last = hr_now_seconds();
+        /* The guard does not judge a generation under a grammar: where the model writes what the
+         * grammar refuses, each token masks the whole vocabulary, whose allocations fault pages
+         * per token like evicted weights would, and runs slower besides (docs/lifecycle.md). */
+        bool judged = !p->grammar;
         if (first == 0) {
             first = last;
-            hr_guard_begin(model);
-        } else {
+            if (judged) hr_guard_begin(model);
+        } else if (judged) {
             hr_guard_token(model);
         }
         stats->generated_tokens++;
+        if (p->logprob_fn && engine->token_logprobs) {
+            hr_token_logprobs record;
+            if (engine->token_logprobs(em, token, p->top_logprobs, &record) == HR_OK)
+                p->logprob_fn(&record, p->logprob_user_data);
+        }
 
         int32_t length = engine->token_to_piece(em, token, small_piece, sizeof small_piece);
         int stop;
@@ -366,15 +414,23 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
     hr_generation_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
-    if (!model || !prompt || !piece_fn)
-        return hr_fail(HR_EINVAL, "hr_generate: model, prompt and piece_fn are required");
     hr_generate_params p = params ? *params : hr_generate_default_params();
+    if (!model || (!prompt && p.message_count == 0) || !piece_fn)
+        return hr_fail(HR_EINVAL, "hr_generate: model, a prompt (or messages) and piece_fn are required");
     int rc = check_params(&p);
     if (rc != HR_OK) return rc;
+    char *formatted = NULL;   /* a conversation for an engine that takes text */
+    if (p.message_count > 0 && model->engine->complete && !model->engine->decode) {
+        rc = hr_model_apply_chat_template(model, p.messages, p.message_count, true, &formatted);
+        if (rc != HR_OK) return rc;
+        prompt = formatted;
+    }
 
     bool idle = false;
-    if (!atomic_compare_exchange_strong(&model->busy, &idle, true))
+    if (!atomic_compare_exchange_strong(&model->busy, &idle, true)) {
+        free(formatted);
         return hr_fail(HR_EBUSY, "a generation is already running on this model");
+    }
     atomic_store(&model->cancel_requested, false);
     pthread_mutex_lock(&model->window_lock);   /* waits only for a snapshot save or restore */
 
@@ -406,6 +462,7 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
         rc = hr_fail(HR_ECANCELLED, "the generation was cancelled after %d tokens", stats->generated_tokens);
     pthread_mutex_unlock(&model->window_lock);
     atomic_store(&model->busy, false);
+    free(formatted);
     hr_metrics_record(model, client, wall, stats, rc);
     return rc;
 }

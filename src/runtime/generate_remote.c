@@ -27,6 +27,12 @@ static int relay_piece(const char *piece, size_t length, void *user_data)
 int hr_generate_remote(hr_model *model, const char *prompt, const hr_generate_params *p,
                        hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats, double started)
 {
+    if (p->logprob_fn)
+        return hr_fail(HR_ENOTSUP, "log-probabilities cannot be read from the remote engine; they are kept for "
+                       "models that run here");
+    if (p->grammar)
+        return hr_fail(HR_ENOTSUP, "a grammar (JSON mode, schemas) cannot be sent to the remote engine; "
+                       "it is kept for models that run here");
     hr_engine_complete_params params = {
         .max_tokens = p->max_tokens,
         .sampling = hr_engine_sampling_from(p),

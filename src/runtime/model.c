@@ -9,8 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/error.h"
 #include "core/log.h"
+#include "engine/grammar.h"
 
 enum { MAX_CONTEXT_TOKENS = 1 << 20, MAX_THREADS = 512 };
 
@@ -177,6 +180,8 @@ HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)
     out->n_ctx_train = info.n_ctx_train;
     out->n_ctx = info.n_ctx;
     out->n_vocab = info.n_vocab;
+    out->n_embd = info.n_embd;
+    out->embed_bytes = atomic_load(&model->embed_bytes);
     out->n_layer_gpu = info.n_layer_gpu;
     out->n_threads = info.n_threads;
     out->load_mode = info.load_mode;
@@ -205,4 +210,30 @@ HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_mes
     if (!model->engine->apply_chat_template)
         return hr_fail(HR_ENOTSUP, "the %s engine has no chat templates", model->engine->name);
     return model->engine->apply_chat_template(model->engine_model, messages, count, add_assistant, out);
+}
+
+HR_API int hr_json_grammar(const char *schema_json, char **out)
+{
+    hr_clear_error();
+    if (!out) return hr_fail(HR_EINVAL, "hr_json_grammar: out is NULL");
+    *out = NULL;
+    if (!schema_json) {
+        *out = strdup(hr_engine_json_object_grammar);
+        return *out ? HR_OK : hr_fail(HR_ENOMEM, "out of memory for a grammar");
+    }
+    return hr_engine_schema_grammar(schema_json, out);
+}
+
+HR_API int hr_model_file_metadata(const char *path, char **json)
+{
+    hr_clear_error();
+    if (!json) return hr_fail(HR_EINVAL, "hr_model_file_metadata: json is NULL");
+    *json = NULL;
+    if (!path) return hr_fail(HR_EINVAL, "hr_model_file_metadata: path is NULL");
+    cJSON *info = NULL;
+    int rc = hr_engine_llama_file_metadata(path, &info);
+    if (rc != HR_OK) return rc;
+    *json = cJSON_PrintUnformatted(info);
+    cJSON_Delete(info);
+    return *json ? HR_OK : hr_fail(HR_ENOMEM, "out of memory describing %s", path);
 }

@@ -67,6 +67,10 @@ struct hr_model {
     bool window_saved;             /* unchanged since saved to or restored from snapshot_name */
     char snapshot_name[64];
     struct hr_model_identity identity;   /* immutable after load */
+
+    /* The process RSS the engine's embedding context added when it was made (embed.c); 0 until
+     * the first embedding. */
+    _Atomic uint64_t embed_bytes;
 };
 
 /* The generation loop behind hr_generate(), with the metrics record's client name. */

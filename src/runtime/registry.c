@@ -473,7 +473,10 @@ HR_API int hr_registry_list(hr_context *ctx, hr_registry_entry **entries, size_t
         out->weight_bytes = e->model ? e->weight_bytes : 0;
         out->n_ctx = e->model ? e->n_ctx : 0;
         snprintf(out->served_by, sizeof out->served_by, "%s", !e->model ? "" : e->remote ? "fallback" : "local");
-        out->rss_bytes = e->model ? e->rss_added : 0;
+        /* the load's, and the embedding context's once one was made: the model is read only
+         * while ready or busy, since an unloading one is freed outside this lock */
+        bool usable = e->model && (e->state == HR_MODEL_READY || e->state == HR_MODEL_BUSY);
+        out->rss_bytes = e->model ? e->rss_added + (usable ? atomic_load(&e->model->embed_bytes) : 0) : 0;
         out->loads = e->loads;
         snprintf(out->last_unload_reason, sizeof out->last_unload_reason, "%s", e->last_unload_reason);
     }

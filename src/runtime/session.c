@@ -22,6 +22,7 @@ struct piece {
     char *text;
     size_t length;
     size_t offset;   /* bytes already read, when a reader's buffer was smaller */
+    size_t records;  /* logprob records made before this piece was pushed */
 };
 
 struct hr_session {
@@ -30,6 +31,7 @@ struct hr_session {
     hr_generate_params params;  /* its stop sequences point into `stops` */
     char *stops;                /* one block: the pointer array, then the strings */
     hr_logit_bias *logit_bias;  /* the copy params.logit_bias points at */
+    char *extras;               /* one block: the messages (and grammar) params point at */
     char client[64];
     struct hr_session *next;    /* the model's queue link, guarded by model->queue_lock */
 
@@ -50,6 +52,10 @@ struct hr_session {
     int references;             /* the caller's and the worker's */
     int32_t priority;           /* immutable: the lifecycle cancels the lowest first */
     char stopped_because[200];  /* set when the lifecycle cancels it: the sentence its reader gets */
+    bool logprobs;              /* immutable: started with generate.logprobs */
+    hr_token_logprobs *records; /* one per generated token, appended by the worker */
+    size_t record_count, record_capacity;
+    size_t records_ready;       /* those of the tokens whose text the reader has read */
 };
 
 HR_API hr_session_params hr_session_default_params(void)
@@ -73,6 +79,8 @@ static void release(hr_session *s)
     free(s->prompt);
     free(s->stops);
     free(s->logit_bias);
+    free(s->extras);
+    free(s->records);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->readable);
     pthread_cond_destroy(&s->writable);
@@ -81,6 +89,23 @@ static void release(hr_session *s)
 
 
 /* ---- the worker ----------------------------------------------------------------------------- */
+
+/* The logprob callback of a session's generation: keeps the record for hr_session_logprobs. */
+static void keep_logprobs(const hr_token_logprobs *record, void *user_data)
+{
+    hr_session *s = user_data;
+    pthread_mutex_lock(&s->lock);
+    if (s->record_count == s->record_capacity) {
+        size_t capacity = s->record_capacity ? s->record_capacity * 2 : 64;
+        hr_token_logprobs *bigger = realloc(s->records, sizeof *bigger * capacity);
+        if (bigger) {
+            s->records = bigger;
+            s->record_capacity = capacity;
+        }
+    }
+    if (s->record_count < s->record_capacity) s->records[s->record_count++] = *record;
+    pthread_mutex_unlock(&s->lock);
+}
 
 /* The piece callback of a session's generation: waits for room, or stops when cancelled. */
 static int push_piece(const char *text, size_t length, void *user_data)
@@ -119,7 +144,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
         free(copy);
         return 1;
     }
-    s->ring[(s->head + s->count) % s->capacity] = (struct piece){ copy, length, 0 };
+    s->ring[(s->head + s->count) % s->capacity] = (struct piece){ copy, length, 0, s->record_count };
     s->count++;
     s->pieces_pushed++;
     pthread_cond_signal(&s->readable);
@@ -259,14 +284,51 @@ static void copy_stops(hr_generate_params *params, char **block)
     params->stop = (const char *const *)pointers;
 }
 
+/* Copies params->messages (the array and each string) and params->grammar into one block (*block) and points params
+ * at the copies; false when out of memory. */
+static bool copy_extras(hr_generate_params *params, char **block)
+{
+    size_t bytes = sizeof(hr_chat_message) * params->message_count;
+    for (size_t i = 0; i < params->message_count; i++)
+        bytes += strlen(params->messages[i].role) + strlen(params->messages[i].content) + 2;
+    if (params->grammar) bytes += strlen(params->grammar) + 1;
+    if (bytes == 0) return true;
+    *block = malloc(bytes);
+    if (!*block) return false;
+    hr_chat_message *messages = (hr_chat_message *)*block;
+    char *text = *block + sizeof(hr_chat_message) * params->message_count;
+    for (size_t i = 0; i < params->message_count; i++) {
+        const char *parts[2] = { params->messages[i].role, params->messages[i].content };
+        const char **copies[2] = { &messages[i].role, &messages[i].content };
+        for (int k = 0; k < 2; k++) {
+            size_t length = strlen(parts[k]) + 1;
+            memcpy(text, parts[k], length);
+            *copies[k] = text;
+            text += length;
+        }
+    }
+    if (params->message_count > 0) params->messages = messages;
+    if (params->grammar) {
+        memcpy(text, params->grammar, strlen(params->grammar) + 1);
+        params->grammar = text;
+    }
+    return true;
+}
+
 HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_session_params *params,
                             hr_session **out)
 {
     hr_clear_error();
     if (!out) return hr_fail(HR_EINVAL, "hr_session_start: out is NULL");
     *out = NULL;
-    if (!model || !prompt) return hr_fail(HR_EINVAL, "hr_session_start: model and prompt are required");
     hr_session_params p = params ? *params : hr_session_default_params();
+    if (!model || (!prompt && p.generate.message_count == 0))
+        return hr_fail(HR_EINVAL, "hr_session_start: model and a prompt (or messages) are required");
+    if (p.generate.message_count > 0 && !p.generate.messages)
+        return hr_fail(HR_EINVAL, "message_count is %zu but messages is NULL", p.generate.message_count);
+    for (size_t i = 0; i < p.generate.message_count; i++)
+        if (!p.generate.messages[i].role || !p.generate.messages[i].content)
+            return hr_fail(HR_EINVAL, "message %zu has no role or no content", i);
     if (!(p.reader_timeout >= 0) || p.reader_timeout > 86400)
         return hr_fail(HR_EINVAL, "reader timeout %g s is out of range: use 0 (wait for ever) to 86400",
                        p.reader_timeout);
@@ -282,7 +344,8 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
 
     hr_session *s = calloc(1, sizeof *s);
     if (!s) return hr_fail(HR_ENOMEM, "out of memory starting a session");
-    s->prompt = strdup(prompt);
+    s->prompt = strdup(prompt ? prompt : "");
+    bool extras_copied = copy_extras(&p.generate, &s->extras);
     s->ring = calloc((size_t)p.queue_capacity, sizeof *s->ring);
     if (s->prompt && p.generate.stop_count > 0) copy_stops(&p.generate, &s->stops);
     if (s->prompt && p.generate.logit_bias_count > 0) {
@@ -291,16 +354,20 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
         if (s->logit_bias) memcpy(s->logit_bias, p.generate.logit_bias, bytes);
         p.generate.logit_bias = s->logit_bias;
     }
-    if (!s->prompt || !s->ring || (p.generate.stop_count > 0 && !s->stops) ||
+    if (!s->prompt || !s->ring || !extras_copied || (p.generate.stop_count > 0 && !s->stops) ||
         (p.generate.logit_bias_count > 0 && !s->logit_bias)) {
         free(s->prompt);
         free(s->ring);
         free(s->stops);
         free(s->logit_bias);
+        free(s->extras);
         free(s);
         return hr_fail(HR_ENOMEM, "out of memory starting a session");
     }
     s->model = model;
+    s->logprobs = p.generate.logprobs;
+    p.generate.logprob_fn = s->logprobs ? keep_logprobs : NULL;
+    p.generate.logprob_user_data = s;
     s->params = p.generate;
     s->capacity = p.queue_capacity;
     s->reader_timeout = p.reader_timeout;
@@ -369,6 +436,7 @@ HR_API int hr_session_read(hr_session *s, char *buffer, size_t capacity, size_t 
         buffer[n] = '\0';
         *length = n;
         p->offset += n;
+        if (p->records > s->records_ready) s->records_ready = p->records;
         if (p->offset == p->length) {
             free(p->text);
             s->head = (s->head + 1) % s->capacity;
@@ -377,6 +445,7 @@ HR_API int hr_session_read(hr_session *s, char *buffer, size_t capacity, size_t 
         }
         rc = HR_OK;
     } else if (s->finished) {
+        s->records_ready = s->record_count;   /* every piece read: every record is the reader's */
         if (s->result == HR_OK) rc = HR_EOF;
         else rc = hr_fail(s->result, "%s", s->error);
     } else {
@@ -411,6 +480,22 @@ HR_API int hr_session_stats(hr_session *s, hr_generation_stats *out)
     /* while it runs, what the reader can see: the pieces queued so far */
     if (!s->finished) out->generated_tokens = s->pieces_pushed;
     pthread_mutex_unlock(&s->lock);
+    return HR_OK;
+}
+
+HR_API int hr_session_logprobs(hr_session *s, size_t from, hr_token_logprobs *out, size_t capacity, size_t *count)
+{
+    if (count) *count = 0;
+    if (!s || !count || (capacity > 0 && !out))
+        return hr_fail(HR_EINVAL, "hr_session_logprobs: session, out and count are required");
+    if (!s->logprobs) return hr_fail(HR_EINVAL, "this session was started without logprobs");
+    pthread_mutex_lock(&s->lock);
+    size_t ready = s->records_ready < s->record_count ? s->records_ready : s->record_count;
+    size_t n = from < ready ? ready - from : 0;
+    if (n > capacity) n = capacity;
+    if (n > 0) memcpy(out, s->records + from, sizeof *out * n);
+    pthread_mutex_unlock(&s->lock);
+    *count = n;
     return HR_OK;
 }
 

@@ -61,10 +61,14 @@ const prompt = "Once upon a time";
 const messages = [{ role: "system", content: "Be brief." }, { role: "user", content: "Say hello" }];
 let completionText = "", chatText = "";
 
-await check("openai: models.list() has tiny", async () => {
+await check("openai: models.list() has tiny, models.retrieve() gives it", async () => {
     const ids = [];
     for await (const model of openai.models.list()) ids.push(model.id);
     assert.deepEqual(ids, ["tiny"]);
+    const one = await openai.models.retrieve("tiny");
+    assert.equal(one.id, "tiny");
+    assert.equal(one.object, "model");
+    await assert.rejects(openai.models.retrieve("nope"), (error) => error instanceof OpenAI.NotFoundError);
 });
 
 await check("openai: completions.create: text, finish_reason, usage", async () => {
@@ -324,14 +328,126 @@ await check("openai: logit_bias +100 on one token makes greedy decoding repeat i
     assert.doesNotMatch(banned.choices[0].text, new RegExp(`^(${r.choices[0].text.slice(0, r.choices[0].text.length / 3).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})`, "u"));
 });
 
-await check("openai: logprobs, tools and response_format json are BadRequestErrors naming the field", async () => {
-    for (const [field, value] of [["logprobs", 2], ["response_format", { type: "json_object" }]]) {
-        await assert.rejects(openai.completions.create({ model: "tiny", prompt: "x", [field]: value }),
-            (error) => error instanceof OpenAI.BadRequestError && error.param === field, field);
+// ---- log-probabilities: real values, greedy picks the most likely ------------------------------
+await check("openai: chat logprobs with top_logprobs: one entry per token, greedy's choice is the top one", async () => {
+    const r = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 0,
+                                                     logprobs: true, top_logprobs: 3 });
+    const content = r.choices[0].logprobs.content;
+    assert.equal(content.length, r.usage.completion_tokens);
+    for (const t of content) {
+        assert.ok(t.logprob <= 0 && Number.isFinite(t.logprob));
+        assert.equal(t.top_logprobs.length, 3);
+        assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob && t.top_logprobs[1].logprob >= t.top_logprobs[2].logprob);
+        assert.ok(Math.abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6, "greedy takes the most likely token");
+        assert.ok(t.top_logprobs.reduce((sum, x) => sum + Math.exp(x.logprob), 0) <= 1 + 1e-6);
     }
+    // the tokens' bytes make the text
+    const bytes = Buffer.from(content.flatMap((t) => t.bytes));
+    if (r.choices[0].finish_reason === "length") assert.equal(bytes.toString("utf8"), r.choices[0].message.content);
+    // sampled: the chosen token is among all tokens, its logprob the model's, not necessarily the top
+    const sampled = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 1.5, seed: 3,
+                                                           logprobs: true });
+    assert.equal(sampled.choices[0].logprobs.content.length, sampled.usage.completion_tokens);
+    assert.ok(sampled.choices[0].logprobs.content.every((t) => t.top_logprobs.length === 0 && t.logprob <= 0));
+});
+
+await check("openai: completions logprobs N, whole and streamed: tokens, token_logprobs, top_logprobs, text_offset", async () => {
+    const r = await openai.completions.create({ model: "tiny", prompt, max_tokens: 10, temperature: 0, logprobs: 2 });
+    const lp = r.choices[0].logprobs;
+    assert.equal(lp.tokens.length, r.usage.completion_tokens);
+    assert.equal(lp.token_logprobs.length, lp.tokens.length);
+    assert.ok(lp.top_logprobs.every((alternatives) => Object.keys(alternatives).length >= 1 && Object.keys(alternatives).length <= 2));
+    assert.equal(lp.text_offset[0], 0);
+    assert.ok(lp.text_offset.every((offset, i) => i === 0 || offset >= lp.text_offset[i - 1]));
+    const stream = await openai.completions.create({ model: "tiny", prompt, max_tokens: 10, temperature: 0, logprobs: 2, stream: true });
+    const streamed = [];
+    for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.token_logprobs ?? []));
+    assert.deepEqual(streamed, lp.token_logprobs);
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages, top_logprobs: 2 }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "top_logprobs");
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages, logprobs: true, top_logprobs: 21 }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "top_logprobs");
+});
+
+await check("openai: tools are a BadRequestError naming the field", async () => {
     await assert.rejects(openai.chat.completions.create({ model: "tiny", messages,
         tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] }),
         (error) => error instanceof OpenAI.BadRequestError && error.param === "tools");
+});
+
+// ---- structured output: llama.cpp's grammar sampler; random weights still obey it ----------
+// A schema that admits only short objects, so that the answer is whole well within max_tokens.
+const pointSchema = {
+    type: "object", additionalProperties: false, required: ["ok", "n", "tag"],
+    properties: { ok: { type: "boolean" }, n: { type: "integer", minimum: 0, maximum: 99 },
+                  tag: { type: "string", enum: ["red", "green", "blue"] } },
+};
+function assertPoint(text) {
+    const value = JSON.parse(text);
+    assert.deepEqual(Object.keys(value).sort(), ["n", "ok", "tag"], text);
+    assert.equal(typeof value.ok, "boolean");
+    assert.ok(Number.isInteger(value.n) && value.n >= 0 && value.n <= 99, text);
+    assert.ok(["red", "green", "blue"].includes(value.tag), text);
+}
+
+await check("openai: chat response_format json_schema: the content parses and fits the schema, whole and streamed", async () => {
+    const response_format = { type: "json_schema", json_schema: { name: "point", strict: true, schema: pointSchema } };
+    for (const seed of [1, 2, 3]) {
+        const r = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 200, temperature: 1, seed, response_format });
+        assert.equal(r.choices[0].finish_reason, "stop");
+        assertPoint(r.choices[0].message.content);
+    }
+    const stream = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 200, seed: 9, response_format, stream: true });
+    let text = "", finish = null;
+    for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta?.content ?? "";
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(finish, "stop");
+    assertPoint(text);
+});
+
+await check("openai: response_format json_object: a JSON object, or cut by max_tokens (finish_reason length)", async () => {
+    let whole = 0;
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+        const r = await openai.chat.completions.create({ model: "tiny", messages, max_tokens: 64, temperature: 1, seed,
+                                                         response_format: { type: "json_object" } });
+        const text = r.choices[0].message.content;
+        assert.match(text, /^\{/u, "an object begins");
+        if (r.choices[0].finish_reason === "stop") {
+            const value = JSON.parse(text);
+            assert.ok(value !== null && typeof value === "object" && !Array.isArray(value), text);
+            whole++;
+        } else {
+            assert.equal(r.choices[0].finish_reason, "length");
+            assert.equal(r.usage.completion_tokens, 64);
+        }
+    }
+    console.log(`# json_object: ${whole} of 6 answers whole within 64 tokens`);
+});
+
+await check("openai: a schema the converter cannot read is a BadRequestError naming response_format", async () => {
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages,
+        response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "bogus" } } } }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "response_format" && /bogus/.test(error.message));
+    await assert.rejects(openai.chat.completions.create({ model: "tiny", messages, response_format: { type: "yaml" } }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "response_format");
+});
+
+await check("ollama: chat format schema and generate format json: JSON that parses", async () => {
+    const r = await ollama.chat({ model: "tiny", messages, format: pointSchema, options: { num_predict: 200, seed: 4, temperature: 1 } });
+    assert.equal(r.done_reason, "stop");
+    assertPoint(r.message.content);
+    const stream = await ollama.generate({ model: "tiny", prompt: "Give JSON", format: pointSchema, stream: true,
+                                           options: { num_predict: 200, seed: 5 } });
+    let text = "", last;
+    for await (const part of stream) { text += part.response; last = part; }
+    assert.equal(last.done_reason, "stop");
+    assertPoint(text);
+    const g = await ollama.generate({ model: "tiny", prompt: "Give JSON", format: "json", options: { num_predict: 64, seed: 6 } });
+    assert.match(g.response, /^\{/u);
+    if (g.done_reason === "stop") assert.equal(typeof JSON.parse(g.response), "object");
+    else assert.equal(g.done_reason, "length");
 });
 
 await check("ollama: mirostat 2 and the penalties with a seed give the same text twice", async () => {
@@ -343,9 +459,84 @@ await check("ollama: mirostat 2 and the penalties with a seed give the same text
     assert.equal(a.eval_count, 12);
 });
 
-await check("ollama: format json is a ResponseError 400 that names 'format'", async () => {
-    await assert.rejects(ollama.generate({ model: "tiny", prompt: "x", format: "json" }),
-        (error) => error.name === "ResponseError" && error.status_code === 400 && /'format' is not supported/.test(error.error));
+await check("ollama: format \"xml\" is a ResponseError 400 that names 'format'", async () => {
+    await assert.rejects(ollama.generate({ model: "tiny", prompt: "x", format: "xml" }),
+        (error) => error.name === "ResponseError" && error.status_code === 400 && /'format' must be/.test(error.error));
+});
+
+// ---- embeddings ------------------------------------------------------------------------------
+const norm = (v) => Math.sqrt(v.reduce((sum, x) => sum + x * x, 0));
+const cosine = (a, b) => a.reduce((sum, x, i) => sum + x * b[i], 0) / (norm(a) * norm(b));
+
+await check("openai: embeddings.create (base64, the SDK's default): unit vectors, one per input, usage", async () => {
+    const r = await openai.embeddings.create({ model: "tiny", input: ["hello world", "the sea is blue", "hello world"] });
+    assert.equal(r.object, "list");
+    assert.equal(r.model, "tiny");
+    assert.deepEqual(r.data.map((d) => d.index), [0, 1, 2]);
+    for (const d of r.data) {
+        assert.equal(d.object, "embedding");
+        assert.equal(d.embedding.length, 64);
+        assert.ok(Math.abs(norm(d.embedding) - 1) < 1e-4, `norm ${norm(d.embedding)}`);
+    }
+    assert.deepEqual(r.data[0].embedding, r.data[2].embedding, "the same text, the same vector");
+    assert.ok(cosine(r.data[0].embedding, r.data[1].embedding) < 0.9999, "different texts differ");
+    assert.ok(r.usage.prompt_tokens >= 6 && r.usage.total_tokens === r.usage.prompt_tokens);
+    // the float encoding carries the same numbers
+    const f = await openai.embeddings.create({ model: "tiny", input: "hello world", encoding_format: "float" });
+    assert.equal(f.data.length, 1);
+    f.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - r.data[0].embedding[i]) < 1e-6));
+});
+
+await check("openai: embeddings of token ids, a wrong dimensions or an empty input are BadRequestErrors naming the field", async () => {
+    await assert.rejects(openai.embeddings.create({ model: "tiny", input: [[1, 2, 3]] }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "input");
+    await assert.rejects(openai.embeddings.create({ model: "tiny", input: "x", dimensions: 32 }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "dimensions");
+    await assert.rejects(openai.embeddings.create({ model: "tiny", input: [] }),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === "input");
+});
+
+await check("ollama: embed() gives unit vectors like openai's; embeddings() the same direction, unnormalized", async () => {
+    const r = await ollama.embed({ model: "tiny", input: ["hello world", "the sea is blue"] });
+    assert.equal(r.embeddings.length, 2);
+    assert.ok(Math.abs(norm(r.embeddings[0]) - 1) < 1e-4);
+    assert.ok(r.prompt_eval_count >= 6 && r.total_duration > 0 && r.load_duration >= 0);
+    const o = await openai.embeddings.create({ model: "tiny", input: "hello world", encoding_format: "float" });
+    r.embeddings[0].forEach((x, i) => assert.ok(Math.abs(x - o.data[0].embedding[i]) < 1e-6));
+    const legacy = await ollama.embeddings({ model: "tiny", prompt: "hello world" });
+    assert.equal(legacy.embedding.length, 64);
+    assert.ok(cosine(legacy.embedding, r.embeddings[0]) > 0.9999);
+});
+
+// ---- Ollama's model API ------------------------------------------------------------------------
+await check("ollama: show(): template, parameters, details and model_info from the GGUF header", async () => {
+    const r = await ollama.show({ model: "tiny" });
+    assert.match(r.template, /\[INST\]/u, "the model's own chat template");
+    assert.match(r.modelfile, /^# Modelfile generated by headroomd\nFROM .*tiny\.gguf\n/u);
+    assert.match(r.parameters, /^num_ctx 8192$/mu);
+    assert.equal(r.details.format, "gguf");
+    assert.equal(r.details.family, "llama");
+    assert.deepEqual(r.details.families, ["llama"]);
+    assert.equal(r.details.quantization_level, "Q8_0");
+    assert.match(r.details.parameter_size, /^\d+(\.\d)?M$/u);
+    assert.equal(r.model_info["general.architecture"], "llama");
+    assert.equal(r.model_info["llama.context_length"], 512);
+    assert.equal(r.model_info["llama.embedding_length"], 64);
+    assert.ok(r.model_info["general.parameter_count"] > 1e6);
+    assert.ok(r.capabilities.includes("completion"));
+    const list = await ollama.list();
+    assert.equal(list.models[0].details.family, "llama");
+    assert.equal(list.models[0].details.parameter_size, r.details.parameter_size);
+    await assert.rejects(ollama.show({ model: "nope" }), (error) => error.status_code === 404);
+});
+
+await check("ollama: load_duration is the load: more than 0 right after an unload, less once loaded", async () => {
+    await ollama.generate({ model: "tiny", prompt: "", keep_alive: 0 });
+    const cold = await ollama.generate({ model: "tiny", prompt: "Hi", options: { num_predict: 2 } });
+    const warm = await ollama.generate({ model: "tiny", prompt: "Hi", options: { num_predict: 2 } });
+    assert.ok(cold.load_duration > 0, `cold ${cold.load_duration}`);
+    assert.ok(warm.load_duration < cold.load_duration, `warm ${warm.load_duration} < cold ${cold.load_duration}`);
+    assert.ok(cold.total_duration >= cold.load_duration + cold.eval_duration);
 });
 
 console.log("# clients.mjs: every check ran");

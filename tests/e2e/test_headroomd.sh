@@ -40,6 +40,10 @@ status 200 && expect 'json.object === "list" && json.data.length === 1 && json.d
     json.data[0].object === "model" && Number.isInteger(json.data[0].created) && typeof json.data[0].owned_by === "string"'
 check "GET /v1/models lists 'tiny' in OpenAI's shape" $?
 
+http GET "$A/v1/models/tiny"
+status 200 && expect 'json.id === "tiny" && json.object === "model" && Number.isInteger(json.created) && json.owned_by === "headroom"'
+check "GET /v1/models/tiny: the one model" $?
+
 http GET "$A/api/tags"
 status 200 && expect "json.models.length === 1 && json.models[0].name === 'tiny' && json.models[0].model === 'tiny' &&
     json.models[0].size === $model_bytes && rfc3339(json.models[0].modified_at) && json.models[0].details.format === 'gguf'"
@@ -87,6 +91,14 @@ check "POST /v1/completions: text, finish_reason, usage adds up (completion = ma
 http POST "$A/v1/completions" '{"model":"tiny","prompt":"Once upon a time","temperature":0}'
 status 200 && expect 'usageOk(json.usage, json.choices[0].finish_reason, 16)'
 check "POST /v1/completions: max_tokens defaults to 16, as OpenAI's" $?
+
+http POST "$A/v1/embeddings" '{"model":"tiny","input":"hello world","encoding_format":"float"}'
+status 200 && expect 'const v = json.data[0].embedding, n = Math.hypot(...v);
+    return json.object === "list" && json.data.length === 1 && v.length === 64 && Math.abs(n - 1) < 1e-4 &&
+        json.usage.prompt_tokens > 0 && json.usage.total_tokens === json.usage.prompt_tokens'
+check "POST /v1/embeddings (curl): one unit vector of the model's width, usage" $?
+http GET "$A/api/memory"
+status 200 && expect 'json.models[0].rss_bytes > 0'; check "GET /api/memory: the model's rss_bytes counts the load and the embedding context" $?
 
 http POST "$A/v1/completions" '{"model":"tiny","prompt":"Roses are","max_tokens":12,"temperature":1,"seed":42}'
 cp "$scratch/body" "$scratch/seeded.json"
@@ -286,13 +298,23 @@ bad 'stream: "yes"' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stre
 bad "stop: 5" 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":5}' "'stop' must be a string or an array of strings" stop
 bad 'stop: [""]' 400 POST /v1/completions '{"model":"tiny","prompt":"x","stop":["a",""]}' "'stop' must not hold an empty string" stop
 bad "options.stop: 17 sequences" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]}}' "at most 16 are accepted" ''
-bad "logprobs: true" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true}' "'logprobs' is not supported" logprobs
+bad "logprobs: 99" 400 POST /v1/completions '{"model":"tiny","prompt":"x","logprobs":99}' "'logprobs' must be between 0 and 20" logprobs
 bad "echo: true" 400 POST /v1/completions '{"model":"tiny","prompt":"x","echo":true}' "'echo' is not supported" echo
 bad "best_of: 2" 400 POST /v1/completions '{"model":"tiny","prompt":"x","best_of":2}' "'best_of' must be between 1 and 1" best_of
 bad 'logit_bias: {"x": 1}' 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"x":1}}' "'logit_bias' keys must be token ids" logit_bias
 bad "logit_bias beyond the vocabulary" 400 POST /v1/completions '{"model":"tiny","prompt":"x","logit_bias":{"99999999":1}}' "logit_bias names token 99999999" ''
 bad "presence_penalty: 3" 400 POST /v1/completions '{"model":"tiny","prompt":"x","presence_penalty":3}' "'presence_penalty' must be between -2 and 2" presence_penalty
-bad "ollama format: json" 400 POST /api/generate '{"model":"tiny","prompt":"x","format":"json"}' "'format' is not supported" ''
+bad "ollama format: 5" 400 POST /api/generate '{"model":"tiny","prompt":"x","format":5}' "'format' must be \"json\" or a JSON schema" ''
+bad "show without a model" 400 POST /api/show '{}' "'model' is required"
+bad "show of an unknown model" 404 POST /api/show '{"model":"nope"}' "not found"
+bad "embeddings without input" 400 POST /v1/embeddings '{"model":"tiny"}' "'input' is required" input
+bad "embeddings: encoding_format yaml" 400 POST /v1/embeddings '{"model":"tiny","input":"x","encoding_format":"yaml"}' "must be \"float\" or \"base64\"" encoding_format
+bad "embeddings of an unknown model" 404 POST /v1/embeddings '{"model":"nope","input":"x"}' "not found" model
+bad "ollama embed: input 5" 400 POST /api/embed '{"model":"tiny","input":5}' "'input' must be a string or an array of strings"
+bad "ollama embeddings without prompt" 400 POST /api/embeddings '{"model":"tiny"}' "'prompt' is required"
+bad "a grammar that does not parse" 400 POST /v1/completions '{"model":"tiny","prompt":"x","grammar":"root ::= nothing"}' "the grammar does not parse"
+bad "response_format and grammar together" 400 POST /v1/completions '{"model":"tiny","prompt":"x","grammar":"root ::= \"a\"","response_format":{"type":"json_object"}}' "give one of" response_format
+bad "json_schema type missing its schema" 400 POST /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}' "needs json_schema.schema" response_format
 bad "ollama mirostat: 3" 400 POST /api/generate '{"model":"tiny","prompt":"x","options":{"mirostat":3}}' "'mirostat' must be between 0 and 2" ''
 bad "ollama chat images" 400 POST /api/chat '{"model":"tiny","messages":[{"role":"user","content":"x","images":["aGk="]}]}' "images are not supported" ''
 bad "chat without messages" 400 POST /v1/chat/completions '{"model":"tiny"}' "'messages' must be a non-empty array" messages
@@ -334,8 +356,12 @@ http POST "$A/v1/completions" "@$scratch/long-stream.json"
 status 200 && expect 'sse.at(-1) === "[DONE]" && /context window/.test(sse.at(-2).error.message)'
 check "a prompt longer than the context window, streamed: an error event that says so, then [DONE]" $?
 
-bad "unknown endpoint" 404 GET /v1/embeddings '' 'no such endpoint: GET \/v1\/embeddings'
-bad "unknown endpoint (Ollama path)" 404 POST /api/pull '{"model":"tiny"}' 'no such endpoint: POST \/api\/pull'
+bad "unknown endpoint" 404 GET /v1/audio/speech '' 'no such endpoint: GET \/v1\/audio\/speech'
+bad "GET on /v1/embeddings" 405 GET /v1/embeddings '' 'GET is not allowed on \/v1\/embeddings; use POST'
+bad "unknown endpoint (Ollama path)" 404 POST /api/frobnicate '{"model":"tiny"}' 'no such endpoint: POST \/api\/frobnicate'
+bad "ollama pull says how models get here" 501 POST /api/pull '{"model":"tiny"}' 'serves the GGUF files given with --model'
+bad "ollama delete says the same" 501 DELETE /api/delete '{"model":"tiny"}' 'downloads, creates, copies and deletes no models'
+bad "GET /v1/models/nope" 404 GET /v1/models/nope '' "model 'nope' not found" model
 bad "unknown path" 404 GET /nothing/here '' 'no such endpoint'
 bad "wrong method: GET /v1/completions" 405 GET /v1/completions '' 'GET is not allowed on \/v1\/completions'
 bad "wrong method: DELETE /api/tags" 405 DELETE /api/tags '' 'DELETE is not allowed on \/api\/tags'

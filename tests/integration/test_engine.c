@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 
 #include "core/utf8.h"
 #include "headroom.h"
+#include "runtime/model.h"
 #include "skip.h"
 
 static const char *tiny_model;
@@ -424,6 +426,257 @@ static void unreadable_file(void **state)
     print_message("  as uid %d: %s\n", (int)geteuid() == 0 ? (int)UNPRIVILEGED : (int)geteuid(), v.sentence);
 }
 
+/* The grammar sampler: random weights, yet every answer is one the grammar allows, whole. */
+static void grammar_constrains_the_output(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_generate_params params = hr_generate_default_params();
+    params.max_tokens = 40;
+    params.temperature = 1;
+    params.grammar = "root ::= (\"yes\" | \"no\") \" \" [0-9] [0-9]?";
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        params.seed = seed;
+        struct text out = { .length = 0 };
+        hr_generation_stats stats;
+        assert_int_equal(hr_generate(model, "Answer:", &params, collect, &out, &stats), HR_OK);
+        assert_int_equal(stats.stop_reason, HR_STOP_END_OF_TEXT);
+        int digits = 0;
+        assert_true(sscanf(out.data, "yes %d", &digits) == 1 || sscanf(out.data, "no %d", &digits) == 1);
+    }
+    /* JSON: any object without a schema, and a schema turned into a grammar */
+    char *grammar = NULL;
+    assert_int_equal(hr_json_grammar(NULL, &grammar), HR_OK);
+    assert_non_null(strstr(grammar, "root"));
+    hr_free(grammar);
+    int rc = hr_json_grammar("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"boolean\"}},"
+                             "\"required\":[\"a\"],\"additionalProperties\":false}", &grammar);
+    if (rc == HR_ENOTSUP) {
+        assert_non_null(strstr(hr_last_error(), "source tree"));
+    } else {
+        assert_int_equal(rc, HR_OK);
+        params.grammar = grammar;
+        struct text out = { .length = 0 };
+        hr_generation_stats stats;
+        assert_int_equal(hr_generate(model, "JSON:", &params, collect, &out, &stats), HR_OK);
+        assert_int_equal(stats.stop_reason, HR_STOP_END_OF_TEXT);
+        assert_true(strstr(out.data, "\"a\"") && (strstr(out.data, "true") || strstr(out.data, "false")));
+        assert_int_equal(out.data[0], '{');
+        hr_free(grammar);
+        assert_int_equal(hr_json_grammar("{\"type\":", &grammar), HR_EINVAL);
+        assert_int_equal(hr_json_grammar("{\"type\":\"bogus\"}", &grammar), HR_EINVAL);
+        assert_non_null(strstr(hr_last_error(), "bogus"));
+    }
+    /* the degradation guard does not judge a generation under a grammar (its vocabulary masks
+     * fault pages like evicted weights): a fresh model's guard never started a window */
+    hr_model *fresh = load(ctx, 0);
+    params.grammar = "root ::= [a-z]{40}";
+    params.max_tokens = 40;
+    struct text letters = { .length = 0 };
+    assert_int_equal(hr_generate(fresh, "x", &params, collect, &letters, NULL), HR_OK);
+    assert_int_equal(strlen(letters.data), 40);
+    assert_true(fresh->guard_window_start == 0 && fresh->guard.bad_windows == 0);
+    params.grammar = NULL;
+    assert_int_equal(hr_generate(fresh, "x", &params, collect, &letters, NULL), HR_OK);
+    assert_true(fresh->guard_window_start > 0);   /* an unconstrained one is judged */
+    hr_model_free(fresh);
+    params.max_tokens = 40;
+
+    /* a grammar that does not parse is the caller's mistake */
+    params.grammar = "root ::= (";
+    struct text out = { .length = 0 };
+    assert_int_equal(hr_generate(model, "x", &params, collect, &out, NULL), HR_EINVAL);
+    assert_non_null(strstr(hr_last_error(), "grammar"));
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+static double norm_of(const float *v, int32_t n)
+{
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += (double)v[i] * v[i];
+    return sqrt(sum);
+}
+
+/* Embeddings in a context of their own: the vectors are stable and normalized, and the
+ * generation window (its tokens and its KV) is untouched, so prefix reuse still works. */
+static void embeddings_leave_the_window_alone(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_model_info info;
+    assert_int_equal(hr_model_get_info(model, &info), HR_OK);
+    assert_int_equal(info.n_embd, 64);
+    assert_int_equal(info.embed_bytes, 0);
+
+    hr_generate_params params = hr_generate_default_params();
+    params.temperature = 0;
+    params.max_tokens = 8;
+    struct text first = { .length = 0 };
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, &first, NULL), HR_OK);
+
+    float a[64], b[64], c[64], raw[64];
+    int32_t tokens = 0;
+    assert_int_equal(hr_model_embed(model, "hello world", true, a, 64, &tokens), HR_OK);
+    assert_true(tokens >= 2);
+    assert_true(fabs(norm_of(a, 64) - 1.0) < 1e-4);
+    assert_int_equal(hr_model_embed(model, "hello world", true, b, 64, NULL), HR_OK);
+    assert_memory_equal(a, b, sizeof a);
+    assert_int_equal(hr_model_embed(model, "a different text", true, c, 64, NULL), HR_OK);
+    assert_memory_not_equal(a, c, sizeof a);
+    assert_int_equal(hr_model_embed(model, "hello world", false, raw, 64, NULL), HR_OK);
+    double length = norm_of(raw, 64);
+    assert_true(length > 0);
+    for (int i = 0; i < 64; i++) assert_true(fabs(raw[i] / length - a[i]) < 1e-4);
+    assert_int_equal(hr_model_get_info(model, &info), HR_OK);
+    assert_true(info.embed_bytes > 0);
+
+    /* the same prompt again reuses the window: the embeddings did not touch it */
+    struct text second = { .length = 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, &second, &stats), HR_OK);
+    assert_true(stats.cached_tokens > 0);
+    assert_string_equal(first.data, second.data);
+
+    /* too little room, and an input beyond the embedding window */
+    assert_int_equal(hr_model_embed(model, "x", true, a, 10, NULL), HR_EINVAL);
+    size_t big = 64 * 1024;
+    char *long_text = malloc(big + 1);
+    for (size_t i = 0; i < big; i++) long_text[i] = i % 6 == 5 ? ' ' : 'a' + (char)(i % 26);
+    long_text[big] = '\0';
+    assert_int_equal(hr_model_embed(model, long_text, true, a, 64, NULL), HR_ECONTEXT);
+    assert_non_null(strstr(hr_last_error(), "embeddings take at most"));
+    free(long_text);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+struct embed_worker {
+    hr_model *model;
+    int rc;
+    int done;
+};
+
+static void *embed_many(void *data)
+{
+    struct embed_worker *w = data;
+    float v[64];
+    for (int i = 0; i < 20 && w->rc == HR_OK; i++) {
+        w->rc = hr_model_embed(w->model, "while it generates", true, v, 64, NULL);
+        w->done++;
+    }
+    return NULL;
+}
+
+/* An embedding may run while the model generates: both finish, the text as it would be alone. */
+static void embeddings_beside_a_generation(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_generate_params params = hr_generate_default_params();
+    params.temperature = 0;
+    params.max_tokens = 64;
+    struct text alone = { .length = 0 };
+    assert_int_equal(hr_generate(model, "The sea", &params, collect, &alone, NULL), HR_OK);
+    hr_model_free(model);
+    model = load(ctx, 0);
+
+    struct embed_worker w = { .model = model, .rc = HR_OK };
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, embed_many, &w), 0);
+    struct text beside = { .length = 0 };
+    assert_int_equal(hr_generate(model, "The sea", &params, collect, &beside, NULL), HR_OK);
+    pthread_join(thread, NULL);
+    assert_int_equal(w.rc, HR_OK);
+    assert_int_equal(w.done, 20);
+    assert_string_equal(alone.data, beside.data);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
+struct logprob_log {
+    hr_token_logprobs records[64];
+    int count;
+};
+
+static void keep_record(const hr_token_logprobs *record, void *user_data)
+{
+    struct logprob_log *log = user_data;
+    if (log->count < 64) log->records[log->count++] = *record;
+}
+
+/* Log-probabilities are the model's: greedy decoding picks the most likely token, and a session
+ * keeps one record per token for its reader. */
+static void logprobs_are_the_models(void **state)
+{
+    (void)state;
+    hr_context *ctx = new_context();
+    hr_model *model = load(ctx, 0);
+    hr_generate_params params = hr_generate_default_params();
+    params.temperature = 0;
+    params.max_tokens = 12;
+    params.top_logprobs = 5;
+    struct logprob_log log = { .count = 0 };
+    params.logprob_fn = keep_record;
+    params.logprob_user_data = &log;
+    struct text out = { .length = 0 };
+    hr_generation_stats stats;
+    assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, &out, &stats), HR_OK);
+    assert_int_equal(log.count, stats.generated_tokens);
+    char joined[4096];
+    size_t length = 0;
+    for (int i = 0; i < log.count; i++) {
+        const hr_token_logprobs *r = &log.records[i];
+        assert_int_equal(r->top_count, 5);
+        assert_int_equal(r->top[0].token, r->chosen.token);
+        assert_true(r->chosen.logprob <= 0);
+        double mass = 0;
+        for (int k = 0; k < 5; k++) {
+            mass += exp(r->top[k].logprob);
+            if (k > 0) assert_true(r->top[k].logprob <= r->top[k - 1].logprob);
+        }
+        assert_true(mass <= 1.0 + 1e-5);
+        memcpy(joined + length, r->chosen.piece, (size_t)r->chosen.length);
+        length += (size_t)r->chosen.length;
+    }
+    joined[length] = '\0';
+    if (out.invalid_pieces == 0 && strchr(out.data, 0xef) == NULL) assert_string_equal(joined, out.data);
+
+    hr_session_params session_params = hr_session_default_params();
+    session_params.generate = params;
+    session_params.generate.logprob_fn = NULL;
+    session_params.generate.logprobs = true;
+    hr_session *session = NULL;
+    assert_int_equal(hr_session_start(model, "Once upon a time", &session_params, &session), HR_OK);
+    char piece[256];
+    size_t piece_length;
+    size_t seen = 0;
+    int rc;
+    while ((rc = hr_session_read(session, piece, sizeof piece, &piece_length, -1)) == HR_OK) {
+        hr_token_logprobs records[16];
+        size_t count = 0;
+        assert_int_equal(hr_session_logprobs(session, seen, records, 16, &count), HR_OK);
+        seen += count;
+        assert_true(seen >= 1);   /* a piece read brings at least its own token's record */
+    }
+    assert_int_equal(rc, HR_EOF);
+    hr_token_logprobs rest[64];
+    size_t count = 0;
+    assert_int_equal(hr_session_logprobs(session, seen, rest, 64, &count), HR_OK);
+    seen += count;
+    assert_int_equal((int)seen, stats.generated_tokens);
+    hr_session_free(session);
+    session_params.generate.logprobs = false;
+    assert_int_equal(hr_session_start(model, "x", &session_params, &session), HR_OK);
+    assert_int_equal(hr_session_logprobs(session, 0, rest, 64, &count), HR_EINVAL);
+    hr_session_free(session);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (select_cases(&argc, argv) != 0) return 2;
@@ -438,6 +691,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(load_describe_generate_unload),
         cmocka_unit_test(chat_template_from_the_model),
         cmocka_unit_test(same_seed_same_text),
+        cmocka_unit_test(grammar_constrains_the_output),
+        cmocka_unit_test(embeddings_leave_the_window_alone),
+        cmocka_unit_test(embeddings_beside_a_generation),
+        cmocka_unit_test(logprobs_are_the_models),
         cmocka_unit_test(context_window_fills_up),
         cmocka_unit_test(cancel_from_another_thread),
         cmocka_unit_test(load_can_be_cancelled),

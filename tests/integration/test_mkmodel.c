@@ -500,6 +500,34 @@ static void unreadable_vocab_exits_1(void **state)
     unlink(log);
 }
 
+/* --template and --bos: the template written (or none), and a start token named by its text. */
+static void templates_and_start_token(void **state)
+{
+    (void)state;
+    char out[PATH_SIZE], log[PATH_SIZE];
+    scratch_path(out, "template.gguf");
+    scratch_path(log, "template.log");
+    assert_int_equal(run_generator(log, "--template", "jinja2", "-o", out, NULL), 2);
+    assert_stderr_line(log, "jinja2");
+    /* the default vocabulary (llama-spm) has no ChatML tokens: a sentence that says which vocab does */
+    assert_int_equal(run_generator(log, "--template", "chatml", "-o", out, NULL), 1);
+    assert_stderr_line(log, "<|im_start|>");
+    assert_nothing_left(scratch, out);
+    assert_int_equal(run_generator(log, "--bos", "<no such token>", "-o", out, NULL), 1);
+    assert_stderr_line(log, "<no such token>");
+    assert_nothing_left(scratch, out);
+
+    assert_int_equal(run_generator(log, "--template", "none", "--bos", "</s>", "--quiet", "-o", out, NULL), 0);
+    struct gguf_context *gguf = open_gguf(out, NULL);
+    assert_true(gguf_find_key(gguf, "tokenizer.chat_template") < 0);
+    const int64_t bos = find_key(gguf, "tokenizer.ggml.bos_token_id", GGUF_TYPE_UINT32);
+    assert_int_equal(gguf_get_val_u32(gguf, bos), 2);   /* "</s>" in llama-spm */
+    assert_true(gguf_get_val_bool(gguf, find_key(gguf, "tokenizer.ggml.add_bos_token", GGUF_TYPE_BOOL)));
+    gguf_free(gguf);
+    unlink(out);
+    unlink(log);
+}
+
 /* ---- llama.cpp runs what was written -------------------------------------------------------- */
 
 static void quiet_log(enum ggml_log_level level, const char *text, void *user)
@@ -640,6 +668,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(help_exits_0),
         cmocka_unit_test(unwritable_output_exits_1),
         cmocka_unit_test(unreadable_vocab_exits_1),
+        cmocka_unit_test(templates_and_start_token),
         cmocka_unit_test(llama_cpp_runs_tiny),
         cmocka_unit_test(llama_cpp_runs_demo),
     };

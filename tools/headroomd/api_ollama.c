@@ -29,6 +29,7 @@ static void rfc3339(double seconds, char *out, size_t size)
 struct ollama_stream {
     char model[256];
     bool chat;
+    double load_seconds;   /* acquiring the model: its load, or nearly nothing when it was loaded */
 };
 
 static cJSON *line_head(const struct ollama_stream *s)
@@ -54,11 +55,12 @@ static void add_text(const struct ollama_stream *s, cJSON *line, const char *tex
     free(copy);
 }
 
-static void add_stats(cJSON *line, const hr_generation_stats *stats)
+static void add_stats(cJSON *line, const hr_generation_stats *stats, double load_seconds)
 {
     cJSON_AddStringToObject(line, "done_reason", stats->stop_reason == HR_STOP_END_OF_TEXT || stats->stop_reason == HR_STOP_SEQUENCE ? "stop" : "length");
-    cJSON_AddNumberToObject(line, "total_duration", (double)llround(stats->total_seconds * 1e9));
-    cJSON_AddNumberToObject(line, "load_duration", 0);
+    /* as Ollama's: the whole request, the load included */
+    cJSON_AddNumberToObject(line, "total_duration", (double)llround((stats->total_seconds + load_seconds) * 1e9));
+    cJSON_AddNumberToObject(line, "load_duration", (double)llround(load_seconds * 1e9));
     cJSON_AddNumberToObject(line, "prompt_eval_count", stats->prompt_tokens);
     cJSON_AddNumberToObject(line, "prompt_eval_duration", (double)llround(stats->prompt_seconds * 1e9));
     cJSON_AddNumberToObject(line, "eval_count", stats->generated_tokens);
@@ -84,7 +86,7 @@ static void ndjson_finish(void *state, int result, const char *message, const hr
         line = line_head(s);
         add_text(s, line, "", 0);
         cJSON_AddBoolToObject(line, "done", true);
-        add_stats(line, stats);
+        add_stats(line, stats, s->load_seconds);
     } else {
         line = cJSON_CreateObject();
         cJSON_AddStringToObject(line, "error", message && message[0] ? message : hr_strerror(result));
@@ -145,7 +147,10 @@ static bool read_keep_alive(field_check *c, const cJSON *json, double *keep_aliv
     return true;
 }
 
-static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
+/* The conversation of Ollama's messages (the strings borrowed from the request), checked against
+ * the model's chat template so that a template error is a reply, not a broken stream; NULL after
+ * replying on bad input. */
+static hr_chat_message *chat_messages(field_check *c, hr_model *model, const cJSON *messages, size_t *count_out)
 {
     if (!cJSON_IsArray(messages)) {
         c->reply = reply_error(c->r, 400, "messages", "'messages' must be an array");
@@ -181,12 +186,15 @@ static char *chat_prompt(field_check *c, hr_model *model, const cJSON *messages)
     }
     char *prompt = NULL;
     int rc = hr_model_apply_chat_template(model, list, (size_t)count, true, &prompt);
-    free(list);
+    hr_free(prompt);
     if (rc != HR_OK) {
+        free(list);
         c->reply = reply_library_error(c->r, rc);
         c->failed = true;
+        return NULL;
     }
-    return prompt;
+    *count_out = (size_t)count;
+    return list;
 }
 
 static enum MHD_Result generate(request *r, bool chat)
@@ -211,22 +219,42 @@ static enum MHD_Result generate(request *r, bool chat)
     read_options(&c, r->json, &params, stops);
     read_keep_alive(&c, r->json, &keep_alive);
     /* fields that would change the answer and are not implemented: refused, never dropped */
-    field_refused(&c, r->json, "format", "JSON mode and schemas are not implemented");
     field_refused(&c, r->json, "tools", "tool calls are not implemented");
     field_refused(&c, r->json, "images", "images are not supported");
     field_refused(&c, r->json, "suffix", "insertion (suffix) is not implemented");
+    /* format: "json" (any JSON object) or a JSON schema; "" or null: free text */
+    char *grammar = NULL;
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(r->json, "format");
+    bool free_text = !format || cJSON_IsNull(format) || (cJSON_IsString(format) && !format->valuestring[0]);
+    if (c.failed || free_text) {
+        /* nothing to constrain */
+    } else if (cJSON_IsString(format) && strcmp(format->valuestring, "json") == 0) {
+        field_schema_grammar(&c, "format", NULL, &grammar);
+    } else if (cJSON_IsObject(format)) {
+        field_schema_grammar(&c, "format", format, &grammar);
+    } else {
+        c.reply = reply_error(r, 400, "format", "'format' must be \"json\" or a JSON schema (an object)");
+        c.failed = true;
+    }
+    params.generate.grammar = grammar;
     if (c.failed) return c.reply;
 
     server_model *entry = server_find_model(r->srv, model_name);
-    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    if (!entry) {
+        hr_free(grammar);
+        return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    }
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
-    if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages))
+    if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
+        hr_free(grammar);
         return reply_error(r, 400, "messages", "'messages' must be an array");
+    }
     bool nothing_to_do = chat ? (!messages || cJSON_GetArraySize(messages) == 0) : (!prompt_text || !prompt_text[0]);
     if (nothing_to_do && !isnan(keep_alive) && keep_alive == 0) {
         /* Ollama's unload: never load a model only to unload it. In use, it goes when its last
          * request ends (the release with keep_alive 0 below). */
         int unloaded = hr_registry_unload(r->srv->ctx, entry->name, false);
+        if (unloaded != HR_EBUSY) hr_free(grammar);   /* an empty request: nothing to constrain */
         if (unloaded == HR_OK) {
             struct ollama_stream head = { .chat = chat };
             snprintf(head.model, sizeof head.model, "%s", entry->name);
@@ -239,8 +267,13 @@ static enum MHD_Result generate(request *r, bool chat)
         if (unloaded != HR_EBUSY) return reply_library_error(r, unloaded == HR_ENOENT ? HR_EIO : unloaded);
     }
     enum MHD_Result reply = MHD_NO;
+    double acquiring = wall_seconds();
     hr_model *model = server_use_model(r, entry, &reply);
-    if (!model) return reply;
+    if (!model) {
+        hr_free(grammar);
+        return reply;
+    }
+    double load_seconds = wall_seconds() - acquiring;
 
     if (nothing_to_do) {
         /* Ollama's way to load (or, with keep_alive 0, unload) a model: an empty request */
@@ -251,30 +284,40 @@ static enum MHD_Result generate(request *r, bool chat)
         cJSON_AddBoolToObject(line, "done", true);
         bool unload = !isnan(keep_alive) && keep_alive == 0;
         cJSON_AddStringToObject(line, "done_reason", unload ? "unload" : "load");
+        hr_free(grammar);
         server_release_model(r->srv, model, keep_alive);
         return reply_json(r, 200, line);
     }
 
-    char *prompt = NULL;
+    /* a conversation goes to the library as messages, so the template's control tokens are
+     * parsed and the messages' text is not (docs/api.md, special tokens) */
+    hr_chat_message system_turn[2] = { { "system", system }, { "user", prompt_text } };
+    hr_chat_message *list = NULL;
+    size_t count = 0;
     if (chat) {
-        prompt = chat_prompt(&c, model, messages);
-    } else if (raw || !system) {
-        prompt = strdup(prompt_text);
-    } else {
-        hr_chat_message list[2] = { { "system", system }, { "user", prompt_text } };
-        int rc = hr_model_apply_chat_template(model, list, 2, true, &prompt);
+        list = chat_messages(&c, model, messages, &count);
+    } else if (!raw && system) {
+        count = 2;
+        char *checked = NULL;
+        int rc = hr_model_apply_chat_template(model, system_turn, 2, true, &checked);
+        hr_free(checked);
         if (rc != HR_OK) {
             c.reply = reply_library_error(r, rc);
             c.failed = true;
         }
     }
-    if (!prompt) {
+    if (c.failed || (chat && !list)) {
+        hr_free(grammar);
         server_release_model(r->srv, model, keep_alive);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
+    params.generate.messages = chat ? list : count ? system_turn : NULL;
+    params.generate.message_count = count;
+    params.generate.prompt_special = raw;   /* a raw prompt carries the template's tokens itself */
     hr_session *session = NULL;
-    int rc = hr_session_start(model, prompt, &params, &session);
-    free(prompt);
+    int rc = hr_session_start(model, count ? NULL : prompt_text, &params, &session);
+    free(list);
+    hr_free(grammar);   /* the session has its copy */
     if (rc != HR_OK) {
         server_release_model(r->srv, model, keep_alive);
         return reply_library_error(r, rc);
@@ -287,6 +330,7 @@ static enum MHD_Result generate(request *r, bool chat)
     }
     snprintf(state->model, sizeof state->model, "%s", entry->name);
     state->chat = chat;
+    state->load_seconds = load_seconds;
     if (stream) return reply_stream(r, session, &ndjson_format, state, model, keep_alive);
 
     char *text = NULL;
@@ -302,18 +346,104 @@ static enum MHD_Result generate(request *r, bool chat)
     cJSON *body = line_head(state);
     add_text(state, body, text ? text : "", text ? strlen(text) : 0);
     cJSON_AddBoolToObject(body, "done", true);
-    add_stats(body, &stats);
+    add_stats(body, &stats, state->load_seconds);
     free(text);
     free(state);
     return reply_json(r, 200, body);
 }
 
-static cJSON *details(void)
+/* Ollama's details, from the file's GGUF header (read when the catalogue was made). */
+static cJSON *details(const server_model *m)
 {
     cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "parent_model", "");
     cJSON_AddStringToObject(d, "format", "gguf");
-    cJSON_AddStringToObject(d, "family", "llama");
+    cJSON_AddStringToObject(d, "family", m->family);
+    cJSON *families = cJSON_AddArrayToObject(d, "families");
+    cJSON_AddItemToArray(families, cJSON_CreateString(m->family));
+    cJSON_AddStringToObject(d, "parameter_size", m->parameter_size);
+    cJSON_AddStringToObject(d, "quantization_level", m->quantization_level);
     return d;
+}
+
+/* Ollama's parameters text: the sampling this server applies when a request sets none. */
+static void append_parameters(char *out, size_t size, int32_t n_ctx)
+{
+    hr_generate_params defaults = hr_generate_default_params();
+    snprintf(out, size,
+             "num_ctx %d\nnum_predict %d\ntemperature %g\ntop_k %d\ntop_p %g\nmin_p %g\nseed %llu\n"
+             "repeat_penalty %g\nrepeat_last_n %d",
+             n_ctx, defaults.max_tokens, defaults.temperature,
+             defaults.top_k, defaults.top_p, defaults.min_p, (unsigned long long)defaults.seed,
+             defaults.repeat_penalty, defaults.repeat_last_n);
+}
+
+/* POST /api/show: what editors and web UIs read to learn a model: its template, parameters,
+ * details and the GGUF header's facts (model_info), without loading it. */
+static enum MHD_Result show(request *r)
+{
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
+    field_check c = { .r = r };
+    const char *model_name = NULL, *alias = NULL;
+    bool verbose = false;
+    field_string(&c, r->json, "model", false, &model_name);
+    field_string(&c, r->json, "name", false, &alias);   /* Ollama's older field */
+    field_bool(&c, r->json, "verbose", &verbose);
+    if (c.failed) return c.reply;
+    if (!model_name) model_name = alias;
+    if (!model_name) return reply_error(r, 400, "model", "'model' is required");
+    server_model *entry = server_find_model(r->srv, model_name);
+    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    char *text = NULL;
+    int rc = hr_model_file_metadata(entry->path, &text);
+    if (rc != HR_OK) return reply_library_error(r, rc);
+    cJSON *info = cJSON_Parse(text);
+    hr_free(text);
+    if (!info) return reply_library_error(r, HR_ENOMEM);
+    const cJSON *template = cJSON_GetObjectItemCaseSensitive(info, "tokenizer.chat_template");
+    const char *template_text = cJSON_IsString(template) ? template->valuestring : "";
+
+    cJSON *body = cJSON_CreateObject();
+    /* the window a load gets: --ctx, else the trained length up to 4096 (the library's rule) */
+    int32_t n_ctx = r->srv->config.ctx_size;
+    const cJSON *architecture = cJSON_GetObjectItemCaseSensitive(info, "general.architecture");
+    if (n_ctx <= 0 && cJSON_IsString(architecture)) {
+        char key[160];
+        snprintf(key, sizeof key, "%.120s.context_length", architecture->valuestring);
+        const cJSON *trained = cJSON_GetObjectItemCaseSensitive(info, key);
+        n_ctx = cJSON_IsNumber(trained) && trained->valuedouble > 0 && trained->valuedouble < 4096
+                    ? (int32_t)trained->valuedouble : 4096;
+    }
+    char parameters[512];
+    append_parameters(parameters, sizeof parameters, n_ctx);
+    size_t modelfile_size = strlen(entry->path) + strlen(template_text) + strlen(parameters) * 2 + 256;
+    char *modelfile = malloc(modelfile_size);
+    if (modelfile) {
+        size_t used = (size_t)snprintf(modelfile, modelfile_size, "# Modelfile generated by headroomd\nFROM %s\n", entry->path);
+        if (template_text[0])
+            used += (size_t)snprintf(modelfile + used, modelfile_size - used, "TEMPLATE \"\"\"%s\"\"\"\n", template_text);
+        for (const char *line = parameters; *line && used < modelfile_size;) {
+            size_t length = strcspn(line, "\n");
+            used += (size_t)snprintf(modelfile + used, modelfile_size - used, "PARAMETER %.*s\n", (int)length, line);
+            line += length + (line[length] == '\n');
+        }
+    }
+    cJSON_AddStringToObject(body, "modelfile", modelfile ? modelfile : "");
+    free(modelfile);
+    cJSON_AddStringToObject(body, "parameters", parameters);
+    cJSON_AddStringToObject(body, "template", template_text);
+    cJSON_AddItemToObject(body, "details", details(entry));
+    /* the GGUF keys, headroom's own taken out; arrays are null as in Ollama's non-verbose reply */
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "headroom.quantization_level");
+    (void)verbose;
+    cJSON_AddItemToObject(body, "model_info", info);
+    cJSON *capabilities = cJSON_AddArrayToObject(body, "capabilities");
+    cJSON_AddItemToArray(capabilities, cJSON_CreateString("completion"));
+    cJSON_AddItemToArray(capabilities, cJSON_CreateString("embedding"));
+    char modified[64];
+    rfc3339(r->srv->started_at, modified, sizeof modified);
+    cJSON_AddStringToObject(body, "modified_at", modified);
+    return reply_json(r, 200, body);
 }
 
 static enum MHD_Result tags(request *r)
@@ -330,9 +460,62 @@ static enum MHD_Result tags(request *r)
         cJSON_AddStringToObject(model, "modified_at", modified);
         cJSON_AddNumberToObject(model, "size", (double)m->file_bytes);
         cJSON_AddStringToObject(model, "digest", "");
-        cJSON_AddItemToObject(model, "details", details());
+        cJSON_AddItemToObject(model, "details", details(m));
         cJSON_AddItemToArray(models, model);
     }
+    return reply_json(r, 200, body);
+}
+
+/* POST /api/embed (input a string or an array; normalized vectors in `embeddings`) and the older
+ * POST /api/embeddings (prompt a string; the vector as the model gives it, in `embedding`). */
+static enum MHD_Result embed(request *r, bool legacy)
+{
+    enum MHD_Result refused;
+    if (refuse_under_pressure(r, &refused)) return refused;
+    if (!r->json) return reply_error(r, 400, NULL, "a JSON body is required");
+    field_check c = { .r = r };
+    const char *model_name = NULL;
+    double keep_alive = NAN;
+    int count = 0;
+    bool truncate = true;
+    field_string(&c, r->json, "model", true, &model_name);
+    if (legacy) {
+        const char *prompt = NULL;
+        field_string(&c, r->json, "prompt", true, &prompt);
+    } else {
+        embed_check_input(&c, r->json, "input", true, &count);
+        field_bool(&c, r->json, "truncate", &truncate);
+    }
+    read_keep_alive(&c, r->json, &keep_alive);
+    if (c.failed) return c.reply;
+    server_model *entry = server_find_model(r->srv, model_name);
+    if (!entry) return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
+    double started = wall_seconds();
+    enum MHD_Result reply = MHD_NO;
+    hr_model *model = server_use_model(r, entry, &reply);
+    if (!model) return reply;
+    double loaded = wall_seconds();
+    embed_batch batch;
+    int rc = embed_inputs(model, r->json, legacy ? "prompt" : "input", !legacy, &batch);
+    server_release_model(r->srv, model, keep_alive);
+    if (rc != HR_OK) {
+        embed_batch_free(&batch);
+        return reply_library_error(r, rc);
+    }
+    cJSON *body = cJSON_CreateObject();
+    if (legacy) {
+        cJSON_AddItemToObject(body, "embedding", embed_vector_json(batch.vectors, batch.dimensions));
+    } else {
+        cJSON_AddStringToObject(body, "model", entry->name);
+        cJSON *list = cJSON_AddArrayToObject(body, "embeddings");
+        for (int i = 0; i < batch.count; i++)
+            cJSON_AddItemToArray(list, embed_vector_json(batch.vectors + (size_t)i * (size_t)batch.dimensions,
+                                                         batch.dimensions));
+        cJSON_AddNumberToObject(body, "total_duration", (double)(int64_t)((wall_seconds() - started) * 1e9));
+        cJSON_AddNumberToObject(body, "load_duration", (double)(int64_t)((loaded - started) * 1e9));
+        cJSON_AddNumberToObject(body, "prompt_eval_count", batch.tokens);
+    }
+    embed_batch_free(&batch);
     return reply_json(r, 200, body);
 }
 
@@ -356,25 +539,48 @@ static enum MHD_Result running(request *r)
         rfc3339(e->expires_at > 0 ? e->expires_at : 253402300799.0, expires, sizeof expires);
         cJSON_AddStringToObject(model, "expires_at", expires);
         cJSON_AddStringToObject(model, "digest", "");
-        cJSON_AddItemToObject(model, "details", details());
+        const server_model *m = server_find_model(r->srv, e->name);
+        server_model unknown = { .family = "", .parameter_size = "", .quantization_level = "" };
+        cJSON_AddItemToObject(model, "details", details(m ? m : &unknown));
         cJSON_AddItemToArray(models, model);
     }
     hr_free(list);
     return reply_json(r, 200, body);
 }
 
+/* Ollama's model management (pull, push, create, copy, delete, blobs): headroomd serves the files
+ * it was given and changes none, so these say how models get here instead of answering 404. */
+static bool model_management(request *r, enum MHD_Result *reply)
+{
+    static const char *const paths[] = { "/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete" };
+    bool known = strncmp(r->path, "/api/blobs/", 11) == 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !known; i++) known = strcmp(r->path, paths[i]) == 0;
+    if (!known) return false;
+    *reply = reply_error(r, 501, NULL,
+                         "%s is not available: headroomd downloads, creates, copies and deletes no models; it "
+                         "serves the GGUF files given with --model and found in --models-dir (add the file there "
+                         "and restart; GET /api/tags lists what it serves)", r->path);
+    return true;
+}
+
 bool api_ollama(request *r, enum MHD_Result *reply)
 {
+    if (model_management(r, reply)) return true;
     bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
     if (strcmp(r->path, "/api/generate") == 0 && post) *reply = generate(r, false);
     else if (strcmp(r->path, "/api/chat") == 0 && post) *reply = generate(r, true);
     else if (strcmp(r->path, "/api/tags") == 0 && get) *reply = tags(r);
+    else if (strcmp(r->path, "/api/show") == 0 && post) *reply = show(r);
+    else if (strcmp(r->path, "/api/embed") == 0 && post) *reply = embed(r, false);
+    else if (strcmp(r->path, "/api/embeddings") == 0 && post) *reply = embed(r, true);
     else if (strcmp(r->path, "/api/ps") == 0 && get) *reply = running(r);
     else if (strcmp(r->path, "/api/version") == 0 && get) {
         cJSON *body = cJSON_CreateObject();
         cJSON_AddStringToObject(body, "version", hr_version());
         *reply = reply_json(r, 200, body);
-    } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0)
+    } else if (strcmp(r->path, "/api/generate") == 0 || strcmp(r->path, "/api/chat") == 0 ||
+               strcmp(r->path, "/api/embed") == 0 || strcmp(r->path, "/api/embeddings") == 0 ||
+               strcmp(r->path, "/api/show") == 0)
         *reply = reply_method_not_allowed(r, "POST");
     else if (strcmp(r->path, "/api/tags") == 0 || strcmp(r->path, "/api/ps") == 0 ||
              strcmp(r->path, "/api/version") == 0)

@@ -575,6 +575,28 @@ bool field_refused(field_check *c, const cJSON *object, const char *key, const c
     return field_fail(c, key, "'%s' is not supported: %s", key, why);
 }
 
+bool field_schema_grammar(field_check *c, const char *key, const cJSON *schema, char **grammar)
+{
+    *grammar = NULL;
+    if (c->failed) return false;
+    char *text = NULL;
+    if (schema) {
+        if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema))
+            return field_fail(c, key, "'%s' must hold a JSON schema (an object)", key);
+        text = cJSON_PrintUnformatted(schema);
+        if (!text) return field_fail(c, key, "'%s': out of memory reading the schema", key);
+    }
+    int rc = hr_json_grammar(text, grammar);
+    cJSON_free(text);
+    if (rc == HR_OK) return true;
+    if (rc == HR_ENOTSUP) {
+        c->reply = reply_error(c->r, 501, key, "%s", hr_last_error());
+        c->failed = true;
+        return false;
+    }
+    return field_fail(c, key, "'%s': %s", key, hr_last_error());
+}
+
 bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_logit_bias *biases, size_t *count)
 {
     *count = 0;

@@ -23,12 +23,36 @@ server_model *server_find_model(server *srv, const char *name)
     return NULL;
 }
 
+/* Ollama's details of a model from its GGUF header; a file that cannot be read now keeps ""
+ * (it fails with its reason when a request loads it). */
+static void describe(server_model *m)
+{
+    m->family[0] = m->parameter_size[0] = m->quantization_level[0] = '\0';
+    char *text = NULL;
+    if (hr_model_file_metadata(m->path, &text) != HR_OK) return;
+    cJSON *info = cJSON_Parse(text);
+    hr_free(text);
+    const cJSON *architecture = cJSON_GetObjectItemCaseSensitive(info, "general.architecture");
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(info, "general.parameter_count");
+    const cJSON *level = cJSON_GetObjectItemCaseSensitive(info, "headroom.quantization_level");
+    if (cJSON_IsString(architecture)) snprintf(m->family, sizeof m->family, "%s", architecture->valuestring);
+    if (cJSON_IsString(level)) snprintf(m->quantization_level, sizeof m->quantization_level, "%s", level->valuestring);
+    if (cJSON_IsNumber(count)) {
+        double n = count->valuedouble;
+        const char *unit = n >= 1e12 ? "T" : n >= 1e9 ? "B" : n >= 1e6 ? "M" : n >= 1e3 ? "K" : "";
+        double scale = n >= 1e12 ? 1e12 : n >= 1e9 ? 1e9 : n >= 1e6 ? 1e6 : n >= 1e3 ? 1e3 : 1;
+        snprintf(m->parameter_size, sizeof m->parameter_size, "%.*f%s", scale > 1 ? 1 : 0, n / scale, unit);
+    }
+    cJSON_Delete(info);
+}
+
 bool server_register_models(server *srv)
 {
     hr_model_params params = hr_model_default_params();
     params.n_ctx = srv->config.ctx_size;
     params.n_threads = srv->config.threads;
     for (int i = 0; i < srv->n_models; i++) {
+        describe(&srv->models[i]);
         if (hr_registry_add(srv->ctx, srv->models[i].name, srv->models[i].path, &params) != HR_OK) {
             fprintf(stderr, "headroomd: %s\n", hr_last_error());
             return false;

@@ -52,6 +52,10 @@ typedef struct server_model {
     char name[256];               /* what clients call it: the file name without ".gguf" */
     char path[4096];
     uint64_t file_bytes;          /* loading, keep-alive and unloading: the library's registry */
+    /* from the GGUF header when the catalogue is made, for Ollama's details */
+    char family[64];              /* general.architecture */
+    char parameter_size[16];      /* "19.5M", "7.2B" */
+    char quantization_level[32];  /* "Q8_0" */
 } server_model;
 
 typedef struct server {
@@ -182,6 +186,10 @@ bool field_stop(field_check *c, const cJSON *object, const char *key, const char
 /* A field headroomd does not implement yet and that would change the output: a 400 that names it
  * and says `why`, unless it holds its "off" value (null, false, 0, "", "none", [], {"type":"text"}). */
 bool field_refused(field_check *c, const cJSON *object, const char *key, const char *why);
+/* The grammar of the JSON values `schema` (a JSON schema; NULL: any JSON object) allows, into
+ * *grammar (hr_free it); false after replying: 400 naming `key` for a schema the converter cannot
+ * read, 501 where libheadroom has no converter. */
+bool field_schema_grammar(field_check *c, const char *key, const cJSON *schema, char **grammar);
 /* OpenAI's logit_bias: {"token id": bias from -100 to 100}; -100 bans the token. */
 enum { MAX_LOGIT_BIAS = 300 };
 bool field_logit_bias(field_check *c, const cJSON *object, const char *key, hr_logit_bias *biases, size_t *count);
@@ -215,6 +223,28 @@ void history_stop(server *srv);
 cJSON *history_json(server *srv, double since, unsigned long after);
 
 /* ---- the APIs (api_*.c): each returns true when it handled the path ------------------------- */
+
+/* ---- embeddings (api_embed.c), shaped by each API ------------------------------------------ */
+
+enum { MAX_EMBED_INPUTS = 2048 };
+
+typedef struct embed_batch {
+    float *vectors;      /* count x dimensions */
+    int count;
+    int32_t dimensions;
+    int32_t tokens;      /* of all inputs */
+    double seconds;      /* computing them */
+} embed_batch;
+
+/* Whether body[key] is a string or a non-empty array of at most MAX_EMBED_INPUTS strings (token
+ * ids are refused); *count: how many. false after replying 400 naming `key`. */
+bool embed_check_input(field_check *c, const cJSON *body, const char *key, bool required, int *count);
+/* Embeds body[key] (checked) with `model`; an HR_E* code (the sentence in hr_last_error()). */
+int embed_inputs(hr_model *model, const cJSON *body, const char *key, bool normalize, embed_batch *out);
+void embed_batch_free(embed_batch *batch);
+cJSON *embed_vector_json(const float *vector, int32_t dimensions);
+/* The floats as OpenAI's base64 (little-endian float32); malloc'd, NULL when out of memory. */
+char *embed_vector_base64(const float *vector, int32_t dimensions);
 
 bool api_openai(request *r, enum MHD_Result *reply);
 bool api_ollama(request *r, enum MHD_Result *reply);

@@ -55,6 +55,12 @@ static const char llama2_chat_template[] =
     "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}"
     "{% endfor %}";
 
+/* ChatML as Qwen2 writes it: real control tokens around each turn, which llama.cpp recognises by
+ * "<|im_start|>" (and a Jinja engine renders the same text). */
+static const char chatml_chat_template[] =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
 struct shape {
     int64_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_ctx;
 };
@@ -93,6 +99,8 @@ struct options {
     uint64_t seed;
     const char *vocab_path;
     const char *out_path;
+    const char *template_name; /* llama2 (default), chatml or none */
+    const char *bos_text;      /* --bos: the start token by its text, added to every prompt */
     bool quiet;
 };
 
@@ -130,7 +138,8 @@ static void print_usage(FILE *to)
 {
     fputs("usage: " PROGRAM " [--preset tiny|demo|small|1b] [--type f32|f16|q8_0|q4_0] [--seed N]\n"
           "       [--vocab PATH] [--n-embd N] [--n-layer N] [--n-ff N] [--n-head N]\n"
-          "       [--n-head-kv N] [--ctx N] [--quiet] -o OUT.gguf\n"
+          "       [--n-head-kv N] [--ctx N] [--template llama2|chatml|none] [--bos TEXT]\n"
+          "       [--quiet] -o OUT.gguf\n"
           "\n"
           "Writes a llama-architecture GGUF with deterministic random weights and the tokenizer\n"
           "of a vocab GGUF. The same arguments always give a byte-identical file.\n"
@@ -142,6 +151,10 @@ static void print_usage(FILE *to)
           "  --vocab PATH    GGUF to take tokenizer.* from; default $HEADROOM_VOCAB, else the\n"
           "                  engine's ggml-vocab-llama-spm.gguf\n"
           "  --n-embd ... --ctx N   override one dimension of the preset\n"
+          "  --template T    chat template: llama2 (the default, where the vocab has none), chatml\n"
+          "                  (<|im_start|> turns; the vocab must have those tokens, <|im_end|>\n"
+          "                  becomes the end token) or none (no template)\n"
+          "  --bos TEXT      the token with this text starts every prompt (add_bos_token)\n"
           "  --quiet         no summary line\n"
           "  -o, --output OUT.gguf  where to write (atomically, via OUT.gguf.tmp.<pid>)\n"
           "\n"
@@ -239,6 +252,12 @@ static int parse_args(int argc, char **argv, struct options *opt)
         } else if (take_value(argc, argv, &i, "--vocab", &value)) {
             flag = "--vocab";
             opt->vocab_path = value;
+        } else if (take_value(argc, argv, &i, "--template", &value)) {
+            flag = "--template";
+            opt->template_name = value;
+        } else if (take_value(argc, argv, &i, "--bos", &value)) {
+            flag = "--bos";
+            opt->bos_text = value;
         } else if (take_value(argc, argv, &i, "--output", &value) || take_value(argc, argv, &i, "-o", &value)) {
             flag = "-o";
             opt->out_path = value;
@@ -276,6 +295,12 @@ static int parse_args(int argc, char **argv, struct options *opt)
             opt->type = &weight_types[t];
     if (!opt->type) {
         fail("--type: unknown type '%s' (choose f32, f16, q8_0 or q4_0)", type_name);
+        return EXIT_USAGE;
+    }
+    if (!opt->template_name) opt->template_name = "llama2";
+    if (strcmp(opt->template_name, "llama2") != 0 && strcmp(opt->template_name, "chatml") != 0 &&
+        strcmp(opt->template_name, "none") != 0) {
+        fail("--template: unknown template '%s' (choose llama2, chatml or none)", opt->template_name);
         return EXIT_USAGE;
     }
     if (!opt->out_path) {
@@ -402,8 +427,47 @@ static bool copy_tokenizer(struct gguf_context *dst, const struct gguf_context *
             return false;
         }
     }
-    if (gguf_find_key(vocab, "tokenizer.chat_template") < 0)
+    return true;
+}
+
+/* The id of the vocabulary's token with exactly this text, or -1. */
+static int64_t find_token(const struct gguf_context *vocab, const char *text)
+{
+    const int64_t id = gguf_find_key(vocab, "tokenizer.ggml.tokens");
+    const size_t n = gguf_get_arr_n(vocab, id);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(gguf_get_arr_str(vocab, id, i), text) == 0)
+            return (int64_t)i;
+    return -1;
+}
+
+/* The chat template and start token the options ask for, over what the vocab brought. */
+static bool set_template(struct gguf_context *dst, const struct gguf_context *vocab, const char *vocab_path,
+                         const struct options *opt)
+{
+    if (strcmp(opt->template_name, "none") == 0) {
+        gguf_remove_key(dst, "tokenizer.chat_template");
+    } else if (strcmp(opt->template_name, "chatml") == 0) {
+        const int64_t start = find_token(vocab, "<|im_start|>"), end = find_token(vocab, "<|im_end|>");
+        if (start < 0 || end < 0) {
+            fail("--template chatml: vocab '%s' has no <|im_start|> and <|im_end|> tokens (use a vocab that "
+                 "has them, such as ggml-vocab-qwen2.gguf)", vocab_path);
+            return false;
+        }
+        gguf_set_val_str(dst, "tokenizer.chat_template", chatml_chat_template);
+        gguf_set_val_u32(dst, "tokenizer.ggml.eos_token_id", (uint32_t)end);
+    } else if (gguf_find_key(vocab, "tokenizer.chat_template") < 0) {
         gguf_set_val_str(dst, "tokenizer.chat_template", llama2_chat_template);
+    }
+    if (opt->bos_text) {
+        const int64_t bos = find_token(vocab, opt->bos_text);
+        if (bos < 0) {
+            fail("--bos: vocab '%s' has no token '%s'", vocab_path, opt->bos_text);
+            return false;
+        }
+        gguf_set_val_u32(dst, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+        gguf_set_val_bool(dst, "tokenizer.ggml.add_bos_token", true);
+    }
     return true;
 }
 
@@ -492,7 +556,7 @@ static struct gguf_context *build_metadata(const struct options *opt, const stru
     gguf_set_val_f32(gguf, "llama.rope.freq_base", 10000.0f);
     gguf_set_val_str(gguf, "headroom.generator", GENERATOR_ID);
     gguf_set_val_u64(gguf, "headroom.seed", opt->seed);
-    if (!copy_tokenizer(gguf, vocab, vocab_path)) {
+    if (!copy_tokenizer(gguf, vocab, vocab_path) || !set_template(gguf, vocab, vocab_path, opt)) {
         gguf_free(gguf);
         return NULL;
     }
