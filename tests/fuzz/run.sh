@@ -3,7 +3,8 @@
 # executions each (or SECONDS each, when given), from the seeds in tests/fuzz/corpus/TARGET plus
 # what the targets need made fresh (a GGUF model file from headroom-mkmodel, its first 64 KiB,
 # a tiny model for the request target's generations). The working corpus lives in
-# BUILD/fuzz-corpus (the repo's seeds are never changed); a crash leaves its input in
+# BUILD/fuzz-corpus (the repo's seeds are never changed); a crash, a leak, a failed check or an
+# input that runs over 25 s (a hang) leaves its input in
 # BUILD/fuzz-crashes and fails the run. Prints one line per target: executions, seconds, result.
 set -u
 build=$1 runs=$2 seconds=${3:-}
@@ -30,7 +31,7 @@ for binary in "$build"/tests/fuzz/fuzz_*; do
     started=$(date +%s.%N)
     seeds=()
     [[ -d $here/corpus/$target ]] && seeds=("$here/corpus/$target")
-    HEADROOM_FUZZ_MODEL=$model "$binary" "${limit[@]}" "${extra[@]}" -print_final_stats=1 -artifact_prefix="$crashes/$target-" \
+    HEADROOM_FUZZ_MODEL=$model "$binary" "${limit[@]}" "${extra[@]}" -timeout=25 -print_final_stats=1 -artifact_prefix="$crashes/$target-" \
         "$work/$target" "${seeds[@]}" >"$build/fuzz-$target.log" 2>&1
     rc=$?
     elapsed=$(echo "$(date +%s.%N) - $started" | bc)
