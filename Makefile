@@ -6,6 +6,8 @@
 #   make test        build (warnings are errors) and run every test under ctest
 #   make test-asan   the same with AddressSanitizer + UBSan, in build-asan/
 #   make test-tsan   ThreadSanitizer over the threaded tests, in build-tsan/ (CI: a subset)
+#   make fuzz        the libFuzzer targets (tests/fuzz, clang) in build-fuzz/, each run for
+#                    FUZZ_RUNS executions (default 1000000), or FUZZ_SECONDS each when set
 #   make bench       decode speed of `headroom run` against llama-bench on the 1b model
 #   make bench-server  headroomd against llama-server: decode, first token, 50 slow readers
 #   make bench-concurrency  headroomd against llama-server at 1, 2, 4, 8 streams (bench/results/)
@@ -14,13 +16,16 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_RUNS  ?= 1000000
+FUZZ_SECONDS ?=
 PREFIX     ?= /usr/local
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 DEMO_MODEL := $(BUILD)/models/demo.gguf
 PROMPT     ?= Once upon a time
 PORT       ?= 11435
 
-.PHONY: all bootstrap configure build run test test-asan test-tsan bench bench-server bench-concurrency install clean
+.PHONY: all bootstrap configure build run test test-asan test-tsan fuzz bench bench-server bench-concurrency install clean
 
 all: build
 
@@ -77,6 +82,13 @@ test-tsan: bootstrap
 	    ctest --test-dir $(TSAN_BUILD) --output-on-failure -j 2 --timeout 900 \
 	    $(if $(TSAN_TESTS),-R '$(TSAN_TESTS)') -E 'pressure_live|lifecycle_live|guard_live|scaleout|install'
 
+# libFuzzer needs clang (Debian: apt-get install clang); the whole build is instrumented.
+fuzz: bootstrap
+	@command -v clang >/dev/null || { echo "make fuzz: needs clang (apt-get install clang)"; exit 1; }
+	@CC=clang CXX=clang++ $(call configure_into,$(FUZZ_BUILD),-DHEADROOM_FUZZ=ON -DHEADROOM_BUILD_TESTS=OFF -DHEADROOM_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+	@cmake --build $(FUZZ_BUILD) -j $$(nproc) --target fuzz_targets headroom-mkmodel
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_RUNS) $(FUZZ_SECONDS)
+
 bench: build
 	bench/decode_speed.sh $(BUILD)
 
@@ -84,7 +96,7 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
 
 bench-server: build
 	bench/server_vs_llama_server.sh $(BUILD)

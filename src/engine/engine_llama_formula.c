@@ -4,6 +4,7 @@
  * llama.cpp dry run (engine_llama_fit.cpp) or the dry run fails; docs/preflight.md derives each
  * term from llama.cpp v0.5.0's own numbers. Also home of the host overhead model both share.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -117,6 +118,20 @@ static int64_t tensor_layer(const char *name)
  * last token's logits only): per batch token 4 * (4 n_embd + 3 n_ff) + 24 bytes of
  * activations, and the f16 attention mask, n_ctx * n_batch * 2. Within 10% of the dry run for
  * every shape measured in docs/preflight.md. */
+/* Bounds no real model comes near (the largest have a few hundred layers, embeddings of tens of
+ * thousands, a few hundred heads): a header over them is corrupt or crafted, and taking it at
+ * its word would loop for billions of layers or overflow every product below (tests/fuzz). */
+enum { MAX_LAYERS = 1 << 14, MAX_EMBEDDING = 1 << 20, MAX_HEADS = 1 << 14, MAX_FEED_FORWARD = 1 << 24 };
+
+/* HR_OK when `value` is at most `limit`; else HR_EFORMAT with a sentence naming the key. */
+static int within(const char *path, const char *arch, const char *key, uint64_t value, uint64_t limit)
+{
+    if (value <= limit) return HR_OK;
+    return hr_fail(HR_EFORMAT, "model file %s is corrupt: its header says %s.%s is %llu, more than any model "
+                   "has (at most %llu); get the file again or from another source", path, arch, key,
+                   (unsigned long long)value, (unsigned long long)limit);
+}
+
 static uint64_t compute_bytes(uint64_t n_batch, uint64_t n_ctx, uint64_t n_embd, uint64_t n_ff)
 {
     return n_batch * (4 * (4 * n_embd + 3 * n_ff) + 24) + n_ctx * n_batch * 2;
@@ -140,11 +155,21 @@ int hr_llama_formula_estimate(const char *path, const hr_engine_estimate_params 
     memset(out, 0, sizeof *out);
     snprintf(out->method, sizeof out->method, "formula");
     out->file_bytes = facts->file_bytes;
-    int64_t n_layer = (int64_t)hparam(&h, "block_count", -1, 0);
-    out->n_layer = (int32_t)n_layer;
-    out->n_ctx_train = (int32_t)hparam(&h, "context_length", -1, 0);
+    uint64_t block_count = hparam(&h, "block_count", -1, 0);
+    uint64_t context_length = hparam(&h, "context_length", -1, 0);
     uint64_t n_embd = hparam(&h, "embedding_length", -1, 0);
     uint64_t n_head = hparam(&h, "attention.head_count", 0, 1);
+    int bad = within(path, h.arch, "block_count", block_count, MAX_LAYERS);
+    if (bad == HR_OK) bad = within(path, h.arch, "context_length", context_length, INT32_MAX);
+    if (bad == HR_OK) bad = within(path, h.arch, "embedding_length", n_embd, MAX_EMBEDDING);
+    if (bad == HR_OK) bad = within(path, h.arch, "attention.head_count", n_head, MAX_HEADS);
+    if (bad != HR_OK) {
+        gguf_free(gguf);
+        return bad;
+    }
+    int64_t n_layer = (int64_t)block_count;
+    out->n_layer = (int32_t)n_layer;
+    out->n_ctx_train = (int32_t)context_length;
     if (n_head == 0) n_head = 1;
 
     struct llama_context_params context_params;
@@ -204,12 +229,20 @@ int hr_llama_formula_estimate(const char *path, const hr_engine_estimate_params 
         uint64_t head_kv = hparam(&h, "attention.head_count_kv", layer, n_head);
         uint64_t head_k = hparam(&h, "attention.key_length", layer, n_embd / n_head);
         uint64_t head_v = hparam(&h, "attention.value_length", layer, n_embd / n_head);
+        uint64_t n_ff = hparam(&h, "feed_forward_length", layer, 4 * n_embd);
+        bad = within(path, h.arch, "attention.head_count_kv", head_kv, MAX_HEADS);
+        if (bad == HR_OK) bad = within(path, h.arch, "attention.key_length", head_k, MAX_EMBEDDING);
+        if (bad == HR_OK) bad = within(path, h.arch, "attention.value_length", head_v, MAX_EMBEDDING);
+        if (bad == HR_OK) bad = within(path, h.arch, "feed_forward_length", n_ff, MAX_FEED_FORWARD);
+        if (bad != HR_OK) {
+            gguf_free(gguf);
+            return bad;
+        }
         uint64_t per_token = ggml_row_size(context_params.type_k, (int64_t)(head_k * head_kv)) +
                              ggml_row_size(context_params.type_v, (int64_t)(head_v * head_kv));
         hr_engine_device_estimate *d = device && layer >= first_gpu_layer ? device : host;
         d->kv_bytes_per_token += per_token;
         d->kv_bytes += per_token * n_ctx;
-        uint64_t n_ff = hparam(&h, "feed_forward_length", layer, 4 * n_embd);
         if (n_ff > n_ff_max) n_ff_max = n_ff;
     }
 

@@ -22,7 +22,9 @@
 
 #include <cmocka.h>
 
+#include "core/error.h"
 #include "core/utf8.h"
+#include "engine/engine.h"
 #include "headroom.h"
 #include "runtime/model.h"
 #include "skip.h"
@@ -331,6 +333,90 @@ static void corrupt_header(void **state)
     char *path = scratch_path("corrupt.gguf");
     write_file(path, data, sizeof data);
     expect_load_error(path, HR_EFORMAT, "corrupt");
+}
+
+/* ---- a GGUF header written by hand: the formula estimate on hyperparameters no model has ---- */
+
+struct gguf_writer {
+    unsigned char bytes[4096];
+    size_t length;
+};
+
+static void put(struct gguf_writer *w, const void *data, size_t length)
+{
+    assert_true(w->length + length <= sizeof w->bytes);
+    memcpy(w->bytes + w->length, data, length);
+    w->length += length;
+}
+static void put_u32(struct gguf_writer *w, uint32_t v) { put(w, &v, sizeof v); }
+static void put_u64(struct gguf_writer *w, uint64_t v) { put(w, &v, sizeof v); }
+static void put_string(struct gguf_writer *w, const char *text)
+{
+    put_u64(w, strlen(text));
+    put(w, text, strlen(text));
+}
+static void kv_u32(struct gguf_writer *w, const char *key, uint32_t value)
+{
+    put_string(w, key);
+    put_u32(w, 4);   /* GGUF_TYPE_UINT32 */
+    put_u32(w, value);
+}
+
+/* A llama header with `block_count` layers, 8 tokens and one F32 tensor; the file is made 16 MiB
+ * long (sparse) so that it passes the length check and reaches the formula. */
+static char *write_header(const char *name, uint32_t block_count, uint32_t head_count)
+{
+    struct gguf_writer w = { .length = 0 };
+    put(&w, "GGUF", 4);
+    put_u32(&w, 3);
+    put_u64(&w, 1);   /* tensors */
+    put_u64(&w, 6);   /* keys */
+    put_string(&w, "general.architecture");
+    put_u32(&w, 8);   /* GGUF_TYPE_STRING */
+    put_string(&w, "llama");
+    kv_u32(&w, "llama.block_count", block_count);
+    kv_u32(&w, "llama.context_length", 256);
+    kv_u32(&w, "llama.embedding_length", 64);
+    kv_u32(&w, "llama.attention.head_count", head_count);
+    put_string(&w, "tokenizer.ggml.tokens");
+    put_u32(&w, 9);   /* GGUF_TYPE_ARRAY of */
+    put_u32(&w, 8);   /* strings */
+    put_u64(&w, 8);
+    for (int i = 0; i < 8; i++) put_string(&w, "t");
+    put_string(&w, "token_embd.weight");
+    put_u32(&w, 2);
+    put_u64(&w, 64);
+    put_u64(&w, 8);
+    put_u32(&w, 0);   /* GGML_TYPE_F32 */
+    put_u64(&w, 0);
+    while (w.length % 32) put(&w, "", 1);
+    char *path = scratch_path(name);
+    write_file(path, w.bytes, w.length);
+    assert_int_equal(truncate(path, 16 << 20), 0);
+    return path;
+}
+
+static int formula_estimate(const char *path)
+{
+    hr_engine_estimate_params params = { .load = { .n_ctx = 256, .n_threads = 1, .n_gpu_layers = 0 },
+                                         .formula_only = true };
+    hr_engine_estimate estimate;
+    return hr_engine_llama()->estimate(path, &params, &estimate);
+}
+
+/* Found by tests/fuzz/fuzz_gguf: a header claiming two billion layers made the formula loop over
+ * each of them (minutes, with the file's lookups per layer). Now it is refused at once. */
+static void a_header_with_impossible_hyperparameters_is_refused(void **state)
+{
+    (void)state;
+    char *sane = write_header("sane-header.gguf", 2, 4);
+    assert_int_equal(formula_estimate(sane), HR_OK);
+    char *layers = write_header("two-billion-layers.gguf", 0x7fffffff, 4);
+    assert_int_equal(formula_estimate(layers), HR_EFORMAT);
+    assert_non_null(strstr(hr_last_error(), "llama.block_count is 2147483647"));
+    char *heads = write_header("many-heads.gguf", 2, 0xffffffff);
+    assert_int_equal(formula_estimate(heads), HR_EFORMAT);
+    assert_non_null(strstr(hr_last_error(), "attention.head_count"));
 }
 
 /* What the process that tried to load an unreadable file tells the test. */
@@ -704,6 +790,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(directory_instead_of_file),
         cmocka_unit_test(truncated_file),
         cmocka_unit_test(corrupt_header),
+        cmocka_unit_test(a_header_with_impossible_hyperparameters_is_refused),
         cmocka_unit_test(unreadable_file),
     };
     return run_cases(tests, NULL, NULL);
