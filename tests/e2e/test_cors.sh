@@ -51,4 +51,24 @@ status 403 && expect "typeof json.error === 'string'"
 check "a name that only begins like localhost is another origin: 403 (Ollama's error shape)" $?
 
 stop_server "$pid" cors; check "headroomd stops cleanly" $?
+
+# ---- DNS rebinding: on loopback without a key, only loopback Host names are answered ----
+start_server rebinding --model "$model" --port 0 --threads 1 --allowed-host my-box.lan
+check "headroomd starts on loopback without a key, with --allowed-host my-box.lan" $?
+port=${url##*:}
+http GET "$url/api/memory" -H "Host: rebind.evil.example:$port"
+status 403 && expect "/Host header 'rebind.evil.example:$port' does not name this machine.*--allowed-host 'rebind.evil.example'/.test(json.error)"
+check "a GET whose Host is another name (a rebinding page's): 403 with the sentence" $?
+for host in "localhost:$port" "127.0.0.1:$port" "[::1]:$port" "app.localhost:$port" "LOCALHOST." "my-box.lan:$port"; do
+    http GET "$url/api/memory" -H "Host: $host"
+    status 200; check "Host $host is answered" $?
+done
+http GET "$url/api/memory" -H "Host: localhost.evil.example"
+status 403; check "a name that only begins like localhost is not loopback: 403" $?
+stop_server "$pid" rebinding; check "headroomd stops cleanly" $?
+
+start_server keyed --model "$model" --port 0 --threads 1 --api-key secret
+http GET "$url/api/memory" -H "Host: rebind.evil.example" -H "Authorization: Bearer secret"
+status 200; check "with an API key the key decides, whatever the Host" $?
+stop_server "$pid" keyed; check "headroomd stops cleanly" $?
 finish

@@ -36,7 +36,7 @@ error=$( (echo $((256 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes") 2>&1) \
     || skip "cannot set a memory limit on $cgroup: ${error##*: }"
 
 start_node() {   # start_node NAME: starts headroomd, sets NAME_port and NAME_pid
-    "$headroomd" --model "$model" --port 0 --keep-alive -1 >"$scratch/$1.out" 2>"$scratch/$1.err" &
+    "$headroomd" --model "$model" --port 0 --keep-alive -1 --allowed-host headroom >"$scratch/$1.out" 2>"$scratch/$1.err" &
     local pid=$!
     pids+=("$pid")
     for _ in $(seq 1 100); do grep -q listening "$scratch/$1.out" 2>/dev/null && break; sleep 0.05; done

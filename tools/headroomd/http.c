@@ -722,6 +722,38 @@ static enum MHD_Result reply_forbidden_origin(request *r)
                        "with --cors-origin '%s' (or HEADROOM_ORIGINS) to allow it", origin, origin);
 }
 
+/* A DNS-rebinding page (a name that resolves to the page's server first, to 127.0.0.1 next) is
+ * the same origin in the browser's eyes, so its requests carry no foreign Origin: only the Host
+ * header tells them apart. A server on loopback without a key answers only Host names that are
+ * loopback (localhost and *.localhost, which RFC 6761 keeps on the machine, 127.0.0.0/8, ::1) or
+ * given with --allowed-host. With a key, or bound elsewhere (which needs a key), the key decides. */
+static bool host_allowed(const server *srv, struct MHD_Connection *connection, const char **shown)
+{
+    if (srv->config.api_key[0] || !server_is_loopback(srv->config.host)) return true;
+    const char *host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    *shown = host;
+    if (!host || !host[0]) return true;   /* HTTP/1.0 sends none: no browser does that */
+    char name[256];
+    size_t length;
+    if (host[0] == '[') {   /* [v6]:port */
+        const char *close = strchr(host, ']');
+        length = close ? (size_t)(close - host - 1) : strlen(host + 1);
+        host++;
+    } else {
+        const char *colon = strchr(host, ':');
+        length = colon && !strchr(colon + 1, ':') ? (size_t)(colon - host) : strlen(host);
+    }
+    if (length == 0 || length >= sizeof name) return false;
+    memcpy(name, host, length);
+    name[length] = '\0';
+    if (length > 0 && name[length - 1] == '.') name[--length] = '\0';   /* "localhost." */
+    if (server_is_loopback(name) || strcasecmp(name, "localhost") == 0) return true;
+    if (length > 10 && strcasecmp(name + length - 10, ".localhost") == 0) return true;
+    for (int i = 0; i < srv->config.n_allowed_hosts; i++)
+        if (strcasecmp(srv->config.allowed_hosts[i], name) == 0) return true;
+    return false;
+}
+
 /* Liveness, readiness (probes carry no key) and the page, which holds no data, are open; every
  * other path needs the key. */
 static bool open_path(const char *url)
@@ -739,6 +771,11 @@ static enum MHD_Result answer_on_headers(server *srv, struct MHD_Connection *con
     request r = { .srv = srv, .connection = connection, .method = method, .path = url, .body = "",
                   .style = style_of(url) };
     *answered = true;
+    const char *host = NULL;
+    if (!host_allowed(srv, connection, &host))
+        return reply_error(&r, 403, NULL, "the Host header '%s' does not name this machine: headroomd on loopback "
+                           "without an API key answers only loopback names (a guard against DNS rebinding); start "
+                           "it with --allowed-host '%.*s' or with --api-key", host, (int)strcspn(host, ":"), host);
     if (!allow_origin(&r)) return reply_forbidden_origin(&r);
     /* browsers send no credentials with a preflight, so it comes before the key check */
     if (strcmp(method, "OPTIONS") == 0) return reply_preflight(&r);

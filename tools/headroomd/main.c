@@ -65,6 +65,8 @@ static void usage(FILE *out)
             "  --queue N             pieces buffered per stream (default 64)\n"
             "  --reader-timeout D    a client that reads nothing for D while others wait for its model\n"
             "                        loses its turn (default 30s; 0 = never)\n"
+            "  --allowed-host NAME   a Host header accepted besides loopback names while serving on\n"
+            "                        loopback without a key (DNS rebinding guard); repeatable\n"
             "  --cors-origin ORIGIN  a browser origin allowed besides loopback ones; repeatable,\n"
             "                        '*' allows any (HEADROOM_ORIGINS: a comma-separated list)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
@@ -154,6 +156,27 @@ static bool set_host(server_config *c, const char *value)
 }
 
 /* One option by name, from a flag, the environment or the config file. */
+/* Adds VALUE to a list option, which also takes a comma-separated list (as Ollama's
+ * OLLAMA_ORIGINS); false, with a sentence, when the list is full. */
+static bool add_to_list(char (*list)[256], int *count, const char *flag, const char *value)
+{
+    for (const char *at = value; *at;) {
+        while (*at == ' ') at++;
+        size_t length = strcspn(at, ",");
+        while (length > 0 && at[length - 1] == ' ') length--;
+        if (length > 0) {
+            if (*count >= MAX_LIST_ENTRIES || length >= 256) {
+                fprintf(stderr, "headroomd: %s: at most %d entries of 255 bytes each\n", flag, MAX_LIST_ENTRIES);
+                return false;
+            }
+            snprintf(list[(*count)++], 256, "%.*s", (int)length, at);
+        }
+        at += strcspn(at, ",");
+        if (*at == ',') at++;
+    }
+    return true;
+}
+
 static bool set_option(server_config *c, const char *name, const char *value)
 {
     long number;
@@ -176,21 +199,10 @@ static bool set_option(server_config *c, const char *name, const char *value)
         }
     } else if (strcmp(name, "api-key") == 0) snprintf(c->api_key, sizeof c->api_key, "%s", value);
     else if (strcmp(name, "cors-origin") == 0) {
-        /* a comma-separated list too, as Ollama's OLLAMA_ORIGINS */
-        for (const char *at = value; *at;) {
-            while (*at == ' ') at++;
-            size_t length = strcspn(at, ",");
-            if (length > 0) {
-                if (c->n_cors_origins >= MAX_CORS_ORIGINS || length >= sizeof c->cors_origins[0]) {
-                    fprintf(stderr, "headroomd: --cors-origin: at most %d origins of %zu bytes each\n",
-                            MAX_CORS_ORIGINS, sizeof c->cors_origins[0] - 1);
-                    return false;
-                }
-                snprintf(c->cors_origins[c->n_cors_origins++], sizeof c->cors_origins[0], "%.*s", (int)length, at);
-            }
-            at += length;
-            if (*at == ',') at++;
-        }
+        if (!add_to_list(c->cors_origins, &c->n_cors_origins, "--cors-origin", value)) return false;
+    }
+    else if (strcmp(name, "allowed-host") == 0) {
+        if (!add_to_list(c->allowed_hosts, &c->n_allowed_hosts, "--allowed-host", value)) return false;
     }
     else if (strcmp(name, "fallback-url") == 0) {
         if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
@@ -286,6 +298,7 @@ static bool read_environment(server_config *c)
         { "HEADROOM_FALLBACK_URL", "fallback-url" }, { "HEADROOM_FALLBACK_MODEL", "fallback-model" },
         { "HEADROOM_FALLBACK_API_KEY", "fallback-api-key" }, { "HEADROOM_PRESSURE_ACTIONS", "pressure-actions" },
         { "HEADROOM_GUARD", "guard" }, { "HEADROOM_ORIGINS", "cors-origin" },
+        { "HEADROOM_ALLOWED_HOSTS", "allowed-host" },
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *value = getenv(names[i].variable);
@@ -349,7 +362,7 @@ static bool scan_models_dir(server *srv, const char *directory)
 /* Whether binding `host` keeps the API on this machine: "localhost", or an address (not a name)
  * in 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. A name that only starts with "127." (such as
  * "127.0.0.1.example.com") resolves wherever its owner wants, so it is not loopback. */
-static bool is_loopback(const char *host)
+bool server_is_loopback(const char *host)
 {
     if (strcmp(host, "localhost") == 0) return true;
     struct in_addr v4;
@@ -390,7 +403,7 @@ int main(int argc, char **argv)
         { "keep-alive", required_argument, NULL, 0 }, { "api-key", required_argument, NULL, 0 },
         { "ctx", required_argument, NULL, 0 }, { "threads", required_argument, NULL, 0 },
         { "queue", required_argument, NULL, 0 }, { "reader-timeout", required_argument, NULL, 0 },
-        { "cors-origin", required_argument, NULL, 0 },
+        { "cors-origin", required_argument, NULL, 0 }, { "allowed-host", required_argument, NULL, 0 },
         { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },
         { "max-body", required_argument, NULL, 0 }, { "max-connections", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
@@ -428,7 +441,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "headroomd: unexpected argument '%s' (models are given with --model PATH)\n", argv[optind]);
         return 2;
     }
-    if (!is_loopback(c->host) && !c->api_key[0]) {
+    if (!server_is_loopback(c->host) && !c->api_key[0]) {
         fprintf(stderr, "headroomd: binding %s would expose the API beyond this machine; set --api-key "
                         "(or HEADROOM_API_KEY), or bind 127.0.0.1\n", c->host);
         return 2;

@@ -18,7 +18,7 @@
 #include "headroom.h"
 
 #define MAX_MODELS 64
-#define MAX_CORS_ORIGINS 32
+#define MAX_LIST_ENTRIES 32   /* --cors-origin, --allowed-host */
 
 typedef struct server_config {
     char host[256];               /* --host, HEADROOM_HOST (default 127.0.0.1) */
@@ -42,7 +42,10 @@ typedef struct server_config {
     unsigned int max_connections; /* --max-connections: open at once, a thread each (default 256) */
     int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
     char config_file[4096];       /* --config, HEADROOM_CONFIG */
-    char cors_origins[MAX_CORS_ORIGINS][256]; /* --cors-origin, HEADROOM_ORIGINS: browser origins
+    char allowed_hosts[MAX_LIST_ENTRIES][256]; /* --allowed-host, HEADROOM_ALLOWED_HOSTS: Host
+                                     headers accepted besides loopback names (docs/security.md) */
+    int n_allowed_hosts;
+    char cors_origins[MAX_LIST_ENTRIES][256]; /* --cors-origin, HEADROOM_ORIGINS: browser origins
                                      allowed besides loopback ones ("*": any) */
     int n_cors_origins;
 } server_config;
@@ -83,6 +86,10 @@ extern const double histogram_bounds[12];
 
 /* Counts a finished generation for /metrics. */
 void server_observe(server *srv, const hr_generation_stats *stats, int result);
+
+/* Whether `host` (a name or an address, without a port) is this machine's loopback: localhost,
+ * 127.0.0.0/8, ::1 (main.c). */
+bool server_is_loopback(const char *host);
 
 /* Which error shape a client expects. */
 enum api_style { STYLE_OPENAI, STYLE_OLLAMA, STYLE_PLAIN };
