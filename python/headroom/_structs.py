@@ -167,12 +167,14 @@ class hr_model_info(Structure):
         ("n_ctx_train", c_int32),
         ("n_ctx", c_int32),
         ("n_vocab", c_int32),
+        ("n_embd", c_int32),
         ("n_layer_gpu", c_int32),
         ("n_threads", c_int32),
         ("load_mode", c_enum),
         ("remote", c_bool),
         ("endpoint", c_char * 256),
         ("expected_tokens_per_second", c_double),
+        ("embed_bytes", c_uint64),
     ]
 
 
@@ -259,6 +261,37 @@ class hr_generate_params(Structure):
         ("logit_bias_count", c_size_t),
         ("stop", POINTER(c_char_p)),
         ("stop_count", c_size_t),
+        # conversations, grammars and logprobs: not offered by the package yet, kept at their
+        # defaults (NULL, 0, false) so the layout matches the header
+        ("messages", c_void_p),
+        ("message_count", c_size_t),
+        ("prompt_special", c_bool),
+        ("grammar", c_char_p),
+        ("logprobs", c_bool),
+        ("top_logprobs", c_int32),
+        ("logprob_fn", c_void_p),
+        ("logprob_user_data", c_void_p),
+    ]
+
+
+HR_MAX_TOP_LOGPROBS = 20
+HR_MAX_PIECE_BYTES = 48
+
+
+class hr_logprob(Structure):
+    _fields_ = [
+        ("token", c_int32),
+        ("logprob", c_float),
+        ("length", c_int32),
+        ("piece", c_char * HR_MAX_PIECE_BYTES),
+    ]
+
+
+class hr_token_logprobs(Structure):
+    _fields_ = [
+        ("chosen", hr_logprob),
+        ("top_count", c_int32),
+        ("top", hr_logprob * HR_MAX_TOP_LOGPROBS),
     ]
 
 

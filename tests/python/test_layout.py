@@ -47,6 +47,10 @@ def parse_header() -> Tuple[Dict[str, List[Tuple[str, str, int, bool]]], Dict[st
             declaration = " ".join(declaration.split())
             if not declaration:
                 continue
+            function_field = re.search(r"\(\s*\*\s*(\w+)\s*\)\s*\(", declaration)
+            if function_field:   # a function pointer written in the struct: one pointer
+                fields.append((function_field.group(1), "pointer", 1, True))
+                continue
             match = re.match(r"((?:const\s+)?(?:enum\s+|struct\s+)?\w+)\s+(.*)", declaration)
             assert match, declaration
             base = re.sub(r"^const\s+", "", match.group(1))
