@@ -411,7 +411,8 @@ static int append_tokens(struct token_list *list, const struct llama_vocab *voca
     if (length > INT32_MAX / 2) return hr_fail(HR_EINVAL, "a conversation of %zu bytes is too long", length);
     for (;;) {
         int32_t room = list->capacity - list->count;
-        int32_t n = llama_tokenize(vocab, text, (int32_t)length, list->tokens + list->count, room, false, special);
+        hr_token *at = list->tokens ? list->tokens + list->count : NULL;   /* none yet: measure first */
+        int32_t n = llama_tokenize(vocab, text, (int32_t)length, at, room, false, special);
         if (n >= 0) {
             list->count += n;
             return HR_OK;

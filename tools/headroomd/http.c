@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -720,6 +721,17 @@ static enum MHD_Result reply_forbidden_origin(request *r)
     const char *origin = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, "Origin");
     return reply_error(r, 403, NULL, "requests from the web origin '%s' are not allowed; start headroomd "
                        "with --cors-origin '%s' (or HEADROOM_ORIGINS) to allow it", origin, origin);
+}
+
+bool server_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0) return true;
+    struct in_addr v4;
+    if (inet_pton(AF_INET, host, &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET6, host, &v6) != 1) return false;
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 /* A DNS-rebinding page (a name that resolves to the page's server first, to 127.0.0.1 next) is

@@ -362,16 +362,6 @@ static bool scan_models_dir(server *srv, const char *directory)
 /* Whether binding `host` keeps the API on this machine: "localhost", or an address (not a name)
  * in 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. A name that only starts with "127." (such as
  * "127.0.0.1.example.com") resolves wherever its owner wants, so it is not loopback. */
-bool server_is_loopback(const char *host)
-{
-    if (strcmp(host, "localhost") == 0) return true;
-    struct in_addr v4;
-    if (inet_pton(AF_INET, host, &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-    struct in6_addr v6;
-    if (inet_pton(AF_INET6, host, &v6) != 1) return false;
-    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
-    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
-}
 
 int main(int argc, char **argv)
 {
