@@ -785,12 +785,22 @@ static void the_request_is_openais_streamed_completion_with_the_callers_settings
 
 struct canceller {
     hr_model *model;
+    struct peer *peer;
     pthread_t thread;
 };
 
+/* Cancels once the peer holds the completion request (then 0.2 s more): a cancel before the
+ * request is sent leaves no connection to hang up, which a slow (sanitized) build can reach. */
 static void *cancel_soon(void *arg)
 {
     struct canceller *c = arg;
+    for (int i = 0; i < 200; i++) {   /* up to 10 s */
+        pthread_mutex_lock(&c->peer->lock);
+        bool asked = c->peer->request[0] != '\0';
+        pthread_mutex_unlock(&c->peer->lock);
+        if (asked) break;
+        usleep(50000);
+    }
     usleep(200000);
     hr_model_cancel(c->model);
     return NULL;
@@ -800,7 +810,7 @@ static void a_cancel_while_the_server_is_silent_hangs_up(void **state)
 {
     struct peer_fixture *f = *state;
     peer_script(f->peer, SSE_HEAD ": keep-alive\n\n", true);   /* then nothing: a long prompt, say */
-    struct canceller canceller = { .model = f->model };
+    struct canceller canceller = { .model = f->model, .peer = f->peer };
     pthread_create(&canceller.thread, NULL, cancel_soon, &canceller);
     struct collected c = { .all_valid = true };
     hr_generation_stats stats;
