@@ -3,9 +3,12 @@
  * model decode together and each gives the text it gives alone (greedy and seeded sampling,
  * sessions joining and leaving, prompts read in chunks while others stream, more sessions than
  * slots); a reader that stops pauses only its own sequence; cancelling one leaves the others'
- * text intact; hr_model_cancel stops what runs and nothing that comes after.
+ * text intact; hr_model_cancel stops what runs and nothing that comes after; a session under a
+ * JSON grammar with logprobs beside one without gives valid JSON, its own logprobs and the
+ * other's text alone.
  * usage: test_batch MODEL.gguf
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <cmocka.h>
 
 #include "headroom.h"
@@ -387,6 +391,111 @@ static void admission_is_bounded(void **state)
     for (int i = 0; i < 2; i++) hr_session_free(running[i]);
 }
 
+struct records {
+    hr_token_logprobs items[256];
+    size_t count;
+};
+
+static void keep_record(const hr_token_logprobs *record, void *user_data)
+{
+    struct records *r = user_data;
+    if (r->count < sizeof r->items / sizeof r->items[0]) r->items[r->count++] = *record;
+}
+
+/* Two sessions decode together, one under a JSON grammar with logprobs, one plain: the grammar
+ * one's text parses as the schema's JSON and equals its text alone, its logprobs are one per
+ * token, spell its text and are those of its own sequence's logits (the same as alone: read from
+ * another entry of the batch they would differ); the plain one's text is its text alone. */
+static void a_grammar_session_with_logprobs_beside_a_plain_one(void **state)
+{
+    struct fixture *f = *state;
+    char *grammar = NULL;
+    int rc = hr_json_grammar("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"boolean\"},"
+                             "\"b\":{\"type\":\"string\",\"maxLength\":12}},\"required\":[\"a\",\"b\"],"
+                             "\"additionalProperties\":false}", &grammar);
+    if (rc == HR_ENOTSUP) {   /* libheadroom built without the engine's schema converter */
+        grammar = NULL;
+    } else {
+        assert_int_equal(rc, HR_OK);
+    }
+    const char *json_grammar = grammar ? grammar
+        : "root ::= \"{\\\"a\\\":\" (\"true\" | \"false\") \",\\\"b\\\":\\\"\" [a-z]{0,12} \"\\\"}\"";
+    char json_prompt[256], plain_prompt[256];
+    make_prompt(json_prompt, sizeof json_prompt, 8, 21);
+    make_prompt(plain_prompt, sizeof plain_prompt, 13, 22);
+
+    hr_generate_params json_params = greedy(80);
+    json_params.grammar = json_grammar;
+    json_params.top_logprobs = 3;
+    struct records solo_records = { .count = 0 };
+    json_params.logprob_fn = keep_record;
+    json_params.logprob_user_data = &solo_records;
+    char json_expected[TEXT], plain_expected[TEXT];
+    alone(f, json_prompt, &json_params, json_expected);
+    hr_generate_params plain_params = greedy(60);
+    alone(f, plain_prompt, &plain_params, plain_expected);
+    assert_true(solo_records.count > 0);
+
+    /* the grammar one first: its entry comes before the plain one's in each step */
+    hr_session_params p = hr_session_default_params();
+    p.generate = json_params;
+    p.generate.logprob_fn = NULL;
+    p.generate.logprob_user_data = NULL;
+    p.generate.logprobs = true;
+    hr_session *sessions[2];
+    assert_int_equal(hr_session_start(f->model, json_prompt, &p, &sessions[0]), HR_OK);
+    p = hr_session_default_params();
+    p.generate = plain_params;
+    assert_int_equal(hr_session_start(f->model, plain_prompt, &p, &sessions[1]), HR_OK);
+    static char texts[2][TEXT];
+    int results[2];
+    read_together(sessions, 2, texts, results, -1);
+    assert_int_equal(results[0], HR_EOF);
+    assert_int_equal(results[1], HR_EOF);
+
+    /* the plain one: as alone; it has no logprobs */
+    assert_string_equal(texts[1], plain_expected);
+    size_t none = 0;
+    hr_token_logprobs unused;
+    assert_int_equal(hr_session_logprobs(sessions[1], 0, &unused, 1, &none), HR_EINVAL);
+
+    /* the grammar one: whole JSON of the schema's shape, as alone */
+    hr_generation_stats stats;
+    assert_int_equal(hr_session_stats(sessions[0], &stats), HR_OK);
+    assert_int_equal(stats.stop_reason, HR_STOP_END_OF_TEXT);
+    cJSON *json = cJSON_Parse(texts[0]);
+    if (!json) fail_msg("not JSON: %s", texts[0]);
+    assert_true(cJSON_IsObject(json));
+    assert_true(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(json, "a")));
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(json, "b")));
+    cJSON_Delete(json);
+    assert_string_equal(texts[0], json_expected);
+
+    /* its logprobs: one per generated token, spelling its text, its own sequence's */
+    static hr_token_logprobs records[256];
+    size_t count = 0;
+    assert_int_equal(hr_session_logprobs(sessions[0], 0, records, 256, &count), HR_OK);
+    assert_int_equal(count, (size_t)stats.generated_tokens);
+    assert_int_equal(count, solo_records.count);
+    char spelled[TEXT] = "";
+    for (size_t i = 0; i < count; i++) {
+        const hr_token_logprobs *r = &records[i];
+        strncat(spelled, r->chosen.piece, (size_t)r->chosen.length);
+        assert_true(r->chosen.logprob <= 0);
+        assert_int_equal(r->top_count, 3);
+        for (int k = 1; k < r->top_count; k++) assert_true(r->top[k - 1].logprob >= r->top[k].logprob);
+        assert_int_equal(r->chosen.token, solo_records.items[i].chosen.token);
+        if (fabsf(r->chosen.logprob - solo_records.items[i].chosen.logprob) > 1e-3f)
+            fail_msg("token %zu: logprob %f together, %f alone", i, (double)r->chosen.logprob,
+                     (double)solo_records.items[i].chosen.logprob);
+        assert_int_equal(r->top[0].token, solo_records.items[i].top[0].token);
+    }
+    assert_string_equal(spelled, texts[0]);
+    hr_free(grammar);
+    hr_session_free(sessions[0]);
+    hr_session_free(sessions[1]);
+}
+
 static void slots_are_reported(void **state)
 {
     struct fixture *f = *state;
@@ -412,6 +521,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(model_cancel_stops_what_runs_and_not_what_follows, setup, teardown),
         cmocka_unit_test_setup_teardown(a_cancel_at_the_start_is_never_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(admission_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_grammar_session_with_logprobs_beside_a_plain_one, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
