@@ -367,6 +367,7 @@ static int32_t build_generating(struct worker *w)
         hr_session *s = model->slots[i].session;
         if (!s || !s->run.generating) continue;
         if (s->run.blocked_since > 0) continue;   /* its reader is behind: it sits this step out */
+        if (n == w->info.n_batch) break;          /* more slots than a batch holds: the rest next step */
         w->entries[n] = (hr_engine_batch_entry){ s->run.next, i, model->slots[i].count, true };
         s->run.logits_index = n;
         s->run.step_tokens = 1;
@@ -529,7 +530,7 @@ static int worker_init(struct worker *w, hr_model *model)
     w->engine = model->engine;
     w->em = model->engine_model;
     w->engine->get_info(w->em, &w->info);
-    if (w->info.n_batch < model->n_slots) w->info.n_batch = model->n_slots;
+    if (w->info.n_batch < 1) w->info.n_batch = 1;
     w->entries = calloc((size_t)w->info.n_batch, sizeof *w->entries);
     w->schedule_slots = calloc((size_t)model->n_slots, sizeof *w->schedule_slots);
     return w->entries && w->schedule_slots ? HR_OK : HR_ENOMEM;
