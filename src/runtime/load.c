@@ -75,6 +75,10 @@ static int fit_slots(hr_context *ctx, struct model_entry *e, hr_preflight_params
     kv_per_slot /= (uint64_t)(asked > 0 ? asked : 1);
     uint64_t missing = pf->missing_bytes;
     int rc = HR_OK;
+    /* Fewer slots save their KV and little else: where the bytes missing are more than twice the
+     * KV of every slot but one, no count fits, and each preflight asked costs memory that is
+     * short already (an engine estimate's allocations). */
+    if (missing > 2 * kv_per_slot * (uint64_t)(asked > 1 ? asked - 1 : 0)) return HR_OK;
     while (pf->verdict == HR_VERDICT_REFUSE && pp->slots > 1 && kv_per_slot > 0) {
         int32_t fewer = pp->slots - 1;
         if (pf->missing_bytes > 0) {
