@@ -516,6 +516,9 @@ static void step(struct worker *w, int32_t count, bool prompt)
     }
     bool generated = false;
     after_step(w, &generated);
+    /* The last session to end has let go of the model (its reader may be in hr_generate now,
+     * timing its own generation with the guard): the step is not the worker's to time. */
+    if (!w->holding) return;
     /* the guard times decode steps: a step that read a prompt is no measure of decode speed */
     if (prompt || grammar) hr_guard_begin(model);
     else if (generated) hr_guard_token(model);
