@@ -47,6 +47,9 @@ enum hr_error {
     HR_EOF = -13,       /* not a failure: the stream has ended (as libuv's UV_EOF) */
     HR_EMEMORY = -14,   /* refused for want of memory: a load that would not fit, or memory
                            pressure is critical; the sentence says what binds and what to do */
+    HR_EFULL = -15,     /* refused for want of a place: the model's queue of waiting sessions is
+                           at its limit (hr_model_params.max_queued); retry after
+                           hr_last_retry_after() seconds */
 };
 
 /* The symbolic name of an error code ("HR_EFORMAT"); a static string, never NULL.
@@ -57,6 +60,10 @@ HR_API const char *hr_strerror(int code);
  * "model file is truncated: /m.gguf is 1048576 bytes, its tensor table needs 4390912".
  * Owned by the library, valid until the next headroom call on this thread; "" if none. */
 HR_API const char *hr_last_error(void);
+
+/* Seconds the calling thread's last refused call (HR_EFULL) suggests waiting before a retry, at
+ * least 1; 0 when it suggested nothing. Valid as hr_last_error() is. */
+HR_API double hr_last_retry_after(void);
 
 /* Whether text[0..length) is valid UTF-8 (no overlong forms, surrogates or values past
  * U+10FFFF), for callers that take text from outside. Any thread. */
@@ -286,7 +293,17 @@ typedef struct hr_model_params {
     const char *type_k;      /* KV cache element types: "f16" (NULL, the default), "q8_0", "q4_0", */
     const char *type_v;      /* "f32" and the others llama.cpp accepts; a quantised V needs flash
                                 attention, which the engine turns on where the device has it */
+    int32_t max_queued;      /* sessions that may wait for a slot beyond those running; one more
+                                fails hr_session_start with HR_EFULL. Default
+                                HR_DEFAULT_MAX_QUEUED (16); 0: none wait (only a free slot
+                                admits); negative: no bound */
+    int32_t slots;           /* sessions generated at once (continuous batching: one decode step
+                                carries a token of each), each with n_ctx tokens of its own, so
+                                the KV cache is slots * n_ctx; 0: HR_DEFAULT_SLOTS; 1: one at a
+                                time. At most HR_MAX_SLOTS. Engines that cannot batch use 1 */
 } hr_model_params;
+
+enum { HR_DEFAULT_SLOTS = 4, HR_MAX_SLOTS = 64, HR_DEFAULT_MAX_QUEUED = 16, HR_MAX_QUEUED = 1 << 20 };
 
 HR_API hr_model_params hr_model_default_params(void);
 
@@ -325,6 +342,8 @@ typedef struct hr_model_info {
     char endpoint[256];      /* that server's base URL, or "" */
     double expected_tokens_per_second; /* the best healthy decode speed seen (0: none yet) */
     uint64_t embed_bytes;    /* process RSS the embedding context added (0: no embedding yet) */
+    int32_t slots;           /* sessions it generates at once, each with n_ctx tokens of its own
+                                (hr_model_params.slots; 1 where the engine cannot batch) */
 } hr_model_info;
 
 /* Fills *out with facts about a loaded model. Any thread. */
@@ -399,6 +418,8 @@ HR_API const char *hr_verdict_name(enum hr_verdict verdict);
 
 typedef struct hr_preflight_params {
     int32_t n_ctx;          /* 0: what hr_model_load would choose (the model's trained length, at most 4096) */
+    int32_t slots;          /* sequences, each with n_ctx tokens of KV: hr_model_params.slots
+                               (0: HR_DEFAULT_SLOTS) */
     int32_t n_batch;        /* 0: 512 */
     int32_t n_gpu_layers;   /* -1: as many as fit */
     enum hr_load_mode load_mode;
@@ -431,8 +452,10 @@ typedef struct hr_preflight_result {
     uint64_t missing_bytes;     /* 0 unless refused/warned for lack of memory */
     char binding_scope[64];     /* "host", "cgroup /app (memory.max)", a GPU's name */
     char method[16];            /* "engine" (llama.cpp's own dry run) or "formula" */
-    int32_t n_ctx;              /* the context the estimate is for */
-    int32_t max_ctx_that_fits;  /* 0 if none; a multiple of 256, at most the trained length */
+    int32_t n_ctx;              /* the context per slot the estimate is for */
+    int32_t slots;              /* the slots it is for: KV for slots * n_ctx tokens */
+    int32_t max_ctx_that_fits;  /* per slot, at these slots; 0 if none; a multiple of 256, at most
+                                   the trained length */
     size_t n_devices;           /* the host first */
     hr_device_estimate devices[HR_MAX_DEVICES];
     char reason[256];           /* one line: what the verdict rests on */
@@ -586,21 +609,27 @@ typedef struct hr_generation_stats {
  * same as from an empty window. Blocks until done; returns HR_OK, HR_ECANCELLED
  * (stopped by the callback or hr_model_cancel(); the pieces delivered stand), HR_ECONTEXT (the
  * prompt does not fit), or another error. `stats` may be NULL; when given it is filled in on
- * every return. One generation per model at a time (HR_EBUSY otherwise). */
+ * every return. It runs on the calling thread in the model's slot 0, alone: HR_EBUSY while
+ * another hr_generate runs or sessions run on the model (sessions started meanwhile wait for it). */
 HR_API int hr_generate(hr_model *model, const char *prompt, const hr_generate_params *params,
                        hr_piece_fn piece_fn, void *user_data, hr_generation_stats *stats);
 
-/* Asks the generation running on `model` to stop: decoding stops within one decode step and
- * hr_generate() returns HR_ECANCELLED. Only stores an atomic flag, so it may be called from any
- * thread and from a signal handler. A cancel with no generation running has no effect. */
+/* Asks every generation running on `model` (hr_generate, or the sessions in its slots) to stop:
+ * decoding stops within one decode step and they end with HR_ECANCELLED. Only adds one to an
+ * atomic counter, so it may be called from any thread and from a signal handler. A generation
+ * that starts afterwards is not affected; a cancel with no generation running has no effect. */
 HR_API void hr_model_cancel(hr_model *model);
 
 /* ---- sessions: generations with a bounded queue, read by the caller ------------------------ */
 
 /* A session is one generation run by the model's worker thread ("hr-worker"), which decodes
- * and pushes pieces into the session's bounded queue. When the queue is full the worker waits:
- * a reader that stops reading stops generation, and memory stays flat. Sessions on one model run
- * one after another in the order they were started. */
+ * and pushes pieces into the session's bounded queue. A local model runs up to
+ * hr_model_info.slots sessions at once (continuous batching: one decode step carries the next
+ * token of each, and a newcomer's prompt is read in chunks between them); more wait, the
+ * highest priority first, then in the order they were started. When a session's queue is full
+ * its sequence sits the steps out while the others go on: a reader that stops reading stops
+ * only its own generation, and memory stays flat. A model on the remote engine runs its
+ * sessions one after another. */
 typedef struct hr_session hr_session;
 
 typedef struct hr_session_params {
@@ -608,8 +637,9 @@ typedef struct hr_session_params {
     int32_t queue_capacity;   /* pieces held for the reader at most (default 64) */
     const char *client;       /* who asked, for the metrics record (may be NULL; copied) */
     double reader_timeout;    /* seconds a reader may take nothing while other sessions wait for
-                                 the model; then this one ends with HR_EBUSY. 0 (default): wait
-                                 for ever. A session alone on its model is never ended by it. */
+                                 a slot (every slot taken); then this one ends with HR_EBUSY.
+                                 0 (default): wait for ever. While a slot is free, or nobody
+                                 waits, it is never ended by it. */
     int32_t priority;         /* under critical pressure the lowest-priority running work is
                                  cancelled first (hr_context_params.critical_cancel_priority);
                                  default 0 */
@@ -618,7 +648,9 @@ typedef struct hr_session_params {
 HR_API hr_session_params hr_session_default_params(void);
 
 /* Queues a generation of `prompt` (copied) on `model`. On success *out owns the session; free it
- * with hr_session_free(). Any thread. */
+ * with hr_session_free(). HR_EFULL when every slot runs a session and max_queued more wait
+ * (cancelled ones do not count): the sentence gives the counts, hr_last_retry_after() when to
+ * come back. Any thread. */
 HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_session_params *params,
                             hr_session **out);
 
@@ -638,7 +670,9 @@ HR_API int hr_session_read(hr_session *session, char *buffer, size_t capacity, s
 HR_API int hr_session_logprobs(hr_session *session, size_t from, hr_token_logprobs *out, size_t capacity,
                                size_t *count);
 
-/* Cancels the session: a queued one never starts, a running one stops within one decode step.
+/* Cancels the session: a queued one never starts, a running one stops at the next decode step
+ * (the others in the batch go on untouched); the flag is never cleared, so a cancel that comes
+ * while the session is being started is not lost.
  * Pieces not yet read are dropped; reads return HR_ECANCELLED from now on. Any thread, any time
  * before hr_session_free(). */
 HR_API void hr_session_cancel(hr_session *session);
@@ -652,6 +686,20 @@ HR_API int hr_session_stats(hr_session *session, hr_generation_stats *out);
 /* Cancels the session if it still runs and releases it; the worker lets go of its part when it
  * has stopped. Returns at once. NULL is ignored. */
 HR_API void hr_session_free(hr_session *session);
+
+/* A model's admission: the sessions it runs and those waiting, against its limits. */
+typedef struct hr_admission {
+    int32_t slots;           /* sessions the model runs at once */
+    int32_t running;         /* sessions running now (at most slots) */
+    int32_t queued;          /* sessions waiting for a slot (cancelled ones left out) */
+    int32_t max_queued;      /* hr_model_params.max_queued; negative: no bound */
+    double retry_after;      /* seconds until a place is expected to free, at least 1: the mean
+                                duration of the model's recent generations in the metrics ring,
+                                less how long the oldest running one has run (1 without history) */
+} hr_admission;
+
+/* Fills *out for `model`. Any thread. */
+HR_API int hr_model_admission(hr_model *model, hr_admission *out);
 
 /* ---- the model registry: several models, loaded on use, unloaded when idle or pressed ------ */
 
@@ -731,8 +779,15 @@ typedef struct hr_registry_entry {
     double last_used_at;       /* wall clock; 0 never used */
     double expires_at;         /* wall clock of the keep-alive deadline; 0: none */
     uint64_t weight_bytes;     /* when loaded */
-    int32_t n_ctx;             /* the context window, when loaded */
+    int32_t n_ctx;             /* the context window per slot, when loaded */
+    int32_t slots;             /* sessions it generates at once, when loaded: hr_model_params.slots,
+                                  or fewer when the KV cache of that many did not fit */
+    char slots_reason[320];    /* why fewer than asked (the bytes of KV per slot, what was
+                                  missing), or "" */
     char served_by[16];        /* "local", "fallback" (the remote fall-back serves it), "" unloaded */
+    int32_t running_sessions;  /* hr_admission's, when loaded; 0 otherwise */
+    int32_t queued_sessions;
+    int32_t max_queued;        /* the limit its loads use (hr_model_params.max_queued) */
     uint64_t rss_bytes;        /* process RSS the load added, measured; 0 when unloaded */
     int32_t loads;             /* times loaded since added */
     char last_unload_reason[160];

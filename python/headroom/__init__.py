@@ -30,7 +30,7 @@ from .registry import Registry
 from .errors import (AccessError, AgainError, BusyError, CancelledError, ContextFullError,
                      EngineError, FormatError, HeadroomError, HeadroomIOError, InvalidArgumentError,
                      LibraryNotFoundError, MemoryRefusedError, NotFoundError, NotSupportedError,
-                     OutOfMemoryError)
+                     OutOfMemoryError, QueueFullError)
 from .generation import Model, Stream
 from .types import (CacheEntry, CacheProblem, CacheStatus, ClearReport, DeviceEstimate, Event,
                     GenerationRecord, GenerationStats, GpuStatus, MemoryStatus, ModelInfo, Preflight,
@@ -46,7 +46,7 @@ __all__ = [
     "HeadroomError", "LibraryNotFoundError", "InvalidArgumentError", "OutOfMemoryError",
     "NotFoundError", "AccessError", "HeadroomIOError", "FormatError", "EngineError",
     "CancelledError", "ContextFullError", "NotSupportedError", "BusyError", "AgainError",
-    "MemoryRefusedError",
+    "MemoryRefusedError", "QueueFullError",
     "Pressure", "MemoryStatus", "GpuStatus", "Event", "Preflight", "DeviceEstimate", "ModelInfo",
     "GenerationStats", "GenerationRecord", "RegistryEntry", "CacheEntry", "CacheStatus",
     "CacheProblem", "ClearReport",

@@ -153,6 +153,8 @@ class hr_model_params(Structure):
         ("progress_user_data", c_void_p),
         ("type_k", c_char_p),
         ("type_v", c_char_p),
+        ("max_queued", c_int32),
+        ("slots", c_int32),
     ]
 
 
@@ -175,6 +177,7 @@ class hr_model_info(Structure):
         ("endpoint", c_char * 256),
         ("expected_tokens_per_second", c_double),
         ("embed_bytes", c_uint64),
+        ("slots", c_int32),
     ]
 
 
@@ -185,6 +188,7 @@ class hr_chat_message(Structure):
 class hr_preflight_params(Structure):
     _fields_ = [
         ("n_ctx", c_int32),
+        ("slots", c_int32),
         ("n_batch", c_int32),
         ("n_gpu_layers", c_int32),
         ("load_mode", c_enum),
@@ -222,6 +226,7 @@ class hr_preflight_result(Structure):
         ("binding_scope", c_char * 64),
         ("method", c_char * 16),
         ("n_ctx", c_int32),
+        ("slots", c_int32),
         ("max_ctx_that_fits", c_int32),
         ("n_devices", c_size_t),
         ("devices", hr_device_estimate * HR_MAX_DEVICES),
@@ -320,6 +325,16 @@ class hr_session_params(Structure):
     ]
 
 
+class hr_admission(Structure):
+    _fields_ = [
+        ("slots", c_int32),
+        ("running", c_int32),
+        ("queued", c_int32),
+        ("max_queued", c_int32),
+        ("retry_after", c_double),
+    ]
+
+
 class hr_registry_entry(Structure):
     _fields_ = [
         ("name", c_char * 128),
@@ -333,7 +348,12 @@ class hr_registry_entry(Structure):
         ("expires_at", c_double),
         ("weight_bytes", c_uint64),
         ("n_ctx", c_int32),
+        ("slots", c_int32),
+        ("slots_reason", c_char * 320),
         ("served_by", c_char * 16),
+        ("running_sessions", c_int32),
+        ("queued_sessions", c_int32),
+        ("max_queued", c_int32),
         ("rss_bytes", c_uint64),
         ("loads", c_int32),
         ("last_unload_reason", c_char * 160),

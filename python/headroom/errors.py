@@ -109,11 +109,17 @@ class MemoryRefusedError(HeadroomError):
     code, name = -14, "HR_EMEMORY"
 
 
+class QueueFullError(HeadroomError):
+    """HR_EFULL: refused for want of a place: every slot of the model runs a session and its
+    queue of waiting ones is at its limit (max_queued); retry after a while."""
+    code, name = -15, "HR_EFULL"
+
+
 _BY_CODE: Dict[int, Type[HeadroomError]] = {
     cls.code: cls for cls in (
         InvalidArgumentError, OutOfMemoryError, NotFoundError, AccessError, HeadroomIOError,
         FormatError, EngineError, CancelledError, ContextFullError, NotSupportedError, BusyError,
-        AgainError, EndOfStream, MemoryRefusedError)
+        AgainError, EndOfStream, MemoryRefusedError, QueueFullError)
 }
 
 

@@ -148,6 +148,7 @@ class ModelInfo:
     remote: bool
     endpoint: str
     expected_tokens_per_second: float
+    slots: int                      #: requests it generates at once (continuous batching)
 
 
 @dataclass
@@ -195,11 +196,16 @@ class RegistryEntry:
     last_used_at: float
     expires_at: float               #: wall clock of the keep-alive deadline; 0: none
     weight_bytes: int
-    n_ctx: int
+    n_ctx: int                      #: per slot
     served_by: str                  #: "local", "fallback", "" when unloaded
     rss_bytes: int                  #: process RSS the load added
     loads: int
     last_unload_reason: str
+    slots: int = 0                  #: requests it generates at once, when loaded
+    slots_reason: str = ""          #: why fewer than asked (the KV per slot, what was missing)
+    running: int = 0                #: its sessions running now
+    queued: int = 0                 #: its sessions waiting for a slot
+    max_queued: int = 0             #: the limit of those waiting (negative: none)
     extra: Dict[str, Any] = field(default_factory=dict)
 
 

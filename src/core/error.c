@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 static _Thread_local char last_error[1024];
+static _Thread_local double last_retry_after;
 
 int hr_fail(int code, const char *format, ...)
 {
@@ -44,11 +45,22 @@ int hr_code_for_errno(int error)
 void hr_clear_error(void)
 {
     last_error[0] = '\0';
+    last_retry_after = 0;
+}
+
+void hr_set_retry_after(double seconds)
+{
+    last_retry_after = seconds;
 }
 
 HR_API const char *hr_last_error(void)
 {
     return last_error;
+}
+
+HR_API double hr_last_retry_after(void)
+{
+    return last_retry_after;
 }
 
 HR_API const char *hr_strerror(int code)
@@ -69,6 +81,7 @@ HR_API const char *hr_strerror(int code)
     case HR_EAGAIN: return "HR_EAGAIN";
     case HR_EOF: return "HR_EOF";
     case HR_EMEMORY: return "HR_EMEMORY";
+    case HR_EFULL: return "HR_EFULL";
     }
     return "HR_E(unknown)";
 }

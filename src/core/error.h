@@ -16,7 +16,10 @@ int hr_fail(int code, const char *format, ...) __attribute__((format(printf, 2, 
  * unsupported operation HR_ENOTSUP, anything else HR_EIO. */
 int hr_code_for_errno(int error);
 
-/* Clears the thread's sentence at the start of a public call. */
+/* Clears the thread's sentence (and its retry hint) at the start of a public call. */
 void hr_clear_error(void);
+
+/* Sets what hr_last_retry_after() answers, beside an HR_EFULL failure. */
+void hr_set_retry_after(double seconds);
 
 #endif

@@ -20,7 +20,9 @@ typedef int32_t hr_token;
 typedef bool (*hr_engine_abort_fn)(void *user_data);
 
 typedef struct hr_engine_load_params {
-    int32_t n_ctx;        /* 0: the model's trained length, at most 4096 */
+    int32_t n_ctx;        /* tokens per sequence; 0: the model's trained length, at most 4096 */
+    int32_t n_seq_max;    /* sequences (slots) the window holds, each with n_ctx tokens of its own
+                             in one KV buffer; 0: 1 */
     int32_t n_batch;      /* 0: 512 */
     int32_t n_threads;    /* > 0 */
     int32_t n_gpu_layers; /* -1: as many as fit */
@@ -43,7 +45,8 @@ typedef struct hr_engine_model_info {
     uint64_t file_bytes;
     int32_t n_layer;
     int32_t n_ctx_train;
-    int32_t n_ctx;
+    int32_t n_ctx;           /* tokens one sequence may hold */
+    int32_t n_seq_max;       /* sequences the window holds (1 for engines without decode_batch) */
     int32_t n_batch;
     int32_t n_vocab;
     int32_t n_embd;          /* the width of the model's embeddings */
@@ -109,7 +112,8 @@ typedef struct hr_engine_device_estimate {
     uint64_t kv_bytes;             /* the KV cache (context) */
     uint64_t compute_bytes;        /* scratch buffers of one decode step at n_batch tokens */
     uint64_t overhead_bytes;       /* the engine's own heap and code: host only (docs/preflight.md) */
-    uint64_t kv_bytes_per_token;   /* how kv_bytes grows with the context length */
+    uint64_t kv_bytes_per_token;   /* how kv_bytes grows with the context length (per sequence:
+                                      a token more in each of the window's sequences) */
     uint64_t compute_bytes_per_token; /* how compute_bytes grows with it */
     uint64_t memory_total_bytes;   /* as the device reports it; 0: unknown (always 0 for the host) */
     uint64_t memory_free_bytes;
@@ -122,11 +126,21 @@ typedef struct hr_engine_estimate {
     uint64_t file_bytes;
     int32_t n_layer;
     int32_t n_ctx_train;
-    int32_t n_ctx;                 /* the context the estimate is for, as the engine rounds it */
+    int32_t n_ctx;                 /* the context per sequence the estimate is for, as the engine
+                                      rounds it; load.n_seq_max sequences of it */
     int32_t n_batch;
     size_t n_devices;              /* the host first, then each device that gets a share */
     hr_engine_device_estimate devices[HR_ENGINE_MAX_DEVICES];
 } hr_engine_estimate;
+
+/* One token of a batch (decode_batch): which sequence it extends, at which position, and whether
+ * its logits are wanted (sample_at reads them by the entry's index in the batch). */
+typedef struct hr_engine_batch_entry {
+    hr_token token;
+    int32_t seq;      /* 0 .. n_seq_max - 1 */
+    int32_t pos;      /* the sequence's next position: the tokens it holds so far */
+    bool logits;
+} hr_engine_batch_entry;
 
 /* Every function that can fail returns 0 or a negative HR_E* code and, on failure, has set the
  * thread's error sentence (core/error.h). */
@@ -161,35 +175,47 @@ typedef struct hr_engine_ops {
 
     /* Forgets every token of the context window. */
     void (*reset)(hr_engine_model *model);
-    /* Appends `count` tokens to the context window and computes the logits of the last one.
+    /* Appends `count` tokens to sequence 0 and computes the logits of the last one.
      * Returns HR_ECANCELLED when the model's abort_fn stopped it, HR_ECONTEXT when full. */
     int (*decode)(hr_engine_model *model, const hr_token *tokens, int32_t count);
+    /* Optional (NULL: one sequence only, decode above): decodes `count` entries (at most
+     * n_batch, each sequence's positions consecutive from what it holds) in one step, so several
+     * sequences advance together. HR_ECANCELLED when abort_fn stopped it (what it finished may
+     * stay in the sequences: the caller cuts them back with truncate), HR_ECONTEXT when the
+     * window had no room. */
+    int (*decode_batch)(hr_engine_model *model, const hr_engine_batch_entry *entries, int32_t count);
 
     int (*sampler_create)(hr_engine_model *model, const hr_engine_sampling *params,
                           hr_engine_sampler **out);
     /* Picks the next token from the logits of the last decode and records it in the sampler. */
     hr_token (*sample)(hr_engine_sampler *sampler, hr_engine_model *model);
+    /* The same from the logits of entry `index` of the last decode_batch (with decode_batch),
+     * under the sampler's grammar as sample's. */
+    hr_token (*sample_at)(hr_engine_sampler *sampler, hr_engine_model *model, int32_t index);
     /* The log-probability of `chosen` and the `top` most likely tokens under the logits of the
-     * last decode (log-softmax of the raw logits). Optional (NULL: no logprobs). */
-    int (*token_logprobs)(hr_engine_model *model, hr_token chosen, int32_t top, hr_token_logprobs *out);
+     * last decode (index -1) or of entry `index` of the last decode_batch (log-softmax of the raw
+     * logits). Optional (NULL: no logprobs). */
+    int (*token_logprobs)(hr_engine_model *model, int32_t index, hr_token chosen, int32_t top,
+                          hr_token_logprobs *out);
     void (*sampler_free)(hr_engine_sampler *sampler);
 
     /* ---- the context window's state, for prompt-prefix reuse and KV snapshots ------------- */
 
-    /* Keeps the first `count` tokens of the context window and forgets the rest, so a prompt
-     * that shares them decodes only what follows. HR_ENOTSUP where the engine cannot cut a
-     * sequence in the middle (recurrent models): the caller resets instead. */
-    int (*truncate)(hr_engine_model *model, int32_t count);
-    /* Bytes that state_save would write for the current window (an upper bound is fine). */
-    uint64_t (*state_size)(hr_engine_model *model);
-    /* Writes the window's state and its `count` tokens to `path`, in place. On failure (a full
-     * disk is HR_EIO with a sentence that says so) `path` is removed: nothing half-written is
-     * left. Atomic replacement (a temporary name, then rename) is the caller's. */
-    int (*state_save)(hr_engine_model *model, const char *path, const hr_token *tokens, int32_t count);
-    /* Replaces the window with the state saved at `path`; its tokens go to `tokens` (at most
-     * `capacity`), their count to *count. On failure the window is empty. */
-    int (*state_load)(hr_engine_model *model, const char *path, hr_token *tokens, int32_t capacity,
-                      int32_t *count);
+    /* Keeps the first `count` tokens of sequence `seq` and forgets the rest (count 0: all of
+     * it), so a prompt that shares them decodes only what follows. HR_ENOTSUP where the engine
+     * cannot cut a sequence in the middle (recurrent models): the caller forgets it instead. */
+    int (*truncate)(hr_engine_model *model, int32_t seq, int32_t count);
+    /* Bytes that state_save would write for sequence `seq` (an upper bound is fine). */
+    uint64_t (*state_size)(hr_engine_model *model, int32_t seq);
+    /* Writes sequence `seq`'s state and its `count` tokens to `path`, in place. On failure (a
+     * full disk is HR_EIO with a sentence that says so) `path` is removed: nothing half-written
+     * is left. Atomic replacement (a temporary name, then rename) is the caller's. */
+    int (*state_save)(hr_engine_model *model, int32_t seq, const char *path, const hr_token *tokens,
+                      int32_t count);
+    /* Replaces sequence `seq` with the state saved at `path`; its tokens go to `tokens` (at most
+     * `capacity`), their count to *count. On failure the sequence is empty. */
+    int (*state_load)(hr_engine_model *model, int32_t seq, const char *path, hr_token *tokens,
+                      int32_t capacity, int32_t *count);
     /* Whether `head` (the first `length` bytes of a file) starts the way state_save's files do:
      * how a cache recognises its own leftovers of an interrupted save. */
     bool (*is_state_file)(const unsigned char *head, size_t length);

@@ -34,7 +34,9 @@ struct hr_engine_model {
     struct llama_model *model;
     struct llama_context *ctx;
     const struct llama_vocab *vocab;
-    int32_t n_past;          /* tokens in the context window; only the decoding thread touches it */
+    int32_t n_seq_max;       /* sequences (slots) in the window */
+    int32_t n_ctx_seq;       /* tokens each may hold: the window's cells over n_seq_max */
+    struct llama_batch batch;   /* decode_batch's, n_batch entries; only the decoding thread */
     int32_t n_threads;
     int32_t n_gpu_layers;    /* as requested */
     uint64_t file_bytes;
@@ -213,14 +215,20 @@ int hr_llama_context_params(const hr_engine_load_params *params, int32_t n_ctx_t
     if (rc != HR_OK) return rc;
     int32_t n_ctx = hr_llama_resolve_n_ctx(params->n_ctx, n_ctx_train);
     int32_t n_batch = hr_llama_resolve_n_batch(params->n_batch, n_ctx);
-    context_params.n_ctx = (uint32_t)n_ctx;
+    int32_t n_seq = params->n_seq_max > 0 ? params->n_seq_max : 1;
+    /* Every sequence (slot) gets n_ctx cells of its own (llama.cpp's per-sequence streams, not
+     * one unified buffer): one never takes another's room, attention reads only its own cells,
+     * and a sequence's arithmetic does not depend on where its neighbours' cells lie, so its
+     * text is the text it has alone (docs/architecture.md, "Slots"). */
+    context_params.n_ctx = (uint32_t)n_ctx * (uint32_t)n_seq;
     context_params.n_batch = (uint32_t)n_batch;
     context_params.n_ubatch = (uint32_t)n_batch;
-    context_params.n_seq_max = 1;
-    /* headroom decodes with llama_batch_get_one, which asks for the last token's logits only:
-     * reserving outputs for one token instead of n_batch saves n_batch * n_vocab floats (64 MiB
+    context_params.n_seq_max = (uint32_t)n_seq;
+    context_params.kv_unified = false;
+    /* One step wants the logits of at most one token per sequence: reserving outputs for
+     * n_seq_max tokens instead of n_batch saves (n_batch - n_seq_max) * n_vocab floats (64 MiB
      * for a 32000-token vocabulary at 512) that would be reserved and never touched. */
-    context_params.n_outputs_max = 1;
+    context_params.n_outputs_max = (uint32_t)n_seq;
     context_params.n_threads = params->n_threads > 0 ? params->n_threads : 1;
     context_params.n_threads_batch = context_params.n_threads;
     context_params.no_perf = true;
@@ -287,6 +295,11 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
     last_engine_error[0] = '\0';
     model->ctx = llama_init_from_model(model->model, context_params);
     flush_log_line();
+    if (model->ctx) {
+        model->n_seq_max = (int32_t)llama_n_seq_max(model->ctx);
+        model->n_ctx_seq = (int32_t)(llama_n_ctx(model->ctx) / (uint32_t)model->n_seq_max);
+        model->batch = llama_batch_init((int32_t)llama_n_batch(model->ctx), 0, 1);
+    }
     if (!model->ctx) {
         llama_model_free(model->model);
         pthread_mutex_destroy(&model->embed_lock);
@@ -303,6 +316,7 @@ static void llama_unload(hr_engine_model *model)
 {
     if (!model) return;
     if (model->embed_ctx) llama_free(model->embed_ctx);
+    llama_batch_free(model->batch);
     llama_free(model->ctx);
     llama_model_free(model->model);
     pthread_mutex_destroy(&model->embed_lock);
@@ -334,7 +348,8 @@ static void llama_get_info(const hr_engine_model *model, hr_engine_model_info *o
     out->file_bytes = model->file_bytes;
     out->n_layer = llama_model_n_layer(model->model);
     out->n_ctx_train = llama_model_n_ctx_train(model->model);
-    out->n_ctx = (int32_t)llama_n_ctx(model->ctx);
+    out->n_ctx = model->n_ctx_seq;
+    out->n_seq_max = model->n_seq_max;
     out->n_batch = (int32_t)llama_n_batch(model->ctx);
     out->n_vocab = llama_vocab_n_tokens(model->vocab);
     out->n_embd = llama_model_n_embd(model->model);
@@ -530,55 +545,86 @@ static int llama_tokenize_chat(hr_engine_model *model, const hr_chat_message *me
 static void llama_reset(hr_engine_model *model)
 {
     llama_memory_clear(llama_get_memory(model->ctx), true);
-    model->n_past = 0;
+}
+
+/* The tokens sequence `seq` holds (its positions are 0 .. n - 1). */
+static int32_t seq_tokens(hr_engine_model *model, int32_t seq)
+{
+    return (int32_t)llama_memory_seq_pos_max(llama_get_memory(model->ctx), seq) + 1;
+}
+
+static int decode_failure(int32_t rc, int32_t count)
+{
+    if (rc == 2) return hr_fail(HR_ECANCELLED, "decoding was cancelled");
+    if (rc == 1) return hr_fail(HR_ECONTEXT, "the context window has no room for %d more tokens", count);
+    flush_log_line();
+    return hr_fail(HR_EENGINE, "llama.cpp failed to decode (code %d)%s%s", rc,
+                   last_engine_error[0] ? ": " : "", last_engine_error);
 }
 
 static int llama_decode_tokens(hr_engine_model *model, const hr_token *tokens, int32_t count)
 {
-    int32_t n_ctx = (int32_t)llama_n_ctx(model->ctx);
+    int32_t n_ctx = model->n_ctx_seq;
+    int32_t n_past = seq_tokens(model, 0);
     if (count <= 0) return hr_fail(HR_EINVAL, "nothing to decode");
-    if (count > n_ctx - model->n_past)
+    if (count > n_ctx - n_past)
         return hr_fail(HR_ECONTEXT, "the context window is full: %d tokens in it, %d more do not fit in %d",
-                       model->n_past, count, n_ctx);
+                       n_past, count, n_ctx);
     int32_t n_batch = (int32_t)llama_n_batch(model->ctx);
     for (int32_t done = 0; done < count;) {
         int32_t chunk = count - done < n_batch ? count - done : n_batch;
         /* llama_batch_get_one computes logits for the last token of each batch only. */
         int32_t rc = llama_decode(model->ctx, llama_batch_get_one((hr_token *)tokens + done, chunk));
-        if (rc == 2) return hr_fail(HR_ECANCELLED, "decoding was cancelled");
-        if (rc == 1)
-            return hr_fail(HR_ECONTEXT, "the context window has no room for %d more tokens", chunk);
-        if (rc != 0) {
-            flush_log_line();
-            return hr_fail(HR_EENGINE, "llama.cpp failed to decode (code %d)%s%s", rc,
-                           last_engine_error[0] ? ": " : "", last_engine_error);
-        }
+        if (rc != 0) return decode_failure(rc, chunk);
         done += chunk;
-        model->n_past += chunk;
     }
     return HR_OK;
 }
 
+static int llama_decode_batch(hr_engine_model *model, const hr_engine_batch_entry *entries, int32_t count)
+{
+    int32_t n_batch = (int32_t)llama_n_batch(model->ctx);
+    if (count <= 0 || count > n_batch)
+        return hr_fail(HR_EINVAL, "a batch of %d tokens: use 1 to %d", count, n_batch);
+    struct llama_batch *batch = &model->batch;
+    for (int32_t i = 0; i < count; i++) {
+        const hr_engine_batch_entry *e = &entries[i];
+        if (e->seq < 0 || e->seq >= model->n_seq_max || e->pos < 0 || e->pos >= model->n_ctx_seq)
+            return hr_fail(HR_EINVAL, "batch entry %d: sequence %d at position %d is outside %d sequences of %d "
+                           "tokens", i, e->seq, e->pos, model->n_seq_max, model->n_ctx_seq);
+        batch->token[i] = e->token;
+        batch->pos[i] = e->pos;
+        batch->n_seq_id[i] = 1;
+        batch->seq_id[i][0] = e->seq;
+        batch->logits[i] = e->logits;
+    }
+    batch->n_tokens = count;
+    int32_t rc = llama_decode(model->ctx, *batch);
+    return rc == 0 ? HR_OK : decode_failure(rc, count);
+}
+
 /* ---- the window's state: truncation, save, load ------------------------------------------- */
 
-static int llama_truncate(hr_engine_model *model, int32_t count)
+static int llama_truncate(hr_engine_model *model, int32_t seq, int32_t count)
 {
-    if (count < 0 || count > model->n_past)
-        return hr_fail(HR_EINVAL, "cannot keep %d tokens of a context window that holds %d", count, model->n_past);
+    if (seq < 0 || seq >= model->n_seq_max)
+        return hr_fail(HR_EINVAL, "there is no sequence %d in a window of %d", seq, model->n_seq_max);
+    int32_t held = seq_tokens(model, seq);
+    if (count < 0 || count > held)
+        return hr_fail(HR_EINVAL, "cannot keep %d tokens of a sequence that holds %d", count, held);
     /* Removes every position from `count` on, including any that an aborted decode left behind
-     * past n_past (llama.cpp keeps the ubatches it finished before the abort). */
-    if (!llama_memory_seq_rm(llama_get_memory(model->ctx), 0, count, -1))
+     * (llama.cpp keeps the ubatches it finished before the abort). */
+    if (!llama_memory_seq_rm(llama_get_memory(model->ctx), seq, count, -1))
         return hr_fail(HR_ENOTSUP, "this model's context window cannot be cut after %d tokens "
                        "(a recurrent model); it is decoded again from the start", count);
-    model->n_past = count;
     return HR_OK;
 }
 
-static uint64_t llama_state_bytes(hr_engine_model *model)
+static uint64_t llama_state_bytes(hr_engine_model *model, int32_t seq)
 {
     /* llama.cpp's file: magic, version, token count, the tokens, then the sequence's state */
-    return 3 * sizeof(uint32_t) + (uint64_t)model->n_past * sizeof(hr_token) +
-           llama_state_seq_get_size(model->ctx, 0);
+    return 3 * sizeof(uint32_t) + (uint64_t)seq_tokens(model, seq) * sizeof(hr_token) +
+           llama_state_seq_get_size(model->ctx, seq);
 }
 
 /* Whether a failed write ran out of room: the error text llama.cpp passed on (it carries
@@ -595,12 +641,16 @@ static bool out_of_room(const char *path, const char *engine_error)
     return statvfs(directory, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < 64 * 1024;
 }
 
-static int llama_save_state(hr_engine_model *model, const char *path, const hr_token *tokens, int32_t count)
+static int llama_save_state(hr_engine_model *model, int32_t seq, const char *path, const hr_token *tokens,
+                            int32_t count)
 {
-    if (count < 0 || count > model->n_past)
-        return hr_fail(HR_EINVAL, "cannot save %d tokens of a context window that holds %d", count, model->n_past);
+    if (seq < 0 || seq >= model->n_seq_max)
+        return hr_fail(HR_EINVAL, "there is no sequence %d in a window of %d", seq, model->n_seq_max);
+    int32_t held = seq_tokens(model, seq);
+    if (count < 0 || count > held)
+        return hr_fail(HR_EINVAL, "cannot save %d tokens of a sequence that holds %d", count, held);
     last_engine_error[0] = '\0';
-    size_t written = llama_state_seq_save_file(model->ctx, path, 0, tokens, (size_t)count);
+    size_t written = llama_state_seq_save_file(model->ctx, path, seq, tokens, (size_t)count);
     flush_log_line();
     /* llama.cpp closes the file without checking fclose, so a final flush that failed is seen
      * only in the size: a complete file is exactly as long as llama.cpp says it wrote. */
@@ -611,38 +661,46 @@ static int llama_save_state(hr_engine_model *model, const char *path, const hr_t
     if (full)
         return hr_fail(HR_EIO, "the disk holding %s is full: the snapshot (%llu bytes) was not saved and "
                        "nothing of it was left; free space there or choose another cache directory", path,
-                       (unsigned long long)llama_state_bytes(model));
+                       (unsigned long long)llama_state_bytes(model, seq));
     return hr_fail(HR_EIO, "could not write the context window's state to %s%s%s; nothing of it was left", path,
                    last_engine_error[0] ? ": " : "", last_engine_error);
 }
 
-static int llama_load_state(hr_engine_model *model, const char *path, hr_token *tokens, int32_t capacity,
-                            int32_t *count)
+/* Forgets sequence `seq` (a whole sequence can always be removed). */
+static void forget(hr_engine_model *model, int32_t seq)
+{
+    llama_memory_seq_rm(llama_get_memory(model->ctx), seq, -1, -1);
+}
+
+static int llama_load_state(hr_engine_model *model, int32_t seq, const char *path, hr_token *tokens,
+                            int32_t capacity, int32_t *count)
 {
     *count = 0;
-    llama_reset(model);
+    if (seq < 0 || seq >= model->n_seq_max)
+        return hr_fail(HR_EINVAL, "there is no sequence %d in a window of %d", seq, model->n_seq_max);
+    forget(model, seq);
     if (access(path, R_OK) != 0) {
         if (errno == ENOENT) return hr_fail(HR_ENOENT, "snapshot not found: %s", path);
         return hr_fail(hr_code_for_errno(errno), "cannot read snapshot %s: %s", path, strerror(errno));
     }
     last_engine_error[0] = '\0';
     size_t n_tokens = 0;
-    size_t read = llama_state_seq_load_file(model->ctx, path, 0, tokens, capacity > 0 ? (size_t)capacity : 0, &n_tokens);
+    size_t read = llama_state_seq_load_file(model->ctx, path, seq, tokens, capacity > 0 ? (size_t)capacity : 0,
+                                            &n_tokens);
     flush_log_line();
     if (read == 0 || n_tokens > (size_t)capacity) {
-        llama_reset(model);
+        forget(model, seq);
         return hr_fail(HR_EFORMAT, "snapshot %s cannot be restored into this context window%s%s", path,
                        last_engine_error[0] ? ": " : "", last_engine_error);
     }
     /* The positions restored must be exactly the tokens listed, or decoding would go on from
      * the wrong place. */
-    llama_pos last = llama_memory_seq_pos_max(llama_get_memory(model->ctx), 0);
+    llama_pos last = llama_memory_seq_pos_max(llama_get_memory(model->ctx), seq);
     if ((size_t)(last + 1) != n_tokens) {
-        llama_reset(model);
+        forget(model, seq);
         return hr_fail(HR_EFORMAT, "snapshot %s lists %zu tokens but holds state for %d; it was not restored",
                        path, n_tokens, (int)(last + 1));
     }
-    model->n_past = (int32_t)n_tokens;
     *count = (int32_t)n_tokens;
     return HR_OK;
 }
@@ -734,9 +792,9 @@ static llama_token_data_array fill_candidates(hr_engine_sampler *sampler, const 
  * grammar and the chain asked again. The result is the masked distribution, but a model that
  * mostly writes what the grammar allows costs one token's check per step instead of a pass over
  * the vocabulary (which also allocates: its page faults would read as thrash to the guard). */
-static hr_token sample_with_grammar(hr_engine_sampler *sampler, hr_engine_model *model)
+static hr_token sample_with_grammar(hr_engine_sampler *sampler, hr_engine_model *model, int32_t index)
 {
-    const float *logits = llama_get_logits_ith(model->ctx, -1);
+    const float *logits = llama_get_logits_ith(model->ctx, index);
     llama_token_data_array all = fill_candidates(sampler, logits);
     llama_sampler_apply(sampler->chain, &all);
     hr_token token = all.selected >= 0 ? all.data[all.selected].id : 0;
@@ -756,7 +814,7 @@ static hr_token sample_with_grammar(hr_engine_sampler *sampler, hr_engine_model 
 
 static hr_token llama_sample_next(hr_engine_sampler *sampler, hr_engine_model *model)
 {
-    if (sampler->grammar) return sample_with_grammar(sampler, model);
+    if (sampler->grammar) return sample_with_grammar(sampler, model, -1);
     return llama_sampler_sample(sampler->chain, model->ctx, -1);
 }
 
@@ -772,10 +830,11 @@ static void fill_logprob(hr_engine_model *model, hr_token token, float logprob, 
     out->length = length;
 }
 
-static int llama_token_logprobs(hr_engine_model *model, hr_token chosen, int32_t top, hr_token_logprobs *out)
+static int llama_token_logprobs(hr_engine_model *model, int32_t index, hr_token chosen, int32_t top,
+                                hr_token_logprobs *out)
 {
     memset(out, 0, sizeof *out);
-    const float *logits = llama_get_logits_ith(model->ctx, -1);
+    const float *logits = llama_get_logits_ith(model->ctx, index);
     int32_t n_vocab = llama_vocab_n_tokens(model->vocab);
     if (!logits || chosen < 0 || chosen >= n_vocab) return hr_fail(HR_EENGINE, "no logits to read log-probabilities from");
     float max = logits[0];
@@ -803,6 +862,12 @@ static int llama_token_logprobs(hr_engine_model *model, hr_token chosen, int32_t
     return HR_OK;
 }
 
+static hr_token llama_sample_entry(hr_engine_sampler *sampler, hr_engine_model *model, int32_t index)
+{
+    if (sampler->grammar) return sample_with_grammar(sampler, model, index);
+    return llama_sampler_sample(sampler->chain, model->ctx, index);
+}
+
 static void llama_sampler_release(hr_engine_sampler *sampler)
 {
     if (!sampler) return;
@@ -821,7 +886,7 @@ enum { EMBED_MAX_CONTEXT = 2048 };
 static int embed_context(hr_engine_model *model)
 {
     if (model->embed_ctx) return HR_OK;
-    int32_t n_ctx = (int32_t)llama_n_ctx(model->ctx);
+    int32_t n_ctx = model->n_ctx_seq;   /* what one request may hold in the generation window */
     int32_t n_train = llama_model_n_ctx_train(model->model);
     if (n_train > 0 && n_train < n_ctx) n_ctx = n_train;
     if (n_ctx > EMBED_MAX_CONTEXT) n_ctx = EMBED_MAX_CONTEXT;
@@ -949,6 +1014,8 @@ static const hr_engine_ops llama_ops = {
     .apply_chat_template = llama_chat_template,
     .reset = llama_reset,
     .decode = llama_decode_tokens,
+    .decode_batch = llama_decode_batch,
+    .sample_at = llama_sample_entry,
     .sampler_create = llama_sampler_new,
     .sample = llama_sample_next,
     .token_logprobs = llama_token_logprobs,

@@ -109,7 +109,8 @@ int estimate(const char *path, const hr_engine_estimate_params *params, const hr
             return hr_fail(HR_EENGINE, "llama.cpp could not plan a context window of %u tokens for %s%s%s",
                            context_params.n_ctx, path, why[0] ? ": " : "", why);
         }
-        out->n_ctx = (int32_t)llama_n_ctx(context.get());
+        /* per sequence: the window holds n_seq_max of them, and the KV bytes are for all */
+        out->n_ctx = (int32_t)(llama_n_ctx(context.get()) / llama_n_seq_max(context.get()));
         out->n_batch = (int32_t)llama_n_batch(context.get());
         collect(context.get(), out, bytes);
     }
@@ -118,9 +119,10 @@ int estimate(const char *path, const hr_engine_estimate_params *params, const hr
      * the context, so the policy can say which context would fit. */
     device_bytes longer[HR_ENGINE_MAX_DEVICES];
     for (size_t i = 1; i < out->n_devices; i++) longer[i].device = bytes[i].device;
-    context_params.n_ctx = (uint32_t)out->n_ctx + 1024;
+    uint32_t n_seq = context_params.n_seq_max > 0 ? context_params.n_seq_max : 1;
+    context_params.n_ctx = ((uint32_t)out->n_ctx + 1024) * n_seq;
     context_ptr context(llama_init_from_model(model.get(), context_params));
-    uint32_t longer_ctx = context ? llama_n_ctx(context.get()) : 0;
+    uint32_t longer_ctx = context ? llama_n_ctx(context.get()) / llama_n_seq_max(context.get()) : 0;
     if (context) {
         size_t known = out->n_devices;
         collect(context.get(), out, longer);

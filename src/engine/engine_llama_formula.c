@@ -178,7 +178,10 @@ int hr_llama_formula_estimate(const char *path, const hr_engine_estimate_params 
         gguf_free(gguf);
         return rc;
     }
-    uint64_t n_ctx = ((uint64_t)context_params.n_ctx + 255) / 256 * 256;   /* llama.cpp pads to 256 */
+    /* llama.cpp pads the window to 256, then each sequence's share to 256 */
+    uint64_t n_seq = context_params.n_seq_max > 0 ? context_params.n_seq_max : 1;
+    uint64_t n_ctx_total = ((uint64_t)context_params.n_ctx + 255) / 256 * 256;
+    uint64_t n_ctx = (n_ctx_total / n_seq + 255) / 256 * 256;   /* per sequence */
     uint64_t n_batch = context_params.n_batch;
     out->n_ctx = (int32_t)n_ctx;
     out->n_batch = (int32_t)n_batch;
@@ -241,8 +244,8 @@ int hr_llama_formula_estimate(const char *path, const hr_engine_estimate_params 
         uint64_t per_token = ggml_row_size(context_params.type_k, (int64_t)(head_k * head_kv)) +
                              ggml_row_size(context_params.type_v, (int64_t)(head_v * head_kv));
         hr_engine_device_estimate *d = device && layer >= first_gpu_layer ? device : host;
-        d->kv_bytes_per_token += per_token;
-        d->kv_bytes += per_token * n_ctx;
+        d->kv_bytes_per_token += per_token * n_seq;   /* a token more for each sequence */
+        d->kv_bytes += per_token * n_ctx * n_seq;
         if (n_ff > n_ff_max) n_ff_max = n_ff;
     }
 

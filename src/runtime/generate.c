@@ -124,7 +124,7 @@ static int stream_piece(const char *piece, size_t length, void *user_data)
     return stream_bytes(user_data, piece, length, 0) != 0;
 }
 
-static void finish_stats(hr_generation_stats *stats, double started, double first, double last)
+void hr_generation_stats_finish(hr_generation_stats *stats, double started, double first, double last)
 {
     double now = hr_now_seconds();
     stats->total_seconds = now - started;
@@ -213,31 +213,37 @@ static int32_t common_prefix(const hr_token *a, int32_t a_count, const hr_token 
 }
 
 /* Cuts the window back to its first `keep` remembered tokens, restoring the invariant that the
- * engine holds exactly model->window_tokens[0..window_count). Where the engine cannot cut (or
+ * engine holds exactly slots[0].tokens[0..count). Where the engine cannot cut (or
  * keep is 0) the window is emptied: forgetting too much costs a decode, never correctness. */
 static void keep_window(struct hr_model *model, int32_t keep)
 {
     const hr_engine_ops *engine = model->engine;
-    if (keep > 0 && engine->truncate && engine->truncate(model->engine_model, keep) == HR_OK) {
-        model->window_count = keep;
+    struct hr_slot *window = &model->slots[0];
+    if (keep > 0 && engine->truncate && engine->truncate(model->engine_model, 0, keep) == HR_OK) {
+        window->count = keep;
         return;
     }
-    engine->reset(model->engine_model);
-    model->window_count = 0;
+    /* the other slots' sequences stay where the engine can forget one alone */
+    if (model->n_slots == 1 || !(engine->truncate && engine->truncate(model->engine_model, 0, 0) == HR_OK)) {
+        engine->reset(model->engine_model);
+        for (int32_t i = 0; i < model->n_slots; i++) model->slots[i].count = 0;
+    }
+    window->count = 0;
 }
 
 /* Decodes the prompt, reusing the longest prefix already in the window; returns how many
  * tokens were reused in *cached. */
 static int decode_prompt(struct hr_model *model, const hr_token *tokens, int32_t count, int32_t *cached)
 {
-    int32_t reuse = common_prefix(model->window_tokens, model->window_count, tokens, count);
+    struct hr_slot *window = &model->slots[0];
+    int32_t reuse = common_prefix(window->tokens, window->count, tokens, count);
     /* The last prompt token is always decoded: its logits are what the first sample reads, and
      * the window keeps no logits between generations. */
     if (reuse >= count) reuse = count - 1;
-    if (reuse != model->window_count) keep_window(model, reuse);
-    reuse = model->window_count;
+    if (reuse != window->count) keep_window(model, reuse);
+    reuse = window->count;
     *cached = reuse;
-    model->window_saved = false;
+    window->saved = false;
     int rc = model->engine->decode(model->engine_model, tokens + reuse, count - reuse);
     if (rc != HR_OK) {
         int saved_rc = rc;   /* keep the decode's sentence: cutting the window may overwrite it */
@@ -246,15 +252,15 @@ static int decode_prompt(struct hr_model *model, const hr_token *tokens, int32_t
         keep_window(model, reuse);
         return hr_fail(saved_rc, "%s", sentence);
     }
-    memcpy(model->window_tokens + reuse, tokens + reuse, sizeof *tokens * (size_t)(count - reuse));
-    model->window_count = count;
+    memcpy(window->tokens + reuse, tokens + reuse, sizeof *tokens * (size_t)(count - reuse));
+    window->count = count;
     return HR_OK;
 }
 
 /* The prompt's tokens, malloc'd: the conversation through the chat template, or the text (with
  * control tokens where the caller asked for them). */
-static int prompt_tokens(struct hr_model *model, const char *prompt, const hr_generate_params *p, int32_t n_ctx,
-                         hr_token **out, int32_t *out_count)
+int hr_generate_prompt_tokens(struct hr_model *model, const char *prompt, const hr_generate_params *p, int32_t n_ctx,
+                              hr_token **out, int32_t *out_count)
 {
     const hr_engine_ops *engine = model->engine;
     hr_engine_model *em = model->engine_model;
@@ -303,7 +309,7 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
 
     hr_token *tokens = NULL;
     int32_t count = 0;
-    int rc = prompt_tokens(model, prompt, p, info.n_ctx, &tokens, &count);
+    int rc = hr_generate_prompt_tokens(model, prompt, p, info.n_ctx, &tokens, &count);
     if (rc != HR_OK) return rc;
     stats->prompt_tokens = count;
     if (count == 0) {
@@ -339,7 +345,7 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
     double first = 0, last = 0;
     rc = HR_OK;
     for (;;) {
-        if (atomic_load(&model->cancel_requested)) {
+        if (hr_model_step_cancelled(model)) {
             stats->stop_reason = HR_STOP_CANCELLED;
             break;
         }
@@ -362,7 +368,7 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
         stats->generated_tokens++;
         if (p->logprob_fn && engine->token_logprobs) {
             hr_token_logprobs record;
-            if (engine->token_logprobs(em, token, p->top_logprobs, &record) == HR_OK)
+            if (engine->token_logprobs(em, -1, token, p->top_logprobs, &record) == HR_OK)
                 p->logprob_fn(&record, p->logprob_user_data);
         }
 
@@ -381,23 +387,23 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
         if (stop) { stats->stop_reason = stream->stops.matched ? HR_STOP_SEQUENCE : HR_STOP_CANCELLED; break; }
 
         if (stats->generated_tokens >= p->max_tokens) { stats->stop_reason = HR_STOP_MAX_TOKENS; break; }
-        if (model->window_count >= info.n_ctx) { stats->stop_reason = HR_STOP_CONTEXT_FULL; break; }
+        if (model->slots[0].count >= info.n_ctx) { stats->stop_reason = HR_STOP_CONTEXT_FULL; break; }
         rc = engine->decode(em, &token, 1);
         if (rc != HR_OK) {
             /* an aborted or failed step may have left part of itself in the window */
             int saved_rc = rc;
             char sentence[1024];
             snprintf(sentence, sizeof sentence, "%s", hr_last_error());
-            keep_window(model, model->window_count);
+            keep_window(model, model->slots[0].count);
             if (saved_rc == HR_ECANCELLED) { stats->stop_reason = HR_STOP_CANCELLED; rc = HR_OK; break; }
             rc = hr_fail(saved_rc, "%s", sentence);
             break;
         }
         /* the answer joins the window, so a follow-up that repeats it reuses it */
-        model->window_tokens[model->window_count++] = token;
+        model->slots[0].tokens[model->slots[0].count++] = token;
     }
     engine->sampler_free(sampler);
-    finish_stats(stats, started, first, last);
+    hr_generation_stats_finish(stats, started, first, last);
     return rc;
 }
 
@@ -431,7 +437,8 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
         free(formatted);
         return hr_fail(HR_EBUSY, "a generation is already running on this model");
     }
-    atomic_store(&model->cancel_requested, false);
+    /* what counts as cancelled from now on: a cancel before this line was for an earlier one */
+    atomic_store(&model->step_epoch, atomic_load(&model->cancel_epoch));
     pthread_mutex_lock(&model->window_lock);   /* waits only for a snapshot save or restore */
 
     double started = hr_now_seconds();
@@ -460,9 +467,62 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
 
     if (rc == HR_OK && stats->stop_reason == HR_STOP_CANCELLED)
         rc = hr_fail(HR_ECANCELLED, "the generation was cancelled after %d tokens", stats->generated_tokens);
+    model->slots[0].last_used = ++model->slot_clock;
     pthread_mutex_unlock(&model->window_lock);
     atomic_store(&model->busy, false);
     free(formatted);
     hr_metrics_record(model, client, wall, stats, rc);
     return rc;
+}
+
+int hr_generate_check_params(const hr_generate_params *params)
+{
+    return check_params(params);
+}
+
+/* ---- the text stream, for the batched worker (batch.c) -------------------------------------- */
+
+struct hr_text_stream {
+    struct text_stream stream;
+};
+
+struct hr_text_stream *hr_text_stream_new(const hr_generate_params *params, hr_piece_fn piece_fn, void *user_data)
+{
+    struct hr_text_stream *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->stream.fn = piece_fn;
+    s->stream.user_data = user_data;
+    hr_stop_init(&s->stream.stops, params->stop, params->stop_count);
+    return s;
+}
+
+int hr_text_stream_feed(struct hr_text_stream *s, const char *bytes, size_t length)
+{
+    return stream_bytes(&s->stream, bytes, length, 0);
+}
+
+bool hr_text_stream_matched(const struct hr_text_stream *s)
+{
+    return s->stream.stops.matched;
+}
+
+void hr_text_stream_finish(struct hr_text_stream *s)
+{
+    struct text_stream *stream = &s->stream;
+    if (stream->held_length > 0) stream_bytes(stream, "", 0, 1);
+    if (stream->stops.matched) return;
+    const char *held;
+    size_t held_length;
+    hr_stop_flush(&stream->stops, &held, &held_length);
+    if (held_length > 0) pass_on(stream, held, held_length);
+}
+
+void hr_text_stream_free(struct hr_text_stream *s)
+{
+    if (!s) return;
+    hr_stop_free(&s->stream.stops);
+    free(s->stream.piece);
+    free(s->stream.buffer);
+    free(s->stream.out);
+    free(s);
 }

@@ -28,6 +28,7 @@ static void record_load(struct hr_registry *r, struct model_entry *e, hr_model *
     pthread_mutex_lock(&r->lock);
     e->weight_bytes = info.weight_bytes;
     e->n_ctx = info.n_ctx;
+    e->slots = info.slots;
     e->guard_freed = false;
     e->remote = info.remote;
     model->guard.expected = e->expected_speed;   /* what it did here before */
@@ -61,10 +62,47 @@ static int load_fallback(struct hr_registry *r, struct model_entry *e, hr_model 
  * again; load; if the engine fails for want of memory, unload idle models and retry once;
  * when the model cannot be had here, the fall-back serves it if one is configured.
  * Called without the lock on an entry marked LOADING. */
+/* Memory decides the parallelism: when the KV cache of the slots asked for does not fit, fewer
+ * slots (each keeping its whole context) are tried before the load is refused. The first guess
+ * takes away as many slots as the missing bytes are worth; preflight confirms it. Returns the
+ * preflight's code; *pf and pp->slots end at the last count tried; `reason` says what changed. */
+static int fit_slots(hr_context *ctx, struct model_entry *e, hr_preflight_params *pp, hr_preflight_result *pf,
+                     char *reason, size_t size)
+{
+    int32_t asked = pp->slots;
+    uint64_t kv_per_slot = 0;
+    for (size_t i = 0; i < pf->n_devices; i++) kv_per_slot += pf->devices[i].kv_bytes;
+    kv_per_slot /= (uint64_t)(asked > 0 ? asked : 1);
+    uint64_t missing = pf->missing_bytes;
+    int rc = HR_OK;
+    /* Fewer slots save their KV and little else: where the bytes missing are more than twice the
+     * KV of every slot but one, no count fits, and each preflight asked costs memory that is
+     * short already (an engine estimate's allocations). */
+    if (missing > 2 * kv_per_slot * (uint64_t)(asked > 1 ? asked - 1 : 0)) return HR_OK;
+    while (pf->verdict == HR_VERDICT_REFUSE && pp->slots > 1 && kv_per_slot > 0) {
+        int32_t fewer = pp->slots - 1;
+        if (pf->missing_bytes > 0) {
+            uint64_t over = (pf->missing_bytes + kv_per_slot - 1) / kv_per_slot;
+            fewer = over >= (uint64_t)pp->slots ? 1 : pp->slots - (int32_t)over;
+        }
+        pp->slots = fewer;
+        rc = hr_preflight(ctx, e->path, pp, pf);
+        if (rc != HR_OK) return rc;
+    }
+    if (pp->slots != asked && pf->verdict != HR_VERDICT_REFUSE) {
+        snprintf(reason, size, "%d slot%s instead of %d: the KV cache takes %.1f MiB per slot of %d tokens and "
+                 "%.1f MiB were missing for %d (%s)", pp->slots, pp->slots == 1 ? "" : "s", asked,
+                 (double)kv_per_slot / 1048576.0, pf->n_ctx, (double)missing / 1048576.0, asked, pf->binding_scope);
+        hr_log(HR_LOG_WARN, "%s: %s", e->name, reason);
+    }
+    return rc;
+}
+
 static int load_marked(struct hr_registry *r, struct model_entry *e, hr_model **out)
 {
     hr_context *ctx = r->ctx;
     hr_preflight_params pp = hr_preflight_default_params();
+    pp.slots = e->params.slots > 0 ? e->params.slots : HR_DEFAULT_SLOTS;
     pp.n_ctx = e->params.n_ctx;
     pp.n_batch = e->params.n_batch;
     pp.n_gpu_layers = e->params.n_gpu_layers;
@@ -80,6 +118,8 @@ static int load_marked(struct hr_registry *r, struct model_entry *e, hr_model **
                  (double)pf.missing_bytes / 1048576.0);
         if (hr_registry_unload_idle(r, e, why) > 0) rc = hr_preflight(ctx, e->path, &pp, &pf);
     }
+    char slots_reason[320] = "";
+    if (rc == HR_OK && pf.verdict == HR_VERDICT_REFUSE) rc = fit_slots(ctx, e, &pp, &pf, slots_reason, sizeof slots_reason);
     if (rc != HR_OK) {   /* a missing or broken file: the same sentence a load gives */
         char sentence[512];
         snprintf(sentence, sizeof sentence, "%s", hr_last_error());
@@ -97,8 +137,13 @@ static int load_marked(struct hr_registry *r, struct model_entry *e, hr_model **
     }
     if (pf.verdict == HR_VERDICT_WARN) hr_log(HR_LOG_WARN, "%s: loading with little room: %s", e->name, pf.reason);
 
+    hr_model_params load_params = e->params;
+    load_params.slots = pp.slots;
+    pthread_mutex_lock(&r->lock);
+    snprintf(e->slots_reason, sizeof e->slots_reason, "%s", slots_reason);
+    pthread_mutex_unlock(&r->lock);
     uint64_t before = hr_registry_process_rss();
-    rc = hr_model_load(ctx, e->path, &e->params, out);
+    rc = hr_model_load(ctx, e->path, &load_params, out);
     if (rc == HR_ENOMEM || rc == HR_EENGINE) {
         /* the engine could not get its memory: make room and try once more */
         char first[512];
@@ -108,7 +153,7 @@ static int load_marked(struct hr_registry *r, struct model_entry *e, hr_model **
         if (hr_registry_unload_idle(r, e, reason) > 0) {
             hr_log(HR_LOG_WARN, "loading %s failed (%s); retrying after unloading idle models", e->name, first);
             before = hr_registry_process_rss();
-            rc = hr_model_load(ctx, e->path, &e->params, out);
+            rc = hr_model_load(ctx, e->path, &load_params, out);
         } else {
             hr_fail(rc, "%s", first);
         }

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "engine/grammar.h"
+#include "platform/platform.h"
 
 enum { MAX_CONTEXT_TOKENS = 1 << 20, MAX_THREADS = 512 };
 
@@ -29,6 +30,7 @@ HR_API hr_model_params hr_model_default_params(void)
         .progress_user_data = NULL,
         .type_k = NULL,
         .type_v = NULL,
+        .max_queued = HR_DEFAULT_MAX_QUEUED,
     };
     return params;
 }
@@ -39,10 +41,38 @@ static int online_cpus(void)
     return n > 0 ? (int)n : 1;
 }
 
+bool hr_model_step_cancelled(hr_model *model)
+{
+    if (atomic_load(&model->cancel_epoch) != atomic_load(&model->step_epoch)) return true;
+    atomic_bool *session_flag = atomic_load(&model->step_cancel);
+    return session_flag && atomic_load(session_flag);
+}
+
 bool hr_model_abort_requested(void *user_data)
 {
-    struct hr_model *model = user_data;
-    return atomic_load_explicit(&model->cancel_requested, memory_order_relaxed);
+    return hr_model_step_cancelled(user_data);
+}
+
+int hr_model_slots_init(struct hr_model *model, int32_t count)
+{
+    struct hr_slot *slots = calloc((size_t)(count > 0 ? count : 1), sizeof *slots);
+    if (!slots) return HR_ENOMEM;
+    for (int32_t i = 0; i < model->n_slots; i++) free(model->slots[i].tokens);
+    free(model->slots);
+    model->slots = slots;
+    model->n_slots = count > 0 ? count : 1;
+    model->window_capacity = 0;
+    return HR_OK;
+}
+
+struct hr_slot *hr_model_snapshot_slot(hr_model *model)
+{
+    struct hr_slot *latest = &model->slots[0];
+    for (int32_t i = 0; i < model->n_slots; i++) {
+        struct hr_slot *slot = &model->slots[i];
+        if (slot->count > 0 && (latest->count == 0 || slot->last_used > latest->last_used)) latest = slot;
+    }
+    return latest;
 }
 
 struct hr_model *hr_model_new(hr_context *ctx, const hr_engine_ops *engine, const char *path)
@@ -56,11 +86,21 @@ struct hr_model *hr_model_new(hr_context *ctx, const hr_engine_ops *engine, cons
     }
     model->ctx = ctx;
     model->engine = engine;
-    atomic_init(&model->cancel_requested, false);
+    model->max_queued = HR_DEFAULT_MAX_QUEUED;   /* hr_model_load sets the caller's */
+    atomic_init(&model->cancel_epoch, 0);
+    atomic_init(&model->step_epoch, 0);
+    atomic_init(&model->step_cancel, NULL);
     atomic_init(&model->busy, false);
+    if (hr_model_slots_init(model, 1) != HR_OK) {
+        free(model->path);
+        free(model);
+        return NULL;
+    }
     pthread_mutex_init(&model->queue_lock, NULL);
     pthread_cond_init(&model->queue_changed, NULL);
     pthread_mutex_init(&model->window_lock, NULL);
+    pthread_mutex_init(&model->wake_lock, NULL);
+    hr_cond_init_monotonic(&model->wake);
     /* what headroomd and people call the model (general.name stays in hr_model_info.name) */
     hr_model_name_from_path(path, model->name, sizeof model->name);
     return model;
@@ -86,8 +126,11 @@ void hr_model_destroy(struct hr_model *model)
     pthread_mutex_destroy(&model->queue_lock);
     pthread_cond_destroy(&model->queue_changed);
     pthread_mutex_destroy(&model->window_lock);
-    free(model->window_tokens);
     free(model->guard_residency);
+    pthread_mutex_destroy(&model->wake_lock);
+    pthread_cond_destroy(&model->wake);
+    for (int32_t i = 0; i < model->n_slots; i++) free(model->slots[i].tokens);
+    free(model->slots);
     free(model->path);
     free(model);
 }
@@ -113,12 +156,20 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
                        p.n_threads, MAX_THREADS);
     if (p.load_mode < HR_LOAD_AUTO || p.load_mode > HR_LOAD_MLOCK)
         return hr_fail(HR_EINVAL, "unknown load mode %d", (int)p.load_mode);
+    if (p.max_queued > HR_MAX_QUEUED)
+        return hr_fail(HR_EINVAL, "max_queued %d is out of range: use a negative value (no bound) or 0 to %d",
+                       p.max_queued, HR_MAX_QUEUED);
+    if (p.slots < 0 || p.slots > HR_MAX_SLOTS)
+        return hr_fail(HR_EINVAL, "slots %d is out of range: use 0 (the default, %d) or 1 to %d", p.slots,
+                       HR_DEFAULT_SLOTS, HR_MAX_SLOTS);
 
     struct hr_model *model = hr_model_new(ctx, ctx->engine, path);
     if (!model) return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
+    model->max_queued = p.max_queued;
 
     hr_engine_load_params load = {
         .n_ctx = p.n_ctx,
+        .n_seq_max = p.slots > 0 ? p.slots : HR_DEFAULT_SLOTS,
         .n_batch = p.n_batch,
         .n_threads = p.n_threads > 0 ? p.n_threads : online_cpus(),
         .n_gpu_layers = p.n_gpu_layers,
@@ -136,6 +187,13 @@ HR_API int hr_model_load(hr_context *ctx, const char *path, const hr_model_param
         hr_log(HR_LOG_WARN, "load failed: %s", hr_last_error());
         hr_model_destroy(model);
         return rc;
+    }
+    hr_engine_model_info info;
+    model->engine->get_info(model->engine_model, &info);
+    if (model->engine->decode_batch && info.n_seq_max > 1 && hr_model_slots_init(model, info.n_seq_max) != HR_OK) {
+        model->engine->unload(model->engine_model);
+        hr_model_destroy(model);
+        return hr_fail(HR_ENOMEM, "out of memory loading %s", path);
     }
     hr_model_identity_init(model);
     hr_log(HR_LOG_INFO, "loaded %s in %.2f s", path, hr_now_seconds() - started);
@@ -156,10 +214,12 @@ int hr_model_window_reserve(hr_model *model)
 {
     hr_engine_model_info info;
     model->engine->get_info(model->engine_model, &info);
-    if (model->window_tokens && model->window_capacity >= info.n_ctx) return HR_OK;
-    hr_token *tokens = realloc(model->window_tokens, sizeof *tokens * (size_t)(info.n_ctx > 0 ? info.n_ctx : 1));
-    if (!tokens) return hr_fail(HR_ENOMEM, "out of memory for the list of tokens in the context window");
-    model->window_tokens = tokens;
+    if (model->window_capacity > 0 && model->window_capacity >= info.n_ctx) return HR_OK;
+    for (int32_t i = 0; i < model->n_slots; i++) {
+        hr_token *tokens = realloc(model->slots[i].tokens, sizeof *tokens * (size_t)(info.n_ctx > 0 ? info.n_ctx : 1));
+        if (!tokens) return hr_fail(HR_ENOMEM, "out of memory for the list of tokens in the context window");
+        model->slots[i].tokens = tokens;
+    }
     model->window_capacity = info.n_ctx;
     return HR_OK;
 }
@@ -186,6 +246,7 @@ HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)
     out->n_threads = info.n_threads;
     out->load_mode = info.load_mode;
     out->expected_tokens_per_second = model->guard.expected;
+    out->slots = model->n_slots;
     out->remote = info.remote;
     memcpy(out->endpoint, info.endpoint, sizeof out->endpoint);
     return HR_OK;
@@ -193,7 +254,7 @@ HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out)
 
 HR_API void hr_model_cancel(hr_model *model)
 {
-    if (model) atomic_store(&model->cancel_requested, true);
+    if (model) atomic_fetch_add(&model->cancel_epoch, 1);
 }
 
 HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_message *messages,

@@ -59,6 +59,9 @@ static int check_params(const hr_preflight_params *p)
                        p->n_gpu_layers);
     if (p->load_mode < HR_LOAD_AUTO || p->load_mode > HR_LOAD_MLOCK)
         return hr_fail(HR_EINVAL, "unknown load mode %d", (int)p->load_mode);
+    if (p->slots < 0 || p->slots > HR_MAX_SLOTS)
+        return hr_fail(HR_EINVAL, "slots %d is out of range: use 0 (the default, %d) or 1 to %d", p->slots,
+                       HR_DEFAULT_SLOTS, HR_MAX_SLOTS);
     return HR_OK;
 }
 
@@ -192,6 +195,7 @@ HR_API int hr_preflight(hr_context *ctx, const char *path, const hr_preflight_pa
     hr_engine_estimate_params estimate_params = {
         .load = {
             .n_ctx = p.n_ctx,
+            .n_seq_max = p.slots > 0 ? p.slots : HR_DEFAULT_SLOTS,
             .n_batch = p.n_batch,
             .n_threads = online_cpus(),
             .n_gpu_layers = p.n_gpu_layers,
@@ -218,6 +222,7 @@ HR_API int hr_preflight(hr_context *ctx, const char *path, const hr_preflight_pa
     hr_preflight_decide(input, decision);
     fill_result(&estimate, input, decision, out);
     out->file_cached_bytes = file_cached;
+    out->slots = estimate_params.load.n_seq_max;
     hr_log(HR_LOG_INFO, "preflight %s: %s by %s, %s (%.1f MiB of the file in the page cache)", path,
            hr_verdict_name(out->verdict), out->method, out->reason, (double)file_cached / 1048576.0);
     free(input);
@@ -237,6 +242,7 @@ HR_API char *hr_preflight_json(const hr_preflight_result *r)
     cJSON_AddStringToObject(o, "binding_scope", r->binding_scope);
     cJSON_AddStringToObject(o, "method", r->method);
     cJSON_AddNumberToObject(o, "n_ctx", r->n_ctx);
+    cJSON_AddNumberToObject(o, "slots", r->slots);
     cJSON_AddNumberToObject(o, "max_ctx_that_fits", r->max_ctx_that_fits);
     cJSON_AddNumberToObject(o, "n_ctx_train", r->n_ctx_train);
     cJSON_AddNumberToObject(o, "n_layer", r->n_layer);

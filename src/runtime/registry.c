@@ -472,10 +472,19 @@ HR_API int hr_registry_list(hr_context *ctx, hr_registry_entry **entries, size_t
         out->expires_at = e->expires_at > 0 ? wall + (e->expires_at - now) : 0;
         out->weight_bytes = e->model ? e->weight_bytes : 0;
         out->n_ctx = e->model ? e->n_ctx : 0;
-        snprintf(out->served_by, sizeof out->served_by, "%s", !e->model ? "" : e->remote ? "fallback" : "local");
-        /* the load's, and the embedding context's once one was made: the model is read only
-         * while ready or busy, since an unloading one is freed outside this lock */
+        out->slots = e->model ? e->slots : 0;
+        out->max_queued = e->params.max_queued;
+        /* the model itself is read only while ready or busy: an unloading one is freed outside
+         * this lock */
         bool usable = e->model && (e->state == HR_MODEL_READY || e->state == HR_MODEL_BUSY);
+        if (usable) {   /* the registry lock, then the model's queue lock: the lock order */
+            pthread_mutex_lock(&e->model->queue_lock);
+            hr_model_count_sessions(e->model, &out->running_sessions, &out->queued_sessions);
+            pthread_mutex_unlock(&e->model->queue_lock);
+        }
+        snprintf(out->slots_reason, sizeof out->slots_reason, "%s", e->model ? e->slots_reason : "");
+        snprintf(out->served_by, sizeof out->served_by, "%s", !e->model ? "" : e->remote ? "fallback" : "local");
+        /* the load's, and the embedding context's once one was made */
         out->rss_bytes = e->model ? e->rss_added + (usable ? atomic_load(&e->model->embed_bytes) : 0) : 0;
         out->loads = e->loads;
         snprintf(out->last_unload_reason, sizeof out->last_unload_reason, "%s", e->last_unload_reason);
@@ -515,6 +524,11 @@ HR_API char *hr_registry_json(hr_context *ctx)
         cJSON_AddNumberToObject(o, "expires_at", e->expires_at);
         cJSON_AddNumberToObject(o, "weight_bytes", (double)e->weight_bytes);
         cJSON_AddNumberToObject(o, "n_ctx", e->n_ctx);
+        cJSON_AddNumberToObject(o, "slots", e->slots);
+        cJSON_AddStringToObject(o, "slots_reason", e->slots_reason);
+        cJSON_AddNumberToObject(o, "running", e->running_sessions);
+        cJSON_AddNumberToObject(o, "queued", e->queued_sessions);
+        cJSON_AddNumberToObject(o, "max_queued", e->max_queued);
         cJSON_AddStringToObject(o, "served_by", e->served_by);
         cJSON_AddNumberToObject(o, "rss_bytes", (double)e->rss_bytes);
         cJSON_AddNumberToObject(o, "loads", e->loads);

@@ -39,6 +39,8 @@ struct model_entry {
     double loaded_at_wall;
     uint64_t weight_bytes;
     int32_t n_ctx;
+    int32_t slots;              /* the slots its last load got (fewer than asked when memory is short) */
+    char slots_reason[320];     /* why it got fewer than asked, or "" */
     uint64_t rss_added;
     int32_t loads;
     uint64_t loads_started;     /* load attempts begun ... */

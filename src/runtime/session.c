@@ -1,10 +1,13 @@
 /*
- * session.c: sessions and the model's worker thread. The worker takes sessions in order, runs
- * the generation loop, and pushes pieces into each session's bounded ring; when the ring is full
- * it waits, so a slow reader pauses decoding and nothing grows. Cancelling stops the decode
- * within one step (the model's atomic flag, seen by the engine's abort callback).
+ * session.c: sessions (the caller's side) and the model's hr-worker thread. An engine that
+ * decodes batches gets the batched worker (batch.c: several sessions per step); any other (the
+ * remote engine) gets the sequential worker here: it takes sessions in order, runs the
+ * generation loop, and pushes pieces into each session's bounded ring; when the ring is full it
+ * waits, so a slow reader pauses decoding and nothing grows. Cancelling stops the decode within
+ * one step (the session's flag and the model's epoch, seen by the engine's abort callback).
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,48 +18,12 @@
 #include "platform/platform.h"
 #include "runtime/model.h"
 #include "runtime/registry.h"
+#include "runtime/session.h"
 
 enum { MAX_QUEUE_CAPACITY = 1 << 16 };
 
-struct piece {
-    char *text;
-    size_t length;
-    size_t offset;   /* bytes already read, when a reader's buffer was smaller */
-    size_t records;  /* logprob records made before this piece was pushed */
-};
-
-struct hr_session {
-    hr_model *model;            /* immutable; alive while `running` or queued (the worker holds it) */
-    char *prompt;
-    hr_generate_params params;  /* its stop sequences point into `stops` */
-    char *stops;                /* one block: the pointer array, then the strings */
-    hr_logit_bias *logit_bias;  /* the copy params.logit_bias points at */
-    char *extras;               /* one block: the messages (and grammar) params point at */
-    char client[64];
-    struct hr_session *next;    /* the model's queue link, guarded by model->queue_lock */
-
-    pthread_mutex_t lock;       /* guards everything below */
-    pthread_cond_t readable;    /* a piece arrived or the session ended */
-    pthread_cond_t writable;    /* the reader took a piece, or the session was cancelled */
-    struct piece *ring;
-    int capacity, head, count;
-    bool running;               /* the worker is generating it */
-    bool finished;              /* the worker is done with it */
-    bool cancelled;
-    int result;                 /* the generation's return code, once finished */
-    char error[512];            /* its sentence */
-    hr_generation_stats stats;
-    int pieces_pushed;          /* while running: pieces handed to the queue so far */
-    double reader_timeout;      /* seconds a full queue may wait while other sessions queue */
-    bool timed_out;             /* it gave way: its reader took nothing for reader_timeout */
-    int references;             /* the caller's and the worker's */
-    int32_t priority;           /* immutable: the lifecycle cancels the lowest first */
-    char stopped_because[200];  /* set when the lifecycle cancels it: the sentence its reader gets */
-    bool logprobs;              /* immutable: started with generate.logprobs */
-    hr_token_logprobs *records; /* one per generated token, appended by the worker */
-    size_t record_count, record_capacity;
-    size_t records_ready;       /* those of the tokens whose text the reader has read */
-};
+/* Recent generations of a model averaged for the Retry-After estimate. */
+enum { RETRY_HISTORY = 8 };
 
 HR_API hr_session_params hr_session_default_params(void)
 {
@@ -68,19 +35,20 @@ HR_API hr_session_params hr_session_default_params(void)
     return params;
 }
 
-static void release(hr_session *s)
+void hr_session_release(hr_session *s)
 {
     pthread_mutex_lock(&s->lock);
     bool last = --s->references == 0;
     pthread_mutex_unlock(&s->lock);
     if (!last) return;
-    for (int i = 0; i < s->count; i++) free(s->ring[(s->head + i) % s->capacity].text);
+    for (int i = 0; i < s->count; i++) free(s->ring[(s->head + i) % (s->capacity + SESSION_RING_SPARE)].text);
     free(s->ring);
     free(s->prompt);
     free(s->stops);
     free(s->logit_bias);
     free(s->extras);
     free(s->records);
+    free(s->run.tokens);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->readable);
     pthread_cond_destroy(&s->writable);
@@ -91,7 +59,7 @@ static void release(hr_session *s)
 /* ---- the worker ----------------------------------------------------------------------------- */
 
 /* The logprob callback of a session's generation: keeps the record for hr_session_logprobs. */
-static void keep_logprobs(const hr_token_logprobs *record, void *user_data)
+void hr_session_keep_logprobs(const hr_token_logprobs *record, void *user_data)
 {
     hr_session *s = user_data;
     pthread_mutex_lock(&s->lock);
@@ -120,7 +88,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
     while (s->count == s->capacity && !s->cancelled && !s->stopped_because[0]) {
         /* hr_model_free raises the model's cancel flag and joins this thread, so the wait wakes
          * every 0.25 s to look at it: a reader that stopped reading must not hold up an unload. */
-        if (atomic_load(&s->model->cancel_requested)) break;
+        if (hr_model_step_cancelled(s->model)) break;
         hr_cond_wait_until(&s->writable, &s->lock, hr_now_seconds() + 0.25);
         if (s->count < s->capacity || s->cancelled || s->stopped_because[0]) break;
         /* A reader that takes nothing holds the model; after reader_timeout it gives way, but
@@ -144,7 +112,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
         free(copy);
         return 1;
     }
-    s->ring[(s->head + s->count) % s->capacity] = (struct piece){ copy, length, 0, s->record_count };
+    s->ring[(s->head + s->count) % (s->capacity + SESSION_RING_SPARE)] = (struct piece){ copy, length, 0, s->record_count };
     s->count++;
     s->pieces_pushed++;
     pthread_cond_signal(&s->readable);
@@ -152,7 +120,7 @@ static int push_piece(const char *text, size_t length, void *user_data)
     return 0;
 }
 
-static void finish(hr_session *s, int result, const char *sentence)
+void hr_session_finish(hr_session *s, int result, const char *sentence)
 {
     pthread_mutex_lock(&s->lock);
     s->running = false;
@@ -172,29 +140,35 @@ static void run_session(hr_model *model, hr_session *s)
     if (!cancelled && !because[0]) s->running = true;
     pthread_mutex_unlock(&s->lock);
     if (cancelled || because[0]) {
-        finish(s, HR_ECANCELLED, because[0] ? because : "the generation was cancelled before it started");
+        hr_session_finish(s, HR_ECANCELLED, because[0] ? because : "the generation was cancelled before it started");
         return;
     }
     hr_generation_stats stats;
+    atomic_store(&model->step_cancel, &s->cancel);
     int rc = hr_generate_for(model, s->prompt, &s->params, push_piece, s, &stats, s->client);
+    atomic_store(&model->step_cancel, NULL);
     pthread_mutex_lock(&s->lock);
     s->stats = stats;
     bool timed_out = s->timed_out;
     snprintf(because, sizeof because, "%s", s->stopped_because);
     pthread_mutex_unlock(&s->lock);
     if (because[0] && rc != HR_OK)
-        finish(s, HR_ECANCELLED, because);
+        hr_session_finish(s, HR_ECANCELLED, because);
     else if (timed_out)
-        finish(s, HR_EBUSY, "the reader took nothing for the reader timeout while other requests waited; "
+        hr_session_finish(s, HR_EBUSY, "the reader took nothing for the reader timeout while other requests waited; "
                              "the generation was stopped to let them run");
     else
-        finish(s, rc, rc == HR_OK ? "" : hr_last_error());
+        hr_session_finish(s, rc, rc == HR_OK ? "" : hr_last_error());
 }
 
 static void *worker_main(void *arg)
 {
     hr_model *model = arg;
     hr_thread_set_name("hr-worker");
+    if (model->engine->decode_batch && model->engine->sample_at) {
+        hr_batch_worker_run(model);
+        return NULL;
+    }
     pthread_mutex_lock(&model->queue_lock);
     for (;;) {
         while (!model->queue_head && !model->stopping) pthread_cond_wait(&model->queue_changed, &model->queue_lock);
@@ -205,13 +179,13 @@ static void *worker_main(void *arg)
         bool stopping = model->stopping;
         model->current = s;
         pthread_mutex_unlock(&model->queue_lock);
-        if (stopping) finish(s, HR_ECANCELLED, "the model was unloaded before the generation started");
+        if (stopping) hr_session_finish(s, HR_ECANCELLED, "the model was unloaded before the generation started");
         else run_session(model, s);
         pthread_mutex_lock(&model->queue_lock);
         model->current = NULL;
         bool idle = !model->queue_head;
         pthread_mutex_unlock(&model->queue_lock);
-        release(s);
+        hr_session_release(s);
         /* the lifecycle may have planned while this session ran: its keep-alive starts now */
         if (idle) hr_registry_work_ended(model->ctx);
         pthread_mutex_lock(&model->queue_lock);
@@ -228,8 +202,75 @@ void hr_model_stop_worker(hr_model *model)
     pthread_cond_broadcast(&model->queue_changed);
     pthread_mutex_unlock(&model->queue_lock);
     if (!started) return;
-    atomic_store(&model->cancel_requested, true);   /* the running one stops within a step */
+    atomic_fetch_add(&model->cancel_epoch, 1);   /* the running step stops inside the engine */
+    hr_model_wake(model);
     pthread_join(model->worker, NULL);
+}
+
+void hr_model_wake(hr_model *model)
+{
+    pthread_mutex_lock(&model->wake_lock);
+    model->wake_pending = true;
+    pthread_cond_broadcast(&model->wake);
+    pthread_mutex_unlock(&model->wake_lock);
+}
+
+void hr_model_count_sessions(hr_model *model, int32_t *running, int32_t *queued)
+{
+    *running = model->running + (model->current ? 1 : 0);
+    *queued = 0;
+    for (hr_session *s = model->queue_head; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);   /* queue_lock, then a session's lock */
+        bool cancelled = s->cancelled || s->stopped_because[0];
+        pthread_mutex_unlock(&s->lock);
+        if (!cancelled) (*queued)++;
+    }
+}
+
+/* Seconds until a place on the model is expected to free: when the oldest running session ends,
+ * judged by the mean duration of the model's last RETRY_HISTORY completed generations. */
+static double retry_after(hr_model *model, double oldest_running_seconds)
+{
+    hr_context *ctx = model->ctx;
+    double sum = 0;
+    int n = 0;
+    pthread_mutex_lock(&ctx->metrics_lock);
+    int capacity = ctx->params.metrics_capacity;
+    for (int i = ctx->metrics_count - 1; i >= 0 && n < RETRY_HISTORY; i--) {
+        const hr_generation_record *r = &ctx->metrics[(ctx->metrics_head + i) % capacity];
+        if (r->result != HR_OK || strcmp(r->model, model->name) != 0) continue;
+        sum += r->total_seconds;
+        n++;
+    }
+    pthread_mutex_unlock(&ctx->metrics_lock);
+    double estimate = n > 0 ? sum / n - oldest_running_seconds : 1;
+    return estimate > 1 ? estimate : 1;
+}
+
+/* How long the oldest running session has run; the caller holds queue_lock. */
+static double oldest_running_seconds(hr_model *model)
+{
+    double started = 0;
+    for (int32_t i = 0; i < model->n_slots; i++) {
+        hr_session *s = model->slots[i].session;
+        if (s && (started == 0 || s->run.started < started)) started = s->run.started;
+    }
+    return started > 0 ? hr_now_seconds() - started : 0;
+}
+
+HR_API int hr_model_admission(hr_model *model, hr_admission *out)
+{
+    hr_clear_error();
+    if (!model || !out) return hr_fail(HR_EINVAL, "hr_model_admission: model and out are required");
+    memset(out, 0, sizeof *out);
+    out->slots = model->n_slots;
+    out->max_queued = model->max_queued;
+    pthread_mutex_lock(&model->queue_lock);
+    hr_model_count_sessions(model, &out->running, &out->queued);
+    double oldest = oldest_running_seconds(model);
+    pthread_mutex_unlock(&model->queue_lock);
+    out->retry_after = retry_after(model, oldest);
+    return HR_OK;
 }
 
 bool hr_model_work(hr_model *model, int32_t *lowest_priority)
@@ -241,6 +282,12 @@ bool hr_model_work(hr_model *model, int32_t *lowest_priority)
         working = true;
         lowest = model->current->priority;
     }
+    for (int32_t i = 0; i < model->n_slots; i++) {   /* the batched worker's */
+        hr_session *s = model->slots[i].session;
+        if (!s) continue;
+        working = true;
+        if (s->priority < lowest) lowest = s->priority;
+    }
     for (hr_session *s = model->queue_head; s; s = s->next) {
         working = true;
         if (s->priority < lowest) lowest = s->priority;
@@ -250,18 +297,72 @@ bool hr_model_work(hr_model *model, int32_t *lowest_priority)
     return working;
 }
 
+static void stop_session(hr_session *s, const char *reason)
+{
+    pthread_mutex_lock(&s->lock);
+    if (!s->stopped_because[0]) snprintf(s->stopped_because, sizeof s->stopped_because, "%s", reason);
+    atomic_store(&s->cancel, true);
+    pthread_cond_broadcast(&s->writable);   /* a worker waiting for room stops waiting */
+    pthread_mutex_unlock(&s->lock);
+}
+
 void hr_model_cancel_work(hr_model *model, const char *reason)
 {
     pthread_mutex_lock(&model->queue_lock);
-    hr_session *running = model->current;
-    for (hr_session *s = running ? running : model->queue_head; s; s = s == running ? model->queue_head : s->next) {
-        pthread_mutex_lock(&s->lock);
-        snprintf(s->stopped_because, sizeof s->stopped_because, "%s", reason);
-        pthread_cond_broadcast(&s->writable);   /* a worker waiting for room stops waiting */
-        pthread_mutex_unlock(&s->lock);
-    }
+    if (model->current) stop_session(model->current, reason);
+    for (int32_t i = 0; i < model->n_slots; i++)
+        if (model->slots[i].session) stop_session(model->slots[i].session, reason);
+    for (hr_session *s = model->queue_head; s; s = s->next) stop_session(s, reason);
     pthread_mutex_unlock(&model->queue_lock);
-    atomic_store(&model->cancel_requested, true);   /* the running step stops inside the engine */
+    atomic_fetch_add(&model->cancel_epoch, 1);   /* the running step stops inside the engine */
+    hr_model_wake(model);
+}
+
+int hr_session_push_nowait(hr_session *s, const char *text, size_t length)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->cancelled || atomic_load(&s->cancel)) {
+        pthread_mutex_unlock(&s->lock);
+        return 1;
+    }
+    int size = s->capacity + SESSION_RING_SPARE;
+    if (s->count == size) {
+        /* never expected (the worker leaves a full session out of its steps): the text joins
+         * the newest piece rather than be lost */
+        struct piece *last = &s->ring[(s->head + s->count - 1) % size];
+        char *joined = realloc(last->text, last->length + length + 1);
+        if (!joined) {
+            pthread_mutex_unlock(&s->lock);
+            return 1;
+        }
+        memcpy(joined + last->length, text, length);
+        last->length += length;
+        joined[last->length] = '\0';
+        last->text = joined;
+        last->records = s->record_count;
+    } else {
+        char *copy = malloc(length + 1);
+        if (!copy) {
+            pthread_mutex_unlock(&s->lock);
+            return 1;
+        }
+        memcpy(copy, text, length);
+        copy[length] = '\0';
+        s->ring[(s->head + s->count) % size] = (struct piece){ copy, length, 0, s->record_count };
+        s->count++;
+    }
+    s->pieces_pushed++;
+    pthread_cond_signal(&s->readable);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+bool hr_session_has_room(hr_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool room = s->count < s->capacity;
+    pthread_mutex_unlock(&s->lock);
+    return room;
 }
 
 /* ---- the caller's side ---------------------------------------------------------------------- */
@@ -339,14 +440,14 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     if (p.generate.max_tokens <= 0 || p.generate.max_tokens > (1 << 20))
         return hr_fail(HR_EINVAL, "max_tokens %d is out of range: use 1 to %d", p.generate.max_tokens, 1 << 20);
 
-    int checked = hr_generate_check_stops(&p.generate);
+    int checked = hr_generate_check_params(&p.generate);
     if (checked != HR_OK) return checked;
 
     hr_session *s = calloc(1, sizeof *s);
     if (!s) return hr_fail(HR_ENOMEM, "out of memory starting a session");
     s->prompt = strdup(prompt ? prompt : "");
     bool extras_copied = copy_extras(&p.generate, &s->extras);
-    s->ring = calloc((size_t)p.queue_capacity, sizeof *s->ring);
+    s->ring = calloc((size_t)p.queue_capacity + SESSION_RING_SPARE, sizeof *s->ring);
     if (s->prompt && p.generate.stop_count > 0) copy_stops(&p.generate, &s->stops);
     if (s->prompt && p.generate.logit_bias_count > 0) {
         size_t bytes = sizeof *s->logit_bias * p.generate.logit_bias_count;
@@ -366,7 +467,7 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     }
     s->model = model;
     s->logprobs = p.generate.logprobs;
-    p.generate.logprob_fn = s->logprobs ? keep_logprobs : NULL;
+    p.generate.logprob_fn = s->logprobs ? hr_session_keep_logprobs : NULL;
     p.generate.logprob_user_data = s;
     s->params = p.generate;
     s->capacity = p.queue_capacity;
@@ -374,6 +475,8 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     s->priority = p.priority;
     snprintf(s->client, sizeof s->client, "%s", p.client ? p.client : "");
     s->references = 2;   /* the caller's and the worker's */
+    atomic_init(&s->cancel, false);
+    s->batched = model->engine->decode_batch && model->engine->sample_at;
     pthread_mutex_init(&s->lock, NULL);
     hr_cond_init_monotonic(&s->readable);
     hr_cond_init_monotonic(&s->writable);
@@ -382,24 +485,39 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     if (model->stopping) {
         pthread_mutex_unlock(&model->queue_lock);
         s->references = 1;
-        release(s);
+        hr_session_release(s);
         return hr_fail(HR_EBUSY, "the model is being unloaded");
+    }
+    int32_t running, queued;
+    hr_model_count_sessions(model, &running, &queued);
+    if (model->max_queued >= 0 && running + queued >= model->n_slots + model->max_queued) {
+        double oldest = oldest_running_seconds(model);
+        pthread_mutex_unlock(&model->queue_lock);
+        s->references = 1;
+        hr_session_release(s);
+        double after = ceil(retry_after(model, oldest));
+        hr_set_retry_after(after);
+        return hr_fail(HR_EFULL, "model '%s' is at its limit: %d generation%s running and %d waiting, at most %d "
+                       "may wait; retry in about %.0f s", model->name, running, running == 1 ? "" : "s", queued,
+                       model->max_queued, after);
     }
     if (!model->worker_started) {
         int rc = pthread_create(&model->worker, NULL, worker_main, model);
         if (rc != 0) {
             pthread_mutex_unlock(&model->queue_lock);
             s->references = 1;
-            release(s);
+            hr_session_release(s);
             return hr_fail(HR_EIO, "cannot start the model's worker thread: %s", strerror(rc));
         }
         model->worker_started = true;
     }
+    s->arrival = ++model->arrivals;
     if (model->queue_tail) model->queue_tail->next = s;
     else model->queue_head = s;
     model->queue_tail = s;
     pthread_cond_signal(&model->queue_changed);
     pthread_mutex_unlock(&model->queue_lock);
+    hr_model_wake(model);
     *out = s;
     return HR_OK;
 }
@@ -439,9 +557,11 @@ HR_API int hr_session_read(hr_session *s, char *buffer, size_t capacity, size_t 
         if (p->records > s->records_ready) s->records_ready = p->records;
         if (p->offset == p->length) {
             free(p->text);
-            s->head = (s->head + 1) % s->capacity;
+            s->head = (s->head + 1) % (s->capacity + SESSION_RING_SPARE);
             s->count--;
             pthread_cond_signal(&s->writable);
+            /* the model outlives a session its worker has not finished */
+            if (s->batched && !s->finished && s->count == s->capacity - 1) hr_model_wake(s->model);
         }
         rc = HR_OK;
     } else if (s->finished) {
@@ -460,10 +580,11 @@ HR_API void hr_session_cancel(hr_session *s)
     if (!s) return;
     pthread_mutex_lock(&s->lock);
     s->cancelled = true;
-    /* The model outlives a running session (hr_model_free joins the worker, which must take
-     * this lock to finish it), so touching it under the lock is safe. */
-    if (s->running) atomic_store(&s->model->cancel_requested, true);
-    for (int i = 0; i < s->count; i++) free(s->ring[(s->head + i) % s->capacity].text);
+    atomic_store(&s->cancel, true);   /* the worker sees it at its next step, or inside it */
+    /* The model outlives a session its worker has not finished (hr_model_free joins the worker,
+     * which must take this lock to finish it), so touching it under the lock is safe. */
+    if (!s->finished) hr_model_wake(s->model);
+    for (int i = 0; i < s->count; i++) free(s->ring[(s->head + i) % (s->capacity + SESSION_RING_SPARE)].text);
     s->count = 0;
     pthread_cond_broadcast(&s->writable);
     pthread_cond_broadcast(&s->readable);
@@ -506,5 +627,5 @@ HR_API void hr_session_free(hr_session *s)
     bool finished = s->finished;
     pthread_mutex_unlock(&s->lock);
     if (!finished) hr_session_cancel(s);
-    release(s);
+    hr_session_release(s);
 }

@@ -34,7 +34,9 @@ static int save_window(hr_model *model, bool *saved)
     const hr_engine_ops *engine = model->engine;
     if (!engine->state_save || !engine->state_size)
         return hr_fail(HR_ENOTSUP, "the %s engine cannot save its context window", engine->name);
-    if (model->window_count == 0) return HR_OK;
+    struct hr_slot *window = hr_model_snapshot_slot(model);
+    int32_t seq = (int32_t)(window - model->slots);
+    if (window->count == 0) return HR_OK;
     if (!model->identity.known) return hr_fail(HR_ENOTSUP, "no snapshot was saved: %s", model->identity.problem);
 
     char directory[PATH_MAX];
@@ -43,12 +45,12 @@ static int save_window(hr_model *model, bool *saved)
     if (rc != HR_OK) return rc;
 
     /* Nothing new since the last save or restore: that snapshot stands; only its use counts. */
-    if (model->window_saved && utimensat(dirfd, model->snapshot_name, NULL, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (window->saved && utimensat(dirfd, window->snapshot_name, NULL, AT_SYMLINK_NOFOLLOW) == 0) {
         close(dirfd);
         return HR_OK;
     }
 
-    uint64_t needed = engine->state_size(model->engine_model) + sizeof(struct hr_snapshot_trailer);
+    uint64_t needed = engine->state_size(model->engine_model, seq) + sizeof(struct hr_snapshot_trailer);
     if (needed > ctx->cache_budget_bytes) {
         hr_log(HR_LOG_INFO, "no snapshot of %s saved: its %llu bytes exceed the cache's whole budget of %llu",
                model->name, (unsigned long long)needed, (unsigned long long)ctx->cache_budget_bytes);
@@ -89,7 +91,7 @@ static int save_window(hr_model *model, bool *saved)
     hr_snapshot_trailer_init(&t, model, (double)now.tv_sec + (double)now.tv_nsec * 1e-9);
 
     double started = hr_now_seconds();
-    rc = engine->state_save(model->engine_model, temp_path, model->window_tokens, model->window_count);
+    rc = engine->state_save(model->engine_model, seq, temp_path, window->tokens, window->count);
     if (rc == HR_EIO && strstr(hr_last_error(), "is full")) rc = hr_snapshot_disk_full(directory, needed);
     if (rc == HR_OK) rc = hr_snapshot_finish(dirfd, temp, directory, &t);
     if (rc == HR_OK && renameat(dirfd, temp, dirfd, name) != 0)
@@ -101,10 +103,10 @@ static int save_window(hr_model *model, bool *saved)
     }
     fsync(dirfd);   /* the rename itself, durable; a failure here costs only the snapshot */
     hr_log(HR_LOG_INFO, "saved a snapshot of %s: %d tokens, %llu bytes in %.3f s, %s/%s", model->name,
-           model->window_count, (unsigned long long)(t.state_bytes + sizeof t), hr_now_seconds() - started,
+           window->count, (unsigned long long)(t.state_bytes + sizeof t), hr_now_seconds() - started,
            directory, name);
-    model->window_saved = true;
-    snprintf(model->snapshot_name, sizeof model->snapshot_name, "%s", name);
+    window->saved = true;
+    snprintf(window->snapshot_name, sizeof window->snapshot_name, "%s", name);
     *saved = true;
     hr_cache_evict(ctx, dirfd, directory, name);
     close(dirfd);
@@ -174,18 +176,27 @@ static int restore_window(hr_model *model)
         hr_cache_join_path(path, sizeof path, directory, newest->name);
         double started = hr_now_seconds();
         int32_t tokens = 0;
-        model->window_count = 0;
-        model->window_saved = false;
-        rc = engine->state_load(model->engine_model, path, model->window_tokens, model->window_capacity, &tokens);
+        /* into the slot left longest ago, which becomes the newest */
+        struct hr_slot *window = &model->slots[0];
+        for (int32_t i = 1; i < model->n_slots; i++)
+            if (model->slots[i].last_used < window->last_used) window = &model->slots[i];
+        int32_t seq = (int32_t)(window - model->slots);
+        window->count = 0;
+        window->saved = false;
+        window->last_used = ++model->slot_clock;
+        rc = engine->state_load(model->engine_model, seq, path, window->tokens, model->window_capacity, &tokens);
         if (rc == HR_OK && tokens != newest->trailer.tokens) {
-            engine->reset(model->engine_model);
+            if (!(engine->truncate && engine->truncate(model->engine_model, seq, 0) == HR_OK)) {
+                engine->reset(model->engine_model);
+                for (int32_t i = 0; i < model->n_slots; i++) model->slots[i].count = 0;
+            }
             rc = hr_fail(HR_EFORMAT, "snapshot %s holds %d tokens but its trailer says %d; it was not restored",
                          path, tokens, newest->trailer.tokens);
         }
         if (rc == HR_OK) {
-            model->window_count = tokens;
-            model->window_saved = true;
-            snprintf(model->snapshot_name, sizeof model->snapshot_name, "%s", newest->name);
+            window->count = tokens;
+            window->saved = true;
+            snprintf(window->snapshot_name, sizeof window->snapshot_name, "%s", newest->name);
             utimensat(dirfd, newest->name, NULL, AT_SYMLINK_NOFOLLOW);   /* its last use, for eviction */
             hr_log(HR_LOG_INFO, "restored a snapshot of %s: %d tokens in %.3f s from %s", model->name, tokens,
                    hr_now_seconds() - started, path);

@@ -109,7 +109,7 @@ void hr_snapshot_trailer_init(struct hr_snapshot_trailer *t, const hr_model *mod
     t->model_mtime_ns = model->identity.mtime_ns;
     t->created_at = created_at;
     t->n_ctx = model->identity.n_ctx;
-    t->tokens = model->window_count;
+    t->tokens = hr_model_snapshot_slot((hr_model *)model)->count;
     snprintf(t->engine, sizeof t->engine, "%s", model->identity.engine);
     snprintf(t->cache_types, sizeof t->cache_types, "%s", model->identity.cache_types);
     snprintf(t->model_name, sizeof t->model_name, "%s", model->name);

@@ -165,7 +165,7 @@ static void restored_conversation_continues_the_same(void **state)
     model = load(ctx, 512);
     rc = hr_model_snapshot_restore(model);
     if (rc != HR_OK) fail_msg("restore: %s", hr_last_error());
-    assert_int_equal(model->window_count, first_window);
+    assert_int_equal(model->slots[0].count, first_window);
     /* What can be reused: the snapshot's tokens that the new prompt's tokens begin with. A
      * tokenizer may read the answer's text back as other tokens near its end (the demo model's
      * does, by two tokens; the tiny model's reads it back whole). */
@@ -174,7 +174,7 @@ static void restored_conversation_continues_the_same(void **state)
                                                    follow_tokens, 4096);
     assert_true(follow_count > first_window);
     int32_t common = 0;
-    while (common < first_window && model->window_tokens[common] == follow_tokens[common]) common++;
+    while (common < first_window && model->slots[0].tokens[common] == follow_tokens[common]) common++;
     assert_true(common > first_window - 12);   /* at least the whole first prompt */
     generate(model, follow, 16, &b_restored, &restored_stats);
     assert_string_equal(b_restored.data, b_uninterrupted.data);
@@ -583,7 +583,7 @@ static void full_disk_leaves_nothing(void **state)
 
     /* the engine's own write running out of room (no headroom check before it) */
     snprintf(path, sizeof path, "%s/direct.state", kv);
-    int rc = model->engine->state_save(model->engine_model, path, model->window_tokens, model->window_count);
+    int rc = model->engine->state_save(model->engine_model, 0, path, model->slots[0].tokens, model->slots[0].count);
     assert_int_equal(rc, HR_EIO);
     assert_non_null(strstr(hr_last_error(), "is full"));
     assert_int_equal(access(path, F_OK), -1);

@@ -135,7 +135,7 @@ static uint64_t measured_bytes(const char *path, int n_ctx, uint64_t *first)
 static uint64_t formula_total(const char *path, int n_ctx)
 {
     hr_engine_estimate_params params = {
-        .load = { .n_ctx = n_ctx, .n_threads = 1, .n_gpu_layers = -1, .load_mode = HR_LOAD_AUTO },
+        .load = { .n_ctx = n_ctx, .n_seq_max = HR_DEFAULT_SLOTS, .n_threads = 1, .n_gpu_layers = -1, .load_mode = HR_LOAD_AUTO },
         .formula_only = true,
     };
     hr_engine_estimate estimate;

@@ -39,6 +39,24 @@ static int setup(void **state)
     return 0;
 }
 
+/* One slot: sessions take the model in turn, as an engine that cannot batch runs them. */
+static int setup_one_slot(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    hr_context_params params = hr_context_default_params();
+    params.monitor = false;
+    params.metrics_capacity = 8;
+    if (hr_context_create(&params, &f->ctx) != HR_OK) return -1;
+    hr_model_params model_params = hr_model_default_params();
+    model_params.slots = 1;
+    if (hr_model_load(f->ctx, tiny_model, &model_params, &f->model) != HR_OK) {
+        fprintf(stderr, "load: %s\n", hr_last_error());
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -206,7 +224,11 @@ static void unloading_ends_sessions_in_flight(void **state)
     while ((rc = hr_session_read(running, buffer, sizeof buffer, &length, 1.0)) == HR_OK) {
     }
     assert_int_equal(rc, HR_ECANCELLED);
-    assert_int_equal(hr_session_read(queued, buffer, sizeof buffer, &length, 1.0), HR_ECANCELLED);
+    assert_non_null(strstr(hr_last_error(), "unloaded"));
+    /* with slots to spare the second runs too: its pieces, then the same end */
+    while ((rc = hr_session_read(queued, buffer, sizeof buffer, &length, 1.0)) == HR_OK) {
+    }
+    assert_int_equal(rc, HR_ECANCELLED);
     assert_non_null(strstr(hr_last_error(), "unloaded"));
     hr_session_free(running);
     hr_session_free(queued);
@@ -274,6 +296,30 @@ static void a_stuck_reader_gives_way_to_waiting_sessions(void **state)
     hr_session_free(waiting);
 }
 
+/* With slots free, a waiting session takes one: a reader that takes nothing is not stopped,
+ * however long it waits, because nobody waits for its slot. */
+static void a_stuck_reader_keeps_its_slot_while_others_are_free(void **state)
+{
+    struct fixture *f = *state;
+    hr_session_params stuck_params = hr_session_default_params(), other = hr_session_default_params();
+    stuck_params.generate.max_tokens = 400;
+    stuck_params.queue_capacity = 2;
+    stuck_params.reader_timeout = 0.2;
+    other.generate.max_tokens = 4;
+    hr_session *stuck = NULL, *waiting = NULL;
+    assert_int_equal(hr_session_start(f->model, "Stuck", &stuck_params, &stuck), HR_OK);
+    assert_int_equal(hr_session_start(f->model, "Waiting", &other, &waiting), HR_OK);
+    char text[4096];
+    assert_int_equal(read_all(waiting, text, sizeof text, NULL), HR_EOF);
+    usleep(500000);
+    char buffer[64];
+    size_t length;
+    assert_int_equal(hr_session_read(stuck, buffer, sizeof buffer, &length, 1.0), HR_OK);   /* still there */
+    hr_session_cancel(stuck);
+    hr_session_free(stuck);
+    hr_session_free(waiting);
+}
+
 static void bad_session_parameters(void **state)
 {
     struct fixture *f = *state;
@@ -327,10 +373,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(a_reader_that_stops_reading_stops_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_stops_a_running_session, setup, teardown),
         cmocka_unit_test_setup_teardown(freeing_an_unread_session_cancels_it, setup, teardown),
-        cmocka_unit_test_setup_teardown(queued_sessions_run_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(queued_sessions_run_in_order, setup_one_slot, teardown),
         cmocka_unit_test_setup_teardown(unloading_ends_sessions_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(unloading_does_not_wait_for_a_reader_that_stopped_reading, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_stuck_reader_gives_way_to_waiting_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_stuck_reader_gives_way_to_waiting_sessions, setup_one_slot, teardown),
+        cmocka_unit_test_setup_teardown(a_stuck_reader_keeps_its_slot_while_others_are_free, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_session_parameters, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_json_lists_the_ring, setup, teardown),
     };

@@ -33,7 +33,7 @@ def test_a_stream_yields_the_pieces_and_the_stats(hr, tiny_model):
         assert stream.stats.prompt_tokens > 0
         # greedy: the same text again, through complete()
         assert model.complete("Once upon a time", max_tokens=12, **GREEDY) == stream.text
-        assert model.info().n_ctx == 256
+        assert model.info().n_ctx == 256 and model.info().slots >= 1
     record = hr.metrics()[-1]
     assert record.generated_tokens == 12 and not record.cancelled and record.result == "HR_OK"
 

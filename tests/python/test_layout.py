@@ -178,6 +178,9 @@ def test_the_library_reads_what_ctypes_wrote(tiny_model):
         entry = hr.models.get("tiny")
         assert (e.name.decode(), e.n_ctx, e.loads, e.served_by.decode()) == (entry.name, entry.n_ctx, entry.loads, entry.served_by)
         assert e.weight_bytes == entry.weight_bytes and e.last_unload_reason.decode() == entry.last_unload_reason
+        # the batching fields: ctypes reads what the JSON says (the slots of a loaded model)
+        assert e.slots == entry.slots >= 1 and e.max_queued == entry.max_queued
+        assert e.slots_reason.decode() == entry.slots_reason
         lib().hr_free(entries)
         lib().hr_metrics_records.restype = ctypes.c_int
         lib().hr_metrics_records.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]

@@ -121,17 +121,19 @@ static int fake_decode(hr_engine_model *model, const hr_token *tokens, int32_t c
     model->tokens_decoded += count;
     return HR_OK;
 }
-static int fake_truncate(hr_engine_model *model, int32_t count)
+static int fake_truncate(hr_engine_model *model, int32_t seq, int32_t count)
 {
+    (void)seq;
     truncate_calls++;
     if (fail_truncate) return hr_fail(HR_ENOTSUP, "the fake engine cannot cut its window");
     if (count < 0 || count > model->n_past) return hr_fail(HR_EINVAL, "truncate %d of %d", count, model->n_past);
     model->n_past = count;
     return HR_OK;
 }
-static uint64_t fake_state_size(hr_engine_model *model) { return 16 + sizeof(hr_token) * (uint64_t)model->n_past; }
-static int fake_state_save(hr_engine_model *model, const char *path, const hr_token *tokens, int32_t count)
+static uint64_t fake_state_size(hr_engine_model *model, int32_t seq) { (void)seq; return 16 + sizeof(hr_token) * (uint64_t)model->n_past; }
+static int fake_state_save(hr_engine_model *model, int32_t seq, const char *path, const hr_token *tokens, int32_t count)
 {
+    (void)seq;
     FILE *f = fopen(path, "wb");
     if (!f) return hr_fail(HR_EIO, "cannot open %s", path);
     fwrite("FAKESTAT", 1, 8, f);
@@ -146,8 +148,10 @@ static int fake_state_save(hr_engine_model *model, const char *path, const hr_to
     fclose(f);
     return HR_OK;
 }
-static int fake_state_load(hr_engine_model *model, const char *path, hr_token *tokens, int32_t capacity, int32_t *count)
+static int fake_state_load(hr_engine_model *model, int32_t seq, const char *path, hr_token *tokens, int32_t capacity,
+                           int32_t *count)
 {
+    (void)seq;
     model->n_past = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return hr_fail(HR_ENOENT, "no %s", path);
@@ -537,8 +541,8 @@ static void bad_parameters_are_refused(void **state)
 /* The engine's window must hold exactly what the model remembers, after every call. */
 static void assert_window_agrees(hr_model *model)
 {
-    assert_int_equal(model->engine_model->n_past, model->window_count);
-    assert_memory_equal(model->engine_model->window, model->window_tokens, sizeof(hr_token) * (size_t)model->window_count);
+    assert_int_equal(model->engine_model->n_past, model->slots[0].count);
+    assert_memory_equal(model->engine_model->window, model->slots[0].tokens, sizeof(hr_token) * (size_t)model->slots[0].count);
 }
 
 static void follow_up_decodes_only_the_new_tokens(void **state)
@@ -551,7 +555,7 @@ static void follow_up_decodes_only_the_new_tokens(void **state)
     assert_int_equal(hr_generate(f->model, "hello", NULL, collect, &c, &stats), HR_OK);
     assert_int_equal(stats.cached_tokens, 0);
     /* the start token, 5 bytes, and both answer tokens (the end token is never decoded) */
-    assert_int_equal(f->model->window_count, 8);
+    assert_int_equal(f->model->slots[0].count, 8);
     assert_window_agrees(f->model);
 
     /* the next turn repeats the prompt and the answer: only "!" is decoded */
@@ -625,7 +629,7 @@ static void failed_prompt_decode_forgets_what_is_uncertain(void **state)
     fail_decode_at = f->model->engine_model->decodes + 1;
     fail_decode_code = HR_ECANCELLED;
     assert_int_equal(hr_generate(f->model, "abcdefghij", NULL, collect, &c, &stats), HR_ECANCELLED);
-    assert_int_equal(f->model->window_count, 4);   /* start, a, b, c: what was there before */
+    assert_int_equal(f->model->slots[0].count, 4);   /* start, a, b, c: what was there before */
     assert_window_agrees(f->model);
     fail_decode_at = f->model->engine_model->decodes + 1;
     fail_decode_code = HR_EENGINE;
@@ -650,7 +654,7 @@ static void failed_step_keeps_the_answer_so_far(void **state)
     fail_decode_code = HR_EENGINE;
     assert_int_equal(hr_generate(f->model, "hi", NULL, collect, &c, &stats), HR_EENGINE);
     assert_string_equal(c.text, "abc");
-    assert_int_equal(f->model->window_count, 5);   /* start, h, i, a, b */
+    assert_int_equal(f->model->slots[0].count, 5);   /* start, h, i, a, b */
     assert_window_agrees(f->model);
     /* cancelled the same way: the window keeps what was decoded before */
     fail_decode_at = f->model->engine_model->decodes + 3;
@@ -734,7 +738,7 @@ static void snapshot_round_trip(void **state)
 
     assert_int_equal(hr_model_load(f->ctx, f->model_path, NULL, &f->model), HR_OK);
     assert_int_equal(hr_model_snapshot_restore(f->model), HR_OK);
-    assert_int_equal(f->model->window_count, 8);
+    assert_int_equal(f->model->slots[0].count, 8);
     assert_window_agrees(f->model);
     assert_int_equal(hr_model_snapshot_save(f->model, &saved), HR_OK);
     assert_false(saved);   /* just restored: the file on disk is the same */

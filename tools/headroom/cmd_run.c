@@ -457,6 +457,7 @@ int cmd_run(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     hr_model_params model_params = hr_model_default_params();
+    model_params.slots = 1;   /* one generation: no KV for slots nobody uses */
     hr_generate_params generate_params = hr_generate_default_params();
     bool quiet = false, verbose = false, stats_json = false;
     long number;

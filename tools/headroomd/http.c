@@ -127,6 +127,13 @@ enum MHD_Result reply_library_error(request *r, int code)
     case HR_ENOENT: status = 404; break;
     case HR_EBUSY: case HR_EAGAIN: status = 503; break;
     case HR_ENOTSUP: status = 501; break;
+    case HR_EFULL: {
+        /* every slot busy and the queue at its limit: come back when a place is expected */
+        char after[32];
+        snprintf(after, sizeof after, "%.0f", hr_last_retry_after() >= 1 ? hr_last_retry_after() : 1);
+        return reply_json_with_header(r, 503, error_body(r, hr_last_error(), "server_overloaded", NULL, "queue_full"),
+                                      MHD_HTTP_HEADER_RETRY_AFTER, after);
+    }
     case HR_ECANCELLED:
         /* Stopped by headroom for want of memory (pressure, the guard: their sentences say
          * "cancelled by headroom") is a memory problem; any other cancel (an unload on request,

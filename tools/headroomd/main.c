@@ -62,6 +62,10 @@ static void usage(FILE *out)
             "  --api-key KEY         require 'Authorization: Bearer KEY' (required off loopback)\n"
             "  --ctx N               context window per model (default: the model's, at most 4096)\n"
             "  --threads N           decode threads (default: one per CPU)\n"
+            "  --parallel N          requests a model generates at once, each with its own --ctx\n"
+            "                        (default 4; fewer when their KV cache does not fit)\n"
+            "  --max-queue N         requests that may wait for a model beyond those it runs; one more\n"
+            "                        gets 503 with Retry-After (default 16; 0: none wait)\n"
             "  --queue N             pieces buffered per stream (default 64)\n"
             "  --reader-timeout D    a client that reads nothing for D while others wait for its model\n"
             "                        loses its turn (default 30s; 0 = never)\n"
@@ -215,6 +219,12 @@ static bool set_option(server_config *c, const char *name, const char *value)
     else if (strcmp(name, "ctx") == 0) {
         if (!parse_long("--ctx", value, 0, 1 << 20, &number)) return false;
         c->ctx_size = (int32_t)number;
+    } else if (strcmp(name, "parallel") == 0) {
+        if (!parse_long("--parallel", value, 1, HR_MAX_SLOTS, &number)) return false;
+        c->parallel = (int32_t)number;
+    } else if (strcmp(name, "max-queue") == 0) {
+        if (!parse_long("--max-queue", value, 0, HR_MAX_QUEUED, &number)) return false;
+        c->max_queue = (int32_t)number;
     } else if (strcmp(name, "threads") == 0) {
         if (!parse_long("--threads", value, 0, 512, &number)) return false;
         c->threads = (int32_t)number;
@@ -299,6 +309,9 @@ static bool read_environment(server_config *c)
         { "HEADROOM_FALLBACK_API_KEY", "fallback-api-key" }, { "HEADROOM_PRESSURE_ACTIONS", "pressure-actions" },
         { "HEADROOM_GUARD", "guard" }, { "HEADROOM_ORIGINS", "cors-origin" },
         { "HEADROOM_ALLOWED_HOSTS", "allowed-host" },
+        /* Ollama's name first, so headroom's own wins where both are set */
+        { "OLLAMA_NUM_PARALLEL", "parallel" }, { "HEADROOM_PARALLEL", "parallel" },
+        { "HEADROOM_MAX_QUEUE", "max-queue" },
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *value = getenv(names[i].variable);
@@ -386,12 +399,14 @@ int main(int argc, char **argv)
     c->max_body_bytes = 1 << 20;
     c->max_connections = 256;
     c->max_tokens_limit = 8192;
+    c->max_queue = HR_DEFAULT_MAX_QUEUED;
 
     static const struct option options[] = {
         { "host", required_argument, NULL, 0 }, { "port", required_argument, NULL, 0 },
         { "model", required_argument, NULL, 0 }, { "models-dir", required_argument, NULL, 0 },
         { "keep-alive", required_argument, NULL, 0 }, { "api-key", required_argument, NULL, 0 },
         { "ctx", required_argument, NULL, 0 }, { "threads", required_argument, NULL, 0 },
+        { "parallel", required_argument, NULL, 0 }, { "max-queue", required_argument, NULL, 0 },
         { "queue", required_argument, NULL, 0 }, { "reader-timeout", required_argument, NULL, 0 },
         { "cors-origin", required_argument, NULL, 0 }, { "allowed-host", required_argument, NULL, 0 },
         { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },

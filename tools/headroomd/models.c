@@ -51,6 +51,8 @@ bool server_register_models(server *srv)
     hr_model_params params = hr_model_default_params();
     params.n_ctx = srv->config.ctx_size;
     params.n_threads = srv->config.threads;
+    params.slots = srv->config.parallel;
+    params.max_queued = srv->config.max_queue;
     for (int i = 0; i < srv->n_models; i++) {
         describe(&srv->models[i]);
         if (hr_registry_add(srv->ctx, srv->models[i].name, srv->models[i].path, &params) != HR_OK) {

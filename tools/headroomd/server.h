@@ -34,6 +34,11 @@ typedef struct server_config {
     double keep_alive;            /* --keep-alive, HEADROOM_KEEP_ALIVE: seconds, < 0 never (default 600) */
     int32_t ctx_size;             /* --ctx: context window per model (0: the model's, at most 4096) */
     int32_t threads;              /* --threads (0: one per CPU) */
+    int32_t parallel;             /* --parallel, HEADROOM_PARALLEL, OLLAMA_NUM_PARALLEL: requests a
+                                     model generates at once, at most (0: the library's, 4);
+                                     fewer when memory is short */
+    int32_t max_queue;            /* --max-queue, HEADROOM_MAX_QUEUE: requests that may wait per model
+                                     beyond those it runs (default 16; then 503 + Retry-After) */
     int32_t queue_capacity;       /* --queue: pieces buffered per stream (default 64) */
     double reader_timeout;        /* --reader-timeout: seconds a stalled reader may hold a model others wait for (30) */
     bool pressure_actions;        /* --pressure-actions on|off: unload and cancel under pressure (on) */
