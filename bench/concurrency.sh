@@ -54,7 +54,7 @@ cat "$model" >/dev/null   # warm the page cache for both
 # headroomd runs SLOTS sequences when it has --parallel (continuous batching); without it, one.
 hd_args=(--model "$model" --port 0 --threads "$threads")
 if "$headroomd" --help 2>&1 | grep -q -- '--parallel'; then
-    hd_args+=(--parallel "$slots" --ctx $((ctx * slots)))
+    hd_args+=(--parallel "$slots" --ctx "$ctx")   # headroomd's --ctx is per slot (Ollama's meaning)
     hd_mode="--parallel $slots"
 else
     hd_args+=(--ctx "$ctx")
