@@ -32,9 +32,6 @@ error=$( (echo $((256 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes") 2>&1) \
 
 start_server b --model "$model" --port 0 --threads 1 --ctx 256
 b_url=$url b_pid=$pid
-# A and C go into a 256 MiB cgroup: in a sanitizer build, a small quarantine of freed memory (256
-# MiB by default) keeps what their load paths freed from filling it
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
 [[ -n $b_url ]]; check "node B listens ($b_url)" $?
 start_server a --model "$model" --port 0 --threads 1 --ctx 256 --fallback-url "$b_url"
 a_url=$url a_pid=$pid

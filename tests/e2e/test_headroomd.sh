@@ -505,10 +505,13 @@ stop_server "$pid" probe || stopped_cleanly=1
 HEADROOM_PORT=$port HEADROOM_MODEL=$model HEADROOM_THREADS=1 start_server env
 [[ ${url##*:} == "$port" ]] && { http GET "$url/v1/models"; expect 'json.data.length === 1 && json.data[0].id === "tiny"'; }
 check "HEADROOM_PORT and HEADROOM_MODEL alone configure the server" $?
-stop_server "$pid" env || stopped_cleanly=1
+env_pid=$pid
 
+# while the env server holds $port, a server told HEADROOM_PORT=$port and --port 0 can only start
+# on another port if the flag wins (a port just freed could come back from --port 0 by chance)
 HEADROOM_PORT=$port start_server flag --model "$model" --port 0
 [[ -n $url && ${url##*:} != "$port" ]]; check "--port overrides HEADROOM_PORT" $?
+stop_server "$env_pid" env || stopped_cleanly=1
 stop_server "$pid" flag || stopped_cleanly=1
 
 cp "$model" "$scratch/other.gguf"
