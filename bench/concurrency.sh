@@ -81,7 +81,7 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 hd_url=http://127.0.0.1:$hd_port/v1/completions ls_url=http://127.0.0.1:$ls_port/v1/completions
-body=$(printf '{"model":%s,"prompt":%s,"max_tokens":%d,"temperature":0,"stream":true,"stream_options":{"include_usage":true},"cache_prompt":false}' \
+body=$(printf '{"model":%s,"prompt":%s,"max_tokens":%d,"temperature":0,"stream":true,"stream_options":{"include_usage":true},"cache_prompt":true}' \
     "$(json_string "$model_name")" "$(json_string "$prompt")" "$tokens")
 run() { timeout 300 node bench/concurrent_clients.mjs "$1" "$2" "$body"; }
 run "$hd_url" 1 >/dev/null; run "$ls_url" 1 >/dev/null   # load, fault in
