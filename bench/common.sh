@@ -21,3 +21,39 @@ cached_model() {
     fi
     echo "$model"
 }
+
+# stop_pid PID: TERM, then KILL after 3 s.
+stop_pid() {
+    local pid=$1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# free_port: a TCP port free on loopback now.
+free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
+
+# headroomd_port PID OUT ERR: waits (60 s at most) for the headroomd PID to say where it listens
+# in its stdout file OUT and prints the port; exits with its stderr ERR when it dies first.
+headroomd_port() {
+    local port=''
+    for _ in $(seq 600); do
+        kill -0 "$1" 2>/dev/null || { echo "bench: headroomd exited:" >&2; cat "$3" >&2; exit 1; }
+        port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$2" | head -n 1)
+        [[ -n $port ]] && { echo "$port"; return; }
+        sleep 0.1
+    done
+    echo "bench: headroomd did not start" >&2
+    exit 1
+}
+
+# wait_llama_server PID PORT ERR: waits (60 s at most) for llama-server's /health to answer 200.
+wait_llama_server() {
+    for _ in $(seq 600); do
+        kill -0 "$1" 2>/dev/null || { echo "bench: llama-server exited:" >&2; tail "$3" >&2; exit 1; }
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/health") == 200 ]] && return
+        sleep 0.1
+    done
+}

@@ -32,18 +32,9 @@ model=$(cached_model "$mkmodel" 1b q8_0)
 model_name=$(basename "$model" .gguf)
 work=$(mktemp -d /tmp/headroom-bench-concurrency.XXXXXX)
 hd_pid='' ls_pid=''
-stop_pid() {
-    local pid=$1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() { trap - EXIT INT TERM HUP; stop_pid "$hd_pid"; stop_pid "$ls_pid"; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'echo "bench: interrupted (or past TIME_LIMIT=${time_limit}s); cleaning up" >&2; exit 1' INT TERM HUP
-free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 json_string() { node -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
 field() { node -e 'const o = JSON.parse(process.argv[1]); const v = o[process.argv[2]]; console.log(v === null || v === undefined ? "nan" : v)' "$1" "$2"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -67,19 +58,8 @@ ls_port=$(free_port)
 "$llama_server" -m "$model" --host 127.0.0.1 --port "$ls_port" -t "$threads" -c $((ctx * slots)) -np "$slots" \
     -b 512 -ub 512 -fa auto --no-webui >"$work/llama-server.out" 2>"$work/llama-server.err" &
 ls_pid=$!
-hd_port=''
-for _ in $(seq 600); do
-    kill -0 "$hd_pid" 2>/dev/null || { echo "bench: headroomd exited:" >&2; cat "$work/headroomd.err" >&2; exit 1; }
-    hd_port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$work/headroomd.out" | head -n 1)
-    [[ -n $hd_port ]] && break
-    sleep 0.1
-done
-[[ -n $hd_port ]] || { echo "bench: headroomd did not start" >&2; exit 1; }
-for _ in $(seq 600); do
-    kill -0 "$ls_pid" 2>/dev/null || { echo "bench: llama-server exited:" >&2; tail "$work/llama-server.err" >&2; exit 1; }
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ls_port/health") == 200 ]] && break
-    sleep 0.1
-done
+hd_port=$(headroomd_port "$hd_pid" "$work/headroomd.out" "$work/headroomd.err")
+wait_llama_server "$ls_pid" "$ls_port" "$work/llama-server.err"
 hd_url=http://127.0.0.1:$hd_port/v1/completions ls_url=http://127.0.0.1:$ls_port/v1/completions
 body=$(printf '{"model":%s,"prompt":%s,"max_tokens":%d,"temperature":0,"stream":true,"stream_options":{"include_usage":true},"cache_prompt":true}' \
     "$(json_string "$model_name")" "$(json_string "$prompt")" "$tokens")

@@ -50,14 +50,6 @@ model_name=$(basename "$model" .gguf)
 
 work=$(mktemp -d /tmp/headroom-bench-server.XXXXXX)
 hd_pid='' ls_pid='' sampler_pid='' readers_pid=''
-stop_pid() {   # PID: TERM, then KILL after 3 s
-    local pid=$1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     trap - EXIT INT TERM HUP
     stop_pid "$readers_pid"
@@ -80,7 +72,6 @@ json_string() { node -e 'process.stdout.write(JSON.stringify(process.argv[1]))' 
 # CPU seconds: the whole machine busy (all cores), and one process (user + system)
 cpu_busy() { awk '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat; }
 cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 
 # Warm the page cache so neither side pays the first read of the weights.
 cat "$model" >/dev/null
@@ -100,19 +91,8 @@ ls_port=$(free_port)
     -b 512 -ub 512 -fa auto --no-webui --metrics >"$work/llama-server.out" 2>"$work/llama-server.err" &
 ls_pid=$!
 
-hd_port=''
-for _ in $(seq 600); do
-    kill -0 "$hd_pid" 2>/dev/null || { echo "bench: headroomd exited:" >&2; cat "$work/headroomd.err" >&2; exit 1; }
-    hd_port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$work/headroomd.out" | head -n 1)
-    [[ -n $hd_port ]] && break
-    sleep 0.1
-done
-[[ -n $hd_port ]] || { echo "bench: headroomd did not start" >&2; exit 1; }
-for _ in $(seq 600); do
-    kill -0 "$ls_pid" 2>/dev/null || { echo "bench: llama-server exited:" >&2; tail "$work/llama-server.err" >&2; exit 1; }
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ls_port/health") == 200 ]] && break
-    sleep 0.1
-done
+hd_port=$(headroomd_port "$hd_pid" "$work/headroomd.out" "$work/headroomd.err")
+wait_llama_server "$ls_pid" "$ls_port" "$work/llama-server.err"
 hd_url=http://127.0.0.1:$hd_port ls_url=http://127.0.0.1:$ls_port
 
 body() {   # MAX_TOKENS
