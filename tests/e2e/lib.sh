@@ -109,3 +109,26 @@ wait_idle() {
     for _ in $(seq 1 "$tries"); do [[ $(active_tokens "$1") == none ]] && return 0; sleep 0.05; done
     return 1
 }
+
+# limited_cgroup NAME MIB: a child cgroup v1 memory cgroup NAME-PID limited to MIB MiB, its path
+# in `cgroup`, removed (after every process of the script has stopped) at exit. Exits 77 with the
+# reason where none can be made: not root, no v1 memory controller, no right to create or limit.
+cgroup=""
+remove_cgroup() {
+    cleanup
+    if [[ -n $cgroup && -d $cgroup ]]; then
+        for _ in $(seq 1 50); do rmdir "$cgroup" 2>/dev/null && break; sleep 0.1; done
+    fi
+}
+limited_cgroup() {
+    local own error
+    [[ $(id -u) -eq 0 ]] || { echo "skipped: not root: cannot create a child memory cgroup"; exit 77; }
+    own=$(sed -n 's/^[0-9]*:[^:]*\bmemory\b[^:]*://p' /proc/self/cgroup | head -n 1)
+    [[ -n $own ]] || { echo "skipped: no cgroup v1 memory controller in /proc/self/cgroup"; exit 77; }
+    [[ $own == / ]] && own=""
+    cgroup=/sys/fs/cgroup/memory$own/$1-$$
+    error=$(mkdir "$cgroup" 2>&1) || { echo "skipped: cannot create a child memory cgroup: ${error#mkdir: }"; cgroup=""; exit 77; }
+    trap remove_cgroup EXIT
+    error=$( (echo $(($2 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes") 2>&1) \
+        || { echo "skipped: cannot set a memory limit on $cgroup: ${error##*: }"; exit 77; }
+}

@@ -11,23 +11,8 @@ headroomd=$1 model=$2 scratch=$3
 rm -rf "$scratch"; mkdir -p "$scratch"
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-cgroup=""
-remove_cgroup() {
-    cleanup
-    if [[ -n $cgroup && -d $cgroup ]]; then
-        for _ in $(seq 1 50); do rmdir "$cgroup" 2>/dev/null && break; sleep 0.1; done
-    fi
-}
-trap remove_cgroup EXIT
 
-[[ $(id -u) -eq 0 ]] || { echo "skipped: not root: cannot create a child memory cgroup"; exit 77; }
-own=$(sed -n 's/^[0-9]*:[^:]*\bmemory\b[^:]*://p' /proc/self/cgroup | head -n 1)
-[[ -n $own ]] || { echo "skipped: no cgroup v1 memory controller in /proc/self/cgroup"; exit 77; }
-[[ $own == / ]] && own=""
-cgroup=/sys/fs/cgroup/memory$own/headroom-fallback-$$
-error=$(mkdir "$cgroup" 2>&1) || { echo "skipped: cannot create a child memory cgroup: ${error#mkdir: }"; cgroup=""; exit 77; }
-error=$( (echo $((120 * 1024 * 1024)) >"$cgroup/memory.limit_in_bytes") 2>&1) \
-    || { echo "skipped: cannot set a memory limit on $cgroup: ${error##*: }"; exit 77; }
+limited_cgroup headroom-fallback 120
 
 start_server b --model "$model" --port 0 --ctx 256 --threads 1
 b_url=$url b_pid=$pid
