@@ -79,22 +79,30 @@ static int generate(hr_context *ctx, int max_tokens, hr_generation_stats *stats,
     return rc;
 }
 
-static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **state)
+/* A context with the guard alone acting (pressure actions off), `seen` subscribed to its events,
+ * and "mid" in its registry, memory-mapped, with `threads` decode threads. */
+static hr_context *guarded_context(struct seen *seen, int32_t threads, int *subscription)
 {
-    (void)state;
-    struct seen seen = { 0 };
-    pthread_mutex_init(&seen.lock, NULL);
+    pthread_mutex_init(&seen->lock, NULL);
     hr_context_params params = hr_context_default_params();
     params.pressure_actions = false;
     hr_context *ctx = NULL;
     assert_int_equal(hr_context_create(&params, &ctx), HR_OK);
-    int subscription;
-    assert_int_equal(hr_subscribe(ctx, on_event, &seen, &subscription), HR_OK);
+    assert_int_equal(hr_subscribe(ctx, on_event, seen, subscription), HR_OK);
     hr_model_params mp = hr_model_default_params();
     mp.n_ctx = 256;
-    mp.n_threads = 2;
+    mp.n_threads = threads;
     mp.load_mode = HR_LOAD_MMAP;
     assert_int_equal(hr_registry_add(ctx, "mid", mid_model, &mp), HR_OK);
+    return ctx;
+}
+
+static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **state)
+{
+    (void)state;
+    struct seen seen = { 0 };
+    int subscription;
+    hr_context *ctx = guarded_context(&seen, 2, &subscription);
 
     /* drop the file's pages, so that in the cgroup they are read (and charged) anew */
     int fd = open(mid_model, O_RDONLY);
@@ -172,18 +180,8 @@ static void faults_elsewhere_leave_a_resident_model_alone(void **state)
 {
     (void)state;
     struct seen seen = { 0 };
-    pthread_mutex_init(&seen.lock, NULL);
-    hr_context_params params = hr_context_default_params();
-    params.pressure_actions = false;
-    hr_context *ctx = NULL;
-    assert_int_equal(hr_context_create(&params, &ctx), HR_OK);
     int subscription;
-    assert_int_equal(hr_subscribe(ctx, on_event, &seen, &subscription), HR_OK);
-    hr_model_params mp = hr_model_default_params();
-    mp.n_ctx = 256;
-    mp.n_threads = 1;
-    mp.load_mode = HR_LOAD_MMAP;
-    assert_int_equal(hr_registry_add(ctx, "mid", mid_model, &mp), HR_OK);
+    hr_context *ctx = guarded_context(&seen, 1, &subscription);
 
     /* the faults start before the first token, so the guard never sees a quiet window to learn
      * the model's speed from: judged on faults alone, every window would look like thrash */
