@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check_architecture.sh: fails when an arrow that must never exist appears in the tree:
-# llama.cpp's headers outside src/engine/ (tools/mkmodel, bench/ and tests/ may use them),
+# llama.cpp's headers outside src/engine/ (tools/mkmodel, bench/, tests/ and scripts/engine_smoke.c,
+# bootstrap's check of the engine alone before headroom is built, may use them),
 # libcurl outside src/engine/, policy code reaching into probe/, runtime/, engine/ or platform/,
 # core/ reaching up into any room above it, platform/ into any room at all, tools including
 # library internals.
