@@ -166,7 +166,7 @@ typedef struct hr_engine_ops {
                                 hr_token *tokens, int32_t capacity);
     /* The tokens of `messages` formatted with the chat template (assistant's turn opened) into
      * a malloc'd *tokens: the template's text with its control tokens, the content as plain text
-     * (engine_llama.c says how). Optional (NULL: the runtime formats and tokenizes the text). */
+     * (engine_llama_text.c says how). Optional (NULL: the runtime formats and tokenizes the text). */
     int (*tokenize_chat)(hr_engine_model *model, const hr_chat_message *messages, size_t count,
                          hr_token **tokens, int32_t *n_tokens);
     /* Formats messages with the model's chat template into a malloc'd string (*out). */

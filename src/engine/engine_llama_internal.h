@@ -1,11 +1,14 @@
 /*
- * engine_llama_internal.h: what the llama.cpp engine's files share: the file check, the one place
- * that turns hr_engine_load_params into llama.cpp's parameters (so an estimate describes the very
- * load that would follow), the engine's last error line, and the two estimate methods.
+ * engine_llama_internal.h: what the llama.cpp engine's files share: the loaded model's struct, the
+ * operations each file implements, the file check, the one place that turns hr_engine_load_params
+ * into llama.cpp's parameters (so an estimate describes the very load that would follow), the
+ * engine's last error line, and the two estimate methods.
  * Only src/engine/ includes this file.
  */
 #ifndef HR_ENGINE_LLAMA_INTERNAL_H
 #define HR_ENGINE_LLAMA_INTERNAL_H
+
+#include <pthread.h>
 
 #include <ggml.h>
 #include <llama.h>
@@ -15,6 +18,75 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The loaded model and a session's sampler, shared by the engine's files; no one outside
+ * src/engine/ sees their fields. */
+struct hr_engine_model {
+    struct llama_model *model;
+    struct llama_context *ctx;
+    const struct llama_vocab *vocab;
+    int32_t n_seq_max;       /* sequences (slots) in the window */
+    int32_t n_ctx_seq;       /* tokens each may hold: the window's cells over n_seq_max */
+    struct llama_batch batch;   /* decode_batch's, n_batch entries; only the decoding thread */
+    int32_t n_threads;
+    int32_t n_gpu_layers;    /* as requested */
+    uint64_t file_bytes;
+    enum hr_load_mode load_mode;
+    hr_engine_abort_fn abort_fn;
+    void *abort_user_data;
+    char cache_types[32];    /* "f16/f16": the KV cache's element types, as created */
+
+    /* Embeddings run in a context of their own, created on first use, so they never touch the
+     * generation window's KV. embed_lock guards the two fields below and serialises embeddings. */
+    pthread_mutex_t embed_lock;
+    struct llama_context *embed_ctx;
+    int32_t embed_n_ctx;
+};
+
+struct hr_engine_sampler {
+    struct llama_sampler *chain;
+    struct llama_sampler *grammar;   /* apart from the chain (see sample_with_grammar), or NULL */
+    llama_token_data *candidates;    /* n_vocab entries, for the grammar's passes */
+    int32_t n_vocab;
+};
+
+/* Flushes the log line llama.cpp is assembling on this thread (its last error included). */
+void hr_llama_flush_log(void);
+
+/* The tokens sequence `seq` holds (its positions are 0 .. n - 1). */
+int32_t hr_llama_seq_tokens(hr_engine_model *model, int32_t seq);
+
+/* The engine operations (engine.h's hr_engine_ops) by file; engine_llama.c fills the table. */
+/* engine_llama_text.c */
+int32_t hr_llama_tokenize(hr_engine_model *model, const char *text, size_t length,
+                          bool add_special, hr_token *tokens, int32_t capacity);
+int32_t hr_llama_piece(hr_engine_model *model, hr_token token, char *buffer, int32_t capacity);
+bool hr_llama_is_eog(hr_engine_model *model, hr_token token);
+int hr_llama_apply_chat_template(const hr_engine_model *model, const hr_chat_message *messages,
+                                 size_t count, bool add_assistant, char **out);
+int32_t hr_llama_tokenize_special(hr_engine_model *model, const char *text, size_t length,
+                                  hr_token *tokens, int32_t capacity);
+int hr_llama_tokenize_chat(hr_engine_model *model, const hr_chat_message *messages, size_t count,
+                           hr_token **tokens, int32_t *n_tokens);
+/* engine_llama_state.c */
+int hr_llama_truncate(hr_engine_model *model, int32_t seq, int32_t count);
+uint64_t hr_llama_state_size(hr_engine_model *model, int32_t seq);
+int hr_llama_state_save(hr_engine_model *model, int32_t seq, const char *path, const hr_token *tokens,
+                        int32_t count);
+int hr_llama_state_load(hr_engine_model *model, int32_t seq, const char *path, hr_token *tokens,
+                        int32_t capacity, int32_t *count);
+bool hr_llama_is_state_file(const unsigned char *head, size_t length);
+/* engine_llama_sample.c */
+int hr_llama_sampler_create(hr_engine_model *model, const hr_engine_sampling *params,
+                            hr_engine_sampler **out);
+hr_token hr_llama_sample(hr_engine_sampler *sampler, hr_engine_model *model);
+int hr_llama_token_logprobs(hr_engine_model *model, int32_t index, hr_token chosen, int32_t top,
+                            hr_token_logprobs *out);
+hr_token hr_llama_sample_at(hr_engine_sampler *sampler, hr_engine_model *model, int32_t index);
+void hr_llama_sampler_free(hr_engine_sampler *sampler);
+/* engine_llama_embed.c */
+int hr_llama_embed(hr_engine_model *model, const char *text, size_t length, bool normalize, float *out,
+                   int32_t capacity, int32_t *n_tokens, bool *created);
 
 /* What the file check learned from the GGUF header on the way. */
 typedef struct hr_llama_file_facts {
