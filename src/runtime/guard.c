@@ -5,10 +5,12 @@
  * memory-mapped weights come back mostly as minor faults, because one major fault's readahead
  * brings the pages its neighbours then find); policy/guard.c judges it. The process's faults are
  * not only the weights' (other threads' fresh heap pages, a sanitizer's shadow memory), so when
- * the weights are memory-mapped a verdict of thrashing is confirmed on the file itself: the first
- * suspicious window records which of its pages are in the page cache (mincore), and the window
- * that would confirm it counts how many of those have been evicted since. Thrash evicts the
- * weights as fast as they are read back; faults elsewhere evict none.
+ * the weights are memory-mapped a verdict of thrashing is confirmed on the file itself: the
+ * confirming window must have read from storage (major faults; fresh heap pages are zero-filled
+ * and never are) while part of the file is out of memory (mincore). Comparing which pages are
+ * resident at two windows does not work: windows end at token boundaries, the same point of each
+ * pass over the weights, so a thrash that evicts and reads back the whole file every token shows
+ * almost the same resident set at every window (measured: 0 to 137 pages of 40,000 apart).
  * A thrashing model is reported (HR_EVENT_DEGRADED) and handed to the registry, which frees other
  * memory first and otherwise cancels the generation and unloads the model.
  */
@@ -26,10 +28,16 @@
 enum { WINDOW_TOKENS = 8 };
 static const double WINDOW_SECONDS = 1.0;
 
-static uint64_t page_faults(void)
+/* The process's page faults, all and major alone. */
+static uint64_t page_faults(uint64_t *major)
 {
     struct rusage usage;
-    return getrusage(RUSAGE_SELF, &usage) == 0 ? (uint64_t)usage.ru_majflt + (uint64_t)usage.ru_minflt : 0;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) {
+        *major = 0;
+        return 0;
+    }
+    *major = (uint64_t)usage.ru_majflt;
+    return (uint64_t)usage.ru_majflt + (uint64_t)usage.ru_minflt;
 }
 
 static bool weights_mapped(hr_model *model)
@@ -39,35 +47,42 @@ static bool weights_mapped(hr_model *model)
     return info.load_mode == HR_LOAD_MMAP && model->path;
 }
 
-static void forget_residency(hr_model *model)
+/* Pages of the model file out of memory now; -1 where that cannot be told (mincore
+ * unavailable). One mincore over the file (about a millisecond per GiB), only in windows already
+ * judged thrashing. */
+static long pages_out(hr_model *model, size_t *pages)
 {
-    free(model->guard_residency);
-    model->guard_residency = NULL;
-    model->guard_residency_pages = 0;
+    unsigned char *resident = NULL;
+    *pages = 0;
+    if (!hr_file_residency(model->path, &resident, pages)) return -1;
+    long out = 0;
+    for (size_t i = 0; i < *pages; i++)
+        if (!(resident[i] & 1)) out++;
+    free(resident);
+    return out;
 }
 
-/* Pages of the model file that were in memory at the suspicious window and are not now; -1 where
- * that cannot be told (weights not mapped, no record, mincore unavailable). One mincore over the
- * file (about a millisecond per GiB), only in windows already judged thrashing. */
-static long evicted_pages(hr_model *model)
+/* Whether a window judged thrashing is the weights being read back: storage was read during it
+ * and at least 1% of the file (at most 1 MiB of 4 KiB pages) is out of memory. Where the weights
+ * are not mapped, or residency cannot be told, the faults' count alone decides. */
+static bool weights_read_back(hr_model *model, uint64_t major_faults, char *why, size_t why_size)
 {
-    if (!model->guard_residency) return -1;
-    unsigned char *now = NULL;
+    if (!weights_mapped(model)) return true;
     size_t pages = 0;
-    long evicted = -1;
-    if (hr_file_residency(model->path, &now, &pages) && pages == model->guard_residency_pages) {
-        evicted = 0;
-        for (size_t i = 0; i < pages; i++)
-            if ((model->guard_residency[i] & 1) && !(now[i] & 1)) evicted++;
-    }
-    free(now);
-    return evicted;
+    long out = pages_out(model, &pages);
+    if (out < 0) return true;
+    long enough = (long)(pages / 100);
+    if (enough > 256) enough = 256;
+    if (enough < 1) enough = 1;
+    snprintf(why, why_size, "%llu major faults in the window, %ld of its file's %zu pages out of memory",
+             (unsigned long long)major_faults, out, pages);
+    return major_faults > 0 && out >= enough;
 }
 
 void hr_guard_begin(hr_model *model)
 {
     model->guard_window_start = hr_now_seconds();
-    model->guard_window_faults = page_faults();
+    model->guard_window_faults = page_faults(&model->guard_window_major_faults);
     model->guard_window_tokens = 0;
 }
 
@@ -78,7 +93,9 @@ void hr_guard_token(hr_model *model)
     double now = hr_now_seconds();
     double seconds = now - model->guard_window_start;
     if (model->guard_window_tokens < WINDOW_TOKENS && seconds < WINDOW_SECONDS) return;
-    uint64_t faults = page_faults();
+    uint64_t major = 0;
+    uint64_t faults = page_faults(&major);
+    uint64_t window_major = major - model->guard_window_major_faults;
     hr_guard_window window = {
         .tokens = model->guard_window_tokens,
         .seconds = seconds,
@@ -86,42 +103,25 @@ void hr_guard_token(hr_model *model)
     };
     model->guard_window_start = now;
     model->guard_window_faults = faults;
+    model->guard_window_major_faults = major;
     model->guard_window_tokens = 0;
 
     hr_guard_params params = hr_guard_default_params();
     char reason[320];
     hr_guard_verdict verdict = hr_guard_judge(&params, &model->guard, &window, reason, sizeof reason);
-    if (verdict == HR_GUARD_OK) {
-        /* the first suspicious window: remember which weights are in memory, to see at the
-         * confirming window whether any were evicted */
-        if (model->guard.bad_windows == 1 && weights_mapped(model)) {
-            forget_residency(model);
-            if (!hr_file_residency(model->path, &model->guard_residency, &model->guard_residency_pages))
-                forget_residency(model);
-        } else if (model->guard.bad_windows == 0) {
-            forget_residency(model);
-        }
-        return;
-    }
+    hr_log(HR_LOG_DEBUG, "%s: guard window: %d tokens in %.2f s, %.0f page faults per token, expected %.1f "
+           "tokens/s, %d suspicious in a row", model->name, window.tokens, window.seconds,
+           (double)window.page_faults / window.tokens, model->guard.expected, model->guard.bad_windows);
+    if (verdict == HR_GUARD_OK) return;
     double rate = window.tokens / window.seconds;
     bool thrashing = verdict == HR_GUARD_THRASHING;
-    if (thrashing && !model->guard_residency && weights_mapped(model)) {
-        /* no record to compare with (it could not be taken, or the model's state came from
-         * before this load): take one now and let the next window confirm */
-        if (hr_file_residency(model->path, &model->guard_residency, &model->guard_residency_pages)) {
-            model->guard.bad_windows = 1;
-            return;
-        }
-    }
     if (thrashing) {
-        long evicted = evicted_pages(model);
-        long enough = (long)(model->guard_residency_pages / 100);   /* 1% of the file, at most 256 pages */
-        if (enough > 256) enough = 256;
-        forget_residency(model);
-        if (evicted >= 0 && evicted < (enough > 0 ? enough : 1)) {
-            hr_log(HR_LOG_DEBUG, "%s: %.0f page faults per token, but none of its weights were evicted: the faults "
-                   "are not its weights being read back; no action", model->name,
-                   (double)window.page_faults / window.tokens);
+        char why[160] = "";
+        bool read_back = weights_read_back(model, window_major, why, sizeof why);
+        hr_log(HR_LOG_DEBUG, "%s: guard: thrashing by its faults; %s", model->name, why[0] ? why : "weights not mapped");
+        if (!read_back) {
+            hr_log(HR_LOG_INFO, "%s: %.0f page faults per token, but %s: the faults are not its weights being "
+                   "read back; no action", model->name, (double)window.page_faults / window.tokens, why);
             model->guard.bad_windows = 0;
             return;
         }

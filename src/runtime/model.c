@@ -126,7 +126,6 @@ void hr_model_destroy(struct hr_model *model)
     pthread_mutex_destroy(&model->queue_lock);
     pthread_cond_destroy(&model->queue_changed);
     pthread_mutex_destroy(&model->window_lock);
-    free(model->guard_residency);
     pthread_mutex_destroy(&model->wake_lock);
     pthread_cond_destroy(&model->wake);
     for (int32_t i = 0; i < model->n_slots; i++) free(model->slots[i].tokens);

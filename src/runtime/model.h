@@ -61,10 +61,9 @@ struct hr_model {
 
     hr_guard_state guard;          /* the degradation guard's, touched only by the generating thread */
     double guard_window_start;
-    uint64_t guard_window_faults;
+    uint64_t guard_window_faults;        /* major and minor, at the window's start */
+    uint64_t guard_window_major_faults;  /* major alone: reads from storage */
     int32_t guard_window_tokens;
-    unsigned char *guard_residency;   /* the weights' pages in memory at a suspicious window (mincore) */
-    size_t guard_residency_pages;
 
     pthread_mutex_t queue_lock;    /* guards the fields below */
     pthread_cond_t queue_changed;  /* a session arrived, or stopping was set */

@@ -81,11 +81,22 @@ static int generate(hr_context *ctx, int max_tokens, hr_generation_stats *stats,
 
 /* A context with the guard alone acting (pressure actions off), `seen` subscribed to its events,
  * and "mid" in its registry, memory-mapped, with `threads` decode threads. */
+/* The guard's own account of each window, so that a failure shows what it measured. */
+static void guard_log(enum hr_log_level level, const char *message, void *user_data)
+{
+    (void)level;
+    (void)user_data;
+    if (strstr(message, "guard") || strstr(message, "page faults") || strstr(message, "evicted"))
+        fprintf(stderr, "  log: %s\n", message);
+}
+
 static hr_context *guarded_context(struct seen *seen, int32_t threads, int *subscription)
 {
     pthread_mutex_init(&seen->lock, NULL);
     hr_context_params params = hr_context_default_params();
     params.pressure_actions = false;
+    params.log_fn = guard_log;
+    params.log_level = HR_LOG_DEBUG;
     hr_context *ctx = NULL;
     assert_int_equal(hr_context_create(&params, &ctx), HR_OK);
     assert_int_equal(hr_subscribe(ctx, on_event, seen, subscription), HR_OK);
