@@ -349,16 +349,32 @@ typedef struct hr_model_info {
 /* Fills *out with facts about a loaded model. Any thread. */
 HR_API int hr_model_get_info(const hr_model *model, hr_model_info *out);
 
+/* How hr_model_embed() treats its input (hr_embed_default_params(): normalize, no truncation). */
+typedef struct hr_embed_params {
+    bool normalize;    /* scaled to length 1 (as OpenAI's and Ollama's /api/embed answer) */
+    bool truncate;     /* a text longer than the model takes is cut to its first tokens (keeping
+                          the end token the vocabulary appends, [SEP] or EOS); false: HR_ECONTEXT */
+} hr_embed_params;
+
+HR_API hr_embed_params hr_embed_default_params(void);
+
+/* What one embedding took. */
+typedef struct hr_embed_result {
+    int32_t n_tokens;      /* tokens embedded */
+    int32_t input_tokens;  /* tokens the whole text makes (more than n_tokens when truncated) */
+    bool truncated;
+} hr_embed_result;
+
 /* The embedding of `text` (UTF-8, plain text: control-token text is not parsed), n_embd floats
  * (hr_model_info.n_embd) into `out`, which has room for `capacity`: pooled as the model file
- * declares (mean, CLS, last), mean where it declares none (a generative model), and scaled to
- * length 1 when `normalize` (as OpenAI's and Ollama's /api/embed answer). *n_tokens (may be NULL)
- * gets the input's token count. Runs in a context of its own, made on first use (its memory is
- * hr_model_info.embed_bytes), so the generation window is untouched; at most 2048 tokens and the
- * model's trained length (HR_ECONTEXT beyond). Any thread, also while the model generates;
- * embeddings of one model run one at a time. HR_ENOTSUP for a remote model or a reranker. */
-HR_API int hr_model_embed(hr_model *model, const char *text, bool normalize, float *out, size_t capacity,
-                          int32_t *n_tokens);
+ * declares (mean, CLS, last), mean where it declares none (a generative model). `params` may be
+ * NULL (the defaults); `result` may be NULL. Runs in a context of its own, made on first use (its
+ * memory is hr_model_info.embed_bytes), so the generation window is untouched; at most 2048
+ * tokens and the model's trained length (beyond: cut when params->truncate, else HR_ECONTEXT
+ * with the counts). Any thread, also while the model generates; embeddings of one model run one
+ * at a time. HR_ENOTSUP for a remote model or a reranker. */
+HR_API int hr_model_embed(hr_model *model, const char *text, const hr_embed_params *params, float *out,
+                          size_t capacity, hr_embed_result *result);
 
 /* The metadata in the GGUF header of the model file at `path`, read without loading the model,
  * as a JSON object in *json (hr_free it): every key with its value ("general.architecture",

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import threading
-from ctypes import (POINTER, c_bool, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p)
+from ctypes import (POINTER, c_bool, c_char_p, c_double, c_float, c_int, c_size_t, c_uint64, c_void_p)
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
@@ -167,6 +167,8 @@ def _bind(lib: ctypes.CDLL) -> None:
     fn("hr_model_apply_chat_template", c_int, c_void_p, P(s.hr_chat_message), c_size_t, c_bool,
        P(c_void_p))
     fn("hr_model_cancel", None, c_void_p)
+    fn("hr_model_embed", c_int, c_void_p, c_char_p, P(s.hr_embed_params), P(c_float), c_size_t,
+       P(s.hr_embed_result))
     fn("hr_remote_default_params", s.padded(s.hr_remote_params))
     fn("hr_model_load_remote", c_int, c_void_p, c_char_p, c_void_p, P(c_void_p))
     fn("hr_verdict_name", c_char_p, c_int)

@@ -181,6 +181,14 @@ class hr_model_info(Structure):
     ]
 
 
+class hr_embed_params(Structure):
+    _fields_ = [("normalize", c_bool), ("truncate", c_bool)]
+
+
+class hr_embed_result(Structure):
+    _fields_ = [("n_tokens", c_int32), ("input_tokens", c_int32), ("truncated", c_bool)]
+
+
 class hr_chat_message(Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 

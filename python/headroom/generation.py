@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from . import _structs as s
 from ._library import check, encode, lib, take_string
 from .errors import InvalidArgumentError, error_for_code
-from .types import GenerationStats, ModelInfo
+from .types import Embedding, GenerationStats, ModelInfo
 
 if TYPE_CHECKING:
     from .context import Context
@@ -153,6 +153,19 @@ class Model:
         out = c_void_p()
         check(lib().hr_model_apply_chat_template(self.handle, array, len(keep), add_assistant, byref(out)))
         return take_string(out.value) or ""
+
+    def embed(self, text: str, *, normalize: bool = True, truncate: bool = False) -> Embedding:
+        """The embedding of `text` (plain text), pooled as the model declares, of length 1 when
+        `normalize`. A text longer than the model takes is cut to its first tokens when
+        `truncate`, else ContextFullError with the counts. Runs beside generations."""
+        params = s.hr_embed_params(normalize, truncate)
+        result = s.hr_embed_result()
+        info = s.filled(s.hr_model_info)
+        check(lib().hr_model_get_info(self.handle, byref(info)))
+        width = info.n_embd
+        vector = (ctypes.c_float * max(width, 1))()
+        check(lib().hr_model_embed(self.handle, encode(text), byref(params), vector, width, byref(result)))
+        return Embedding(list(vector[:width]), result.n_tokens, result.input_tokens, result.truncated)
 
     def cancel(self) -> None:
         """Stops the generation running on this model within one decode step (any thread)."""

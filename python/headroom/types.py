@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 __all__ = [
     "Remote", "Pressure", "GpuStatus", "MemoryStatus", "Event", "DeviceEstimate", "Preflight",
     "ModelInfo", "GenerationStats", "GenerationRecord", "RegistryEntry", "CacheEntry",
-    "CacheStatus", "CacheProblem", "ClearReport",
+    "CacheStatus", "CacheProblem", "ClearReport", "Embedding",
 ]
 
 
@@ -132,6 +132,15 @@ class Preflight:
 
 
 @dataclass
+class Embedding:
+    """One text's embedding (hr_model_embed)."""
+    vector: List[float]             #: n_embd floats, of length 1 when normalized
+    n_tokens: int                   #: tokens embedded
+    input_tokens: int               #: tokens the whole text makes (more when truncated)
+    truncated: bool
+
+
+@dataclass
 class ModelInfo:
     description: str
     name: str
@@ -142,12 +151,14 @@ class ModelInfo:
     n_ctx_train: int
     n_ctx: int
     n_vocab: int
+    n_embd: int                     #: the width of its embeddings (Model.embed)
     n_layer_gpu: int
     n_threads: int
     load_mode: str
     remote: bool
     endpoint: str
     expected_tokens_per_second: float
+    embed_bytes: int                #: process memory its embedding context added (0: none yet)
     slots: int                      #: requests it generates at once (continuous batching)
 
 

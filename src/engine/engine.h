@@ -234,10 +234,12 @@ typedef struct hr_engine_ops {
 
     /* The embedding of `text` (n_embd floats into `out`, pooled as the model declares, mean where
      * it declares none; scaled to length 1 when `normalize`), in a context apart from the
-     * generation window, created on first use (*created then true). Any thread; embeddings of
-     * one model run one at a time, beside its generations. Optional (NULL: no embeddings). */
-    int (*embed)(hr_engine_model *model, const char *text, size_t length, bool normalize, float *out,
-                 int32_t capacity, int32_t *n_tokens, bool *created);
+     * generation window, created on first use (*created then true). *n_tokens gets the tokens
+     * embedded, *input_tokens those the whole text makes: more only when `truncate` cut it to the
+     * context (else a longer text is HR_ECONTEXT). Any thread; embeddings of one model run one at
+     * a time, beside its generations. Optional (NULL: no embeddings). */
+    int (*embed)(hr_engine_model *model, const char *text, size_t length, bool normalize, bool truncate,
+                 float *out, int32_t capacity, int32_t *n_tokens, int32_t *input_tokens, bool *created);
 } hr_engine_ops;
 
 /* The GGUF header of the model file at `path` as a cJSON object, without loading it

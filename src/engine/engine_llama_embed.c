@@ -57,10 +57,63 @@ static int embed_context(hr_engine_model *model)
     return HR_OK;
 }
 
-int hr_llama_embed(hr_engine_model *model, const char *text, size_t length, bool normalize, float *out,
-                   int32_t capacity, int32_t *n_tokens, bool *created)
+/* The input's tokens into a malloc'd *out, at most `limit` of them: *input_tokens gets how many
+ * the whole text makes. Cut to fit when `truncate` (keeping the end token the vocabulary appends,
+ * [SEP] or EOS, as the last one), else HR_ECONTEXT. Plain text: an input must not forge control
+ * tokens; the start and end tokens the vocabulary wants ([CLS] ... [SEP] for BERT) are added. */
+static int embed_tokens(const struct llama_vocab *vocab, const char *text, int32_t length, int32_t limit,
+                        bool truncate, hr_token **out, int32_t *count, int32_t *input_tokens)
+{
+    *out = NULL;
+    *count = 0;
+    *input_tokens = 0;
+    hr_token *tokens = malloc(sizeof *tokens * (size_t)limit);
+    if (!tokens) return hr_fail(HR_ENOMEM, "out of memory embedding a text");
+    int32_t n = llama_tokenize(vocab, text, length, tokens, limit, true, false);
+    if (n < 0 && n != INT32_MIN && truncate) {
+        int32_t whole = -n;
+        hr_token *all = malloc(sizeof *all * (size_t)whole);
+        if (!all) {
+            free(tokens);
+            return hr_fail(HR_ENOMEM, "out of memory embedding a text of %d tokens", whole);
+        }
+        n = llama_tokenize(vocab, text, length, all, whole, true, false);
+        if (n == whole) {
+            bool end_token = llama_vocab_get_add_eos(vocab) || llama_vocab_get_add_sep(vocab);
+            memcpy(tokens, all, sizeof *tokens * (size_t)limit);
+            if (end_token && limit > 1) tokens[limit - 1] = all[whole - 1];
+            *input_tokens = whole;
+            *count = limit;
+        }
+        free(all);
+        if (*count == limit) {
+            *out = tokens;
+            return HR_OK;
+        }
+        n = n < 0 ? n : -whole;
+    }
+    if (n < 0) {
+        free(tokens);
+        if (n == INT32_MIN)
+            return hr_fail(HR_ECONTEXT, "the input is too long to count its tokens (more than %d)", INT32_MAX);
+        return hr_fail(HR_ECONTEXT, "the input is %d tokens, but embeddings take at most %d on this model; "
+                       "send a shorter text, or ask for truncation", -n, limit);
+    }
+    if (n == 0) {
+        free(tokens);
+        return hr_fail(HR_EINVAL, "the input is empty and this model adds no token to it");
+    }
+    *out = tokens;
+    *count = n;
+    *input_tokens = n;
+    return HR_OK;
+}
+
+int hr_llama_embed(hr_engine_model *model, const char *text, size_t length, bool normalize, bool truncate,
+                   float *out, int32_t capacity, int32_t *n_tokens, int32_t *input_tokens, bool *created)
 {
     *n_tokens = 0;
+    *input_tokens = 0;
     *created = false;
     int32_t n_embd = llama_model_n_embd(model->model);
     if (capacity < n_embd)
@@ -72,18 +125,9 @@ int hr_llama_embed(hr_engine_model *model, const char *text, size_t length, bool
     *created = !existed && model->embed_ctx;
     hr_token *tokens = NULL;
     int32_t count = 0;
-    if (rc == HR_OK) {
-        int32_t limit = model->embed_n_ctx;
-        tokens = malloc(sizeof *tokens * (size_t)limit);
-        if (!tokens) rc = hr_fail(HR_ENOMEM, "out of memory embedding a text");
-        /* plain text: an input must not forge control tokens; the start and end tokens the
-         * vocabulary wants ([CLS] ... [SEP] for BERT) are added */
-        if (rc == HR_OK) count = llama_tokenize(model->vocab, text, (int32_t)length, tokens, limit, true, false);
-        if (rc == HR_OK && count < 0)
-            rc = hr_fail(HR_ECONTEXT, "the input is %s%d tokens, but embeddings take at most %d on this model",
-                         count == INT32_MIN ? "more than " : "", count == INT32_MIN ? limit : -count, limit);
-        if (rc == HR_OK && count == 0) rc = hr_fail(HR_EINVAL, "the input is empty and this model adds no token to it");
-    }
+    if (rc == HR_OK)
+        rc = embed_tokens(model->vocab, text, (int32_t)length, model->embed_n_ctx, truncate, &tokens, &count,
+                          input_tokens);
     if (rc == HR_OK) {
         *n_tokens = count;
         llama_memory_clear(llama_get_memory(model->embed_ctx), true);

@@ -85,8 +85,8 @@ int hr_llama_token_logprobs(hr_engine_model *model, int32_t index, hr_token chos
 hr_token hr_llama_sample_at(hr_engine_sampler *sampler, hr_engine_model *model, int32_t index);
 void hr_llama_sampler_free(hr_engine_sampler *sampler);
 /* engine_llama_embed.c */
-int hr_llama_embed(hr_engine_model *model, const char *text, size_t length, bool normalize, float *out,
-                   int32_t capacity, int32_t *n_tokens, bool *created);
+int hr_llama_embed(hr_engine_model *model, const char *text, size_t length, bool normalize, bool truncate,
+                   float *out, int32_t capacity, int32_t *n_tokens, int32_t *input_tokens, bool *created);
 
 /* What the file check learned from the GGUF header on the way. */
 typedef struct hr_llama_file_facts {

@@ -17,21 +17,31 @@ static uint64_t process_rss(void)
     return hr_self_read(NULL, &self) == HR_OK ? self.rss : 0;
 }
 
-HR_API int hr_model_embed(hr_model *model, const char *text, bool normalize, float *out, size_t capacity,
-                          int32_t *n_tokens)
+HR_API hr_embed_params hr_embed_default_params(void)
+{
+    hr_embed_params params = { .normalize = true, .truncate = false };
+    return params;
+}
+
+HR_API int hr_model_embed(hr_model *model, const char *text, const hr_embed_params *params, float *out,
+                          size_t capacity, hr_embed_result *result)
 {
     hr_clear_error();
-    int32_t local_tokens;
-    if (!n_tokens) n_tokens = &local_tokens;
-    *n_tokens = 0;
+    hr_embed_result local;
+    if (!result) result = &local;
+    memset(result, 0, sizeof *result);
+    hr_embed_params defaults = hr_embed_default_params();
+    if (!params) params = &defaults;
     if (!model || !text || !out) return hr_fail(HR_EINVAL, "hr_model_embed: model, text and out are required");
     if (!model->engine->embed)
         return hr_fail(HR_ENOTSUP, "the %s engine gives no embeddings%s", model->engine->name,
                        model->remote ? " (the remote fall-back serves generations only)" : "");
     uint64_t before = atomic_load(&model->embed_bytes) ? 0 : process_rss();
     bool created = false;
-    int rc = model->engine->embed(model->engine_model, text, strlen(text), normalize, out,
-                                  capacity > INT32_MAX ? INT32_MAX : (int32_t)capacity, n_tokens, &created);
+    int rc = model->engine->embed(model->engine_model, text, strlen(text), params->normalize, params->truncate, out,
+                                  capacity > INT32_MAX ? INT32_MAX : (int32_t)capacity, &result->n_tokens,
+                                  &result->input_tokens, &created);
+    result->truncated = rc == HR_OK && result->input_tokens > result->n_tokens;
     if (created) {
         uint64_t after = process_rss();
         atomic_store(&model->embed_bytes, after > before ? after - before : 1);

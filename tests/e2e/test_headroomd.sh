@@ -97,6 +97,19 @@ status 200 && expect 'const v = json.data[0].embedding, n = Math.hypot(...v);
     return json.object === "list" && json.data.length === 1 && v.length === 64 && Math.abs(n - 1) < 1e-4 &&
         json.usage.prompt_tokens > 0 && json.usage.total_tokens === json.usage.prompt_tokens'
 check "POST /v1/embeddings (curl): one unit vector of the model's width, usage" $?
+# an input longer than the model's context: Ollama's /api/embed cuts it (truncate defaults to
+# true, as Ollama's), or refuses it with truncate false; OpenAI's refuses it, as OpenAI does
+long_input=$(printf ' the%.0s' $(seq 1 6000))
+http POST "$A/api/embed" "{\"model\":\"tiny\",\"input\":\"$long_input\"}"
+status 200 && expect 'const v = json.embeddings[0]; return json.embeddings.length === 1 && v.length === 64 &&
+    Math.abs(Math.hypot(...v) - 1) < 1e-4 && json.prompt_eval_count > 0 && json.prompt_eval_count < 6000'
+check "POST /api/embed: an input beyond the context is truncated by default" $?
+http POST "$A/api/embed" "{\"model\":\"tiny\",\"input\":\"$long_input\",\"truncate\":false}"
+status 400 && expect '/embeddings take at most \d+/.test(json.error) && /6000 tokens|600\d tokens/.test(json.error)'
+check "POST /api/embed: truncate false refuses the long input with the counts" $?
+http POST "$A/v1/embeddings" "{\"model\":\"tiny\",\"input\":\"$long_input\"}"
+status 400 && expect '/embeddings take at most/.test(json.error.message)'
+check "POST /v1/embeddings: a long input is refused with the counts" $?
 http GET "$A/api/memory"
 status 200 && expect 'json.models[0].rss_bytes > 0'; check "GET /api/memory: the model's rss_bytes counts the load and the embedding context" $?
 

@@ -604,15 +604,19 @@ static void embeddings_leave_the_window_alone(void **state)
     assert_int_equal(hr_generate(model, "Once upon a time", &params, collect, &first, NULL), HR_OK);
 
     float a[64], b[64], c[64], raw[64];
-    int32_t tokens = 0;
-    assert_int_equal(hr_model_embed(model, "hello world", true, a, 64, &tokens), HR_OK);
-    assert_true(tokens >= 2);
+    hr_embed_result result;
+    assert_int_equal(hr_model_embed(model, "hello world", NULL, a, 64, &result), HR_OK);
+    assert_true(result.n_tokens >= 2);
+    assert_int_equal(result.input_tokens, result.n_tokens);
+    assert_false(result.truncated);
     assert_true(fabs(norm_of(a, 64) - 1.0) < 1e-4);
-    assert_int_equal(hr_model_embed(model, "hello world", true, b, 64, NULL), HR_OK);
+    assert_int_equal(hr_model_embed(model, "hello world", NULL, b, 64, NULL), HR_OK);
     assert_memory_equal(a, b, sizeof a);
-    assert_int_equal(hr_model_embed(model, "a different text", true, c, 64, NULL), HR_OK);
+    assert_int_equal(hr_model_embed(model, "a different text", NULL, c, 64, NULL), HR_OK);
     assert_memory_not_equal(a, c, sizeof a);
-    assert_int_equal(hr_model_embed(model, "hello world", false, raw, 64, NULL), HR_OK);
+    hr_embed_params plain = hr_embed_default_params();
+    plain.normalize = false;
+    assert_int_equal(hr_model_embed(model, "hello world", &plain, raw, 64, NULL), HR_OK);
     double length = norm_of(raw, 64);
     assert_true(length > 0);
     for (int i = 0; i < 64; i++) assert_true(fabs(raw[i] / length - a[i]) < 1e-4);
@@ -627,14 +631,45 @@ static void embeddings_leave_the_window_alone(void **state)
     assert_string_equal(first.data, second.data);
 
     /* too little room, and an input beyond the embedding window */
-    assert_int_equal(hr_model_embed(model, "x", true, a, 10, NULL), HR_EINVAL);
+    assert_int_equal(hr_model_embed(model, "x", NULL, a, 10, NULL), HR_EINVAL);
     size_t big = 64 * 1024;
     char *long_text = malloc(big + 1);
     for (size_t i = 0; i < big; i++) long_text[i] = i % 6 == 5 ? ' ' : 'a' + (char)(i % 26);
     long_text[big] = '\0';
-    assert_int_equal(hr_model_embed(model, long_text, true, a, 64, NULL), HR_ECONTEXT);
+    assert_int_equal(hr_model_embed(model, long_text, NULL, a, 64, NULL), HR_ECONTEXT);
     assert_non_null(strstr(hr_last_error(), "embeddings take at most"));
     free(long_text);
+
+    /* truncated, it is the embedding of its first tokens: the same as the text cut short by hand
+     * to exactly as many. " the" is one token in every vocabulary the generator writes, so a cut
+     * after m words makes m tokens plus the vocabulary's own start and end tokens. */
+    enum { WORDS = 8192 };
+    char *words = malloc(WORDS * 4 + 1);
+    for (int i = 0; i < WORDS; i++) memcpy(words + i * 4, " the", 4);
+    words[WORDS * 4] = '\0';
+    hr_embed_params cut = hr_embed_default_params();
+    cut.truncate = true;
+    assert_int_equal(hr_model_embed(model, words, &cut, a, 64, &result), HR_OK);
+    assert_true(result.truncated);
+    assert_true(result.input_tokens > result.n_tokens);
+    assert_true(fabs(norm_of(a, 64) - 1.0) < 1e-4);
+    int fits = 0, too_many = WORDS;   /* words: the most that fit untruncated, bisected */
+    hr_embed_result shorter = { 0 };
+    while (too_many - fits > 1) {
+        int m = (fits + too_many) / 2;
+        words[m * 4] = '\0';
+        int rc = hr_model_embed(model, words, NULL, b, 64, &shorter);
+        words[m * 4] = ' ';
+        if (rc == HR_OK) fits = m;
+        else too_many = m;
+    }
+    words[fits * 4] = '\0';
+    assert_int_equal(hr_model_embed(model, words, NULL, b, 64, &shorter), HR_OK);
+    fprintf(stderr, "  truncated to %d of %d tokens; %d words make %d\n", result.n_tokens, result.input_tokens,
+            fits, shorter.n_tokens);
+    assert_int_equal(shorter.n_tokens, result.n_tokens);
+    for (int i = 0; i < 64; i++) assert_true(fabs(a[i] - b[i]) < 1e-5);
+    free(words);
     hr_model_free(model);
     hr_context_free(ctx);
 }
@@ -650,7 +685,7 @@ static void *embed_many(void *data)
     struct embed_worker *w = data;
     float v[64];
     for (int i = 0; i < 20 && w->rc == HR_OK; i++) {
-        w->rc = hr_model_embed(w->model, "while it generates", true, v, 64, NULL);
+        w->rc = hr_model_embed(w->model, "while it generates", NULL, v, 64, NULL);
         w->done++;
     }
     return NULL;

@@ -4,6 +4,7 @@ keep_alive 0, the model itself: measured in the process's RSS and the registry's
 from __future__ import annotations
 
 import gc
+import math
 import time
 
 import pytest
@@ -139,3 +140,20 @@ def test_a_model_closed_with_the_context(tmp_path, tiny_model):
         next(stream)
     with pytest.raises(headroom.InvalidArgumentError, match="closed"):
         model.info()
+
+
+def test_embeddings_unit_length_plain_and_truncated(hr, tiny_model):
+    with hr.load(tiny_model, ctx=256) as model:
+        first = model.embed("hello world")
+        assert len(first.vector) == model.info().n_embd and not first.truncated
+        assert abs(math.fsum(x * x for x in first.vector) - 1) < 1e-4
+        assert model.embed("hello world").vector == first.vector
+        raw = model.embed("hello world", normalize=False)
+        length = math.sqrt(math.fsum(x * x for x in raw.vector))
+        assert all(abs(r / length - f) < 1e-4 for r, f in zip(raw.vector, first.vector))
+        long_text = " the" * 6000
+        with pytest.raises(headroom.errors.ContextFullError, match="embeddings take at most"):
+            model.embed(long_text)
+        cut = model.embed(long_text, truncate=True)
+        assert cut.truncated and cut.input_tokens > cut.n_tokens > 0
+        assert abs(math.fsum(x * x for x in cut.vector) - 1) < 1e-4

@@ -49,7 +49,8 @@ bool embed_check_input(field_check *c, const cJSON *body, const char *key, bool 
     return true;
 }
 
-int embed_inputs(hr_model *model, const cJSON *body, const char *key, bool normalize, embed_batch *out)
+int embed_inputs(hr_model *model, const cJSON *body, const char *key, bool normalize, bool truncate,
+                 embed_batch *out)
 {
     memset(out, 0, sizeof *out);
     hr_model_info info;
@@ -63,11 +64,15 @@ int embed_inputs(hr_model *model, const cJSON *body, const char *key, bool norma
     double started = wall_seconds();
     for (int i = 0; i < count; i++) {
         const cJSON *text = cJSON_IsString(input) ? input : cJSON_GetArrayItem(input, i);
-        int32_t tokens = 0;
-        rc = hr_model_embed(model, text->valuestring, normalize, out->vectors + (size_t)i * (size_t)info.n_embd,
-                            (size_t)info.n_embd, &tokens);
+        hr_embed_params params = hr_embed_default_params();
+        params.normalize = normalize;
+        params.truncate = truncate;
+        hr_embed_result result;
+        rc = hr_model_embed(model, text->valuestring, &params, out->vectors + (size_t)i * (size_t)info.n_embd,
+                            (size_t)info.n_embd, &result);
         if (rc != HR_OK) return rc;
-        out->tokens += tokens;
+        out->tokens += result.n_tokens;
+        if (result.truncated) out->truncated++;
         out->count++;
     }
     out->seconds = wall_seconds() - started;

@@ -496,7 +496,7 @@ static enum MHD_Result embed(request *r, bool legacy)
     if (!model) return reply;
     double loaded = wall_seconds();
     embed_batch batch;
-    int rc = embed_inputs(model, r->json, legacy ? "prompt" : "input", !legacy, &batch);
+    int rc = embed_inputs(model, r->json, legacy ? "prompt" : "input", !legacy, truncate, &batch);
     server_release_model(r->srv, model, keep_alive);
     if (rc != HR_OK) {
         embed_batch_free(&batch);

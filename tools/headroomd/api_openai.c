@@ -567,7 +567,7 @@ static enum MHD_Result embeddings(request *r)
                            "(shortening them is not supported); leave it out", dimensions, info.n_embd);
     }
     embed_batch batch;
-    int rc = embed_inputs(model, r->json, "input", true, &batch);
+    int rc = embed_inputs(model, r->json, "input", true, false, &batch);
     server_release_model(r->srv, model, NAN);
     if (rc != HR_OK) {
         embed_batch_free(&batch);

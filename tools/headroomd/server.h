@@ -244,7 +244,8 @@ typedef struct embed_batch {
     float *vectors;      /* count x dimensions */
     int count;
     int32_t dimensions;
-    int32_t tokens;      /* of all inputs */
+    int32_t tokens;      /* of all inputs, as embedded */
+    int truncated;       /* inputs cut to the model's context */
     double seconds;      /* computing them */
 } embed_batch;
 
@@ -252,7 +253,10 @@ typedef struct embed_batch {
  * ids are refused); *count: how many. false after replying 400 naming `key`. */
 bool embed_check_input(field_check *c, const cJSON *body, const char *key, bool required, int *count);
 /* Embeds body[key] (checked) with `model`; an HR_E* code (the sentence in hr_last_error()). */
-int embed_inputs(hr_model *model, const cJSON *body, const char *key, bool normalize, embed_batch *out);
+/* Embeds each input of body[key]; longer than the model takes: cut when `truncate`, else
+ * HR_ECONTEXT (its sentence in hr_last_error). */
+int embed_inputs(hr_model *model, const cJSON *body, const char *key, bool normalize, bool truncate,
+                 embed_batch *out);
 void embed_batch_free(embed_batch *batch);
 cJSON *embed_vector_json(const float *vector, int32_t dimensions);
 /* The floats as OpenAI's base64 (little-endian float32); malloc'd, NULL when out of memory. */
