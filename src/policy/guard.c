@@ -4,7 +4,8 @@
  * rate (or before any rate is known, or faulting eight times the line: after the first pass
  * over the weights a decode takes no faults at all) is thrashing. Two in a row, and the guard
  * acts. A slow window without faults is another program using the CPU: reported once, no
- * action, because unloading would not help.
+ * action, because unloading would not help. A window sampled under a grammar is slower by
+ * nature: it teaches no speed and is never reported slow, but may be thrashing.
  */
 #include "policy/guard.h"
 
@@ -27,7 +28,7 @@ hr_guard_verdict hr_guard_judge(const hr_guard_params *p, hr_guard_state *s, con
     bool paging = faults >= p->faults_per_token;
     bool far_below = s->expected > 0 && rate * p->slowdown < s->expected;
 
-    if (!paging && faults < 4) {
+    if (!paging && faults < 4 && !w->constrained) {
         if (rate > s->expected && !far_below) s->expected = rate;
     }
     /* Paging with the speed known to have fallen far, or not known yet, or paging so hard (8x
@@ -46,7 +47,7 @@ hr_guard_verdict hr_guard_judge(const hr_guard_params *p, hr_guard_state *s, con
         return HR_GUARD_THRASHING;
     }
     s->bad_windows = 0;
-    if (far_below && !paging) {
+    if (far_below && !paging && !w->constrained) {
         if (s->slow_reported++) return HR_GUARD_OK;
         snprintf(reason, reason_size, "decoding at %.1f tokens/s, expected %.1f, without page faults: the CPU is "
                  "busy with other work (not a memory problem; nothing unloaded)", rate, s->expected);

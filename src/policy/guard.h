@@ -7,6 +7,7 @@
 #ifndef HR_POLICY_GUARD_H
 #define HR_POLICY_GUARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,11 @@ typedef struct hr_guard_window {
     int32_t tokens;
     double seconds;
     uint64_t page_faults;     /* the process's, major and minor, over the window */
+    bool constrained;         /* a token of it was sampled under a grammar: where the model writes
+                                 what the grammar refuses, each token masks the whole vocabulary,
+                                 which is slower and faults fresh pages, so such a window teaches
+                                 no speed and is never reported slow; it may still be thrashing
+                                 (the runtime confirms that on the model file) */
 } hr_guard_window;
 
 typedef enum hr_guard_verdict {

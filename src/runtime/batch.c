@@ -506,9 +506,9 @@ static void step(struct worker *w, int32_t count, bool prompt)
         }
         return;
     }
-    /* The guard does not judge a step that samples under a grammar: where the model writes what
-     * the grammar refuses, each token masks the whole vocabulary, whose allocations fault pages
-     * per token like evicted weights would, and runs slower besides (docs/lifecycle.md). */
+    /* A step that samples under a grammar is judged as constrained: where the model writes what
+     * the grammar refuses, each token masks the whole vocabulary, which is slower and faults fresh
+     * pages, so it teaches no speed (policy/guard.h). */
     bool grammar = false;
     for (int32_t i = 0; i < model->n_slots; i++) {
         hr_session *s = model->slots[i].session;
@@ -520,8 +520,8 @@ static void step(struct worker *w, int32_t count, bool prompt)
      * timing its own generation with the guard): the step is not the worker's to time. */
     if (!w->holding) return;
     /* the guard times decode steps: a step that read a prompt is no measure of decode speed */
-    if (prompt || grammar) hr_guard_begin(model);
-    else if (generated) hr_guard_token(model);
+    if (prompt) hr_guard_begin(model);
+    else if (generated) hr_guard_token(model, grammar);
 }
 
 /* ---- the loop ------------------------------------------------------------------------------- */

@@ -355,15 +355,12 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
             break;
         }
         last = hr_now_seconds();
-        /* The guard does not judge a generation under a grammar: where the model writes what the
-         * grammar refuses, each token masks the whole vocabulary, whose allocations fault pages
-         * per token like evicted weights would, and runs slower besides (docs/lifecycle.md). */
-        bool judged = !p->grammar;
+        /* under a grammar, a token is judged as constrained (policy/guard.h) */
         if (first == 0) {
             first = last;
-            if (judged) hr_guard_begin(model);
-        } else if (judged) {
-            hr_guard_token(model);
+            hr_guard_begin(model);
+        } else {
+            hr_guard_token(model, p->grammar != NULL);
         }
         stats->generated_tokens++;
         if (p->logprob_fn && engine->token_logprobs) {

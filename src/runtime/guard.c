@@ -84,12 +84,14 @@ void hr_guard_begin(hr_model *model)
     model->guard_window_start = hr_now_seconds();
     model->guard_window_faults = page_faults(&model->guard_window_major_faults);
     model->guard_window_tokens = 0;
+    model->guard_window_constrained = false;
 }
 
-void hr_guard_token(hr_model *model)
+void hr_guard_token(hr_model *model, bool constrained)
 {
     if (!model->ctx->params.guard) return;
     model->guard_window_tokens++;
+    if (constrained) model->guard_window_constrained = true;
     double now = hr_now_seconds();
     double seconds = now - model->guard_window_start;
     if (model->guard_window_tokens < WINDOW_TOKENS && seconds < WINDOW_SECONDS) return;
@@ -100,7 +102,9 @@ void hr_guard_token(hr_model *model)
         .tokens = model->guard_window_tokens,
         .seconds = seconds,
         .page_faults = faults - model->guard_window_faults,
+        .constrained = model->guard_window_constrained,
     };
+    model->guard_window_constrained = false;
     model->guard_window_start = now;
     model->guard_window_faults = faults;
     model->guard_window_major_faults = major;

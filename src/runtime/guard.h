@@ -10,7 +10,8 @@
 /* Starts a window: after the first token of a generation (the prompt is not judged). */
 void hr_guard_begin(hr_model *model);
 
-/* Counts a decoded token; closes and judges the window when it is full. */
-void hr_guard_token(hr_model *model);
+/* Counts a decoded token (`constrained`: sampled under a grammar); closes and judges the window
+ * when it is full. */
+void hr_guard_token(hr_model *model, bool constrained);
 
 #endif

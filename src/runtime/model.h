@@ -64,6 +64,7 @@ struct hr_model {
     uint64_t guard_window_faults;        /* major and minor, at the window's start */
     uint64_t guard_window_major_faults;  /* major alone: reads from storage */
     int32_t guard_window_tokens;
+    bool guard_window_constrained;       /* a token of the window was sampled under a grammar */
 
     pthread_mutex_t queue_lock;    /* guards the fields below */
     pthread_cond_t queue_changed;  /* a session arrived, or stopping was set */

@@ -77,12 +77,39 @@ static void slow_without_faults_is_reported_once_and_not_thrashing(void **state)
     assert_int_equal(judge(&s, 0, 0, 0, reason), HR_GUARD_OK);       /* an empty window says nothing */
 }
 
+static hr_guard_verdict judge_constrained(hr_guard_state *s, int32_t tokens, double seconds, uint64_t faults,
+                                         char *reason)
+{
+    hr_guard_params p = hr_guard_default_params();
+    hr_guard_window w = { .tokens = tokens, .seconds = seconds, .page_faults = faults, .constrained = true };
+    return hr_guard_judge(&p, s, &w, reason, 320);
+}
+
+/* Under a grammar a window is slower by nature: it teaches no speed and is never reported slow,
+ * but faults every token far below the expected speed are still a thrash. */
+static void a_window_under_a_grammar_teaches_nothing_but_can_thrash(void **state)
+{
+    (void)state;
+    hr_guard_state s = { 0 };
+    char reason[320];
+    assert_int_equal(judge_constrained(&s, 8, 0.2, 0, reason), HR_GUARD_OK);   /* 40 tokens/s */
+    assert_true(s.expected == 0);
+    s.expected = 30;
+    assert_int_equal(judge_constrained(&s, 8, 2.0, 0, reason), HR_GUARD_OK);   /* 4 tokens/s, no faults */
+    assert_int_equal(s.slow_reported, 0);
+    assert_string_equal(reason, "");
+    assert_int_equal(judge_constrained(&s, 2, 1.4, 600, reason), HR_GUARD_OK);
+    assert_int_equal(judge_constrained(&s, 2, 1.4, 600, reason), HR_GUARD_THRASHING);
+    assert_non_null(strstr(reason, "300 page faults per token"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(healthy_windows_teach_the_expected_speed),
         cmocka_unit_test(thrashing_needs_two_windows_of_faults_far_below_expected),
         cmocka_unit_test(slow_without_faults_is_reported_once_and_not_thrashing),
+        cmocka_unit_test(a_window_under_a_grammar_teaches_nothing_but_can_thrash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
