@@ -5,8 +5,9 @@
  * POST {url}/v1/completions streamed as server-sent events (sse.c), each event's JSON read with
  * cJSON. The chat template comes from the local file's GGUF header, read without its weights.
  * It holds no policy: it asks, streams and turns every failure into a sentence a person can act on.
- * Over 600 lines on purpose: one request's state (struct request) runs through the transfer, the
- * server's answers and the completion stream, and the file reads best as that one story.
+ * Embeddings are one POST /v1/embeddings each. Over 600 lines on purpose: one request's state
+ * (struct request) runs through the transfer, the server's answers and the completion stream,
+ * and the file reads best as that one story.
  */
 #include "engine/engine.h"
 
@@ -35,6 +36,7 @@ enum {
     POLL_MILLISECONDS = 50,       /* the longest a cancel waits to be seen while the server is silent */
     MODEL_LIST_SECONDS = 30,      /* GET /v1/models: what the check at load may take after connecting */
     MAX_BODY_BYTES = 1 << 20,     /* a non-streamed reply (a model list, an error) kept at most */
+    EMBED_SECONDS = 300,          /* an embedding request's limit where no request timeout is set */
 };
 
 struct hr_engine_model {
@@ -49,6 +51,7 @@ struct hr_engine_model {
     bool has_local_file;
     char local_name[128];         /* general.name of the local file, or "" */
     int32_t n_ctx_train;          /* the local file's trained context, or 0 */
+    int32_t n_embd;               /* the local file's embedding width, or 0 */
     int32_t n_ctx;                /* the server's context window when it says, or 0 */
     /* Kept between requests so that connections (and TLS sessions) are reused. One request at a
      * time: the runtime runs one generation per model, and load finishes before anyone sees it. */
@@ -442,6 +445,10 @@ static int read_local_file(hr_engine_model *m, const char *path)
         int64_t context = gguf_find_key(gguf, name);
         if (context >= 0 && gguf_get_kv_type(gguf, context) == GGUF_TYPE_UINT32 && gguf_get_val_u32(gguf, context) <= INT32_MAX)
             m->n_ctx_train = (int32_t)gguf_get_val_u32(gguf, context);
+        snprintf(name, sizeof name, "%.120s.embedding_length", gguf_get_val_str(gguf, key));
+        int64_t width = gguf_find_key(gguf, name);
+        if (width >= 0 && gguf_get_kv_type(gguf, width) == GGUF_TYPE_UINT32 && gguf_get_val_u32(gguf, width) <= 65536)
+            m->n_embd = (int32_t)gguf_get_val_u32(gguf, width);
     }
     key = gguf_find_key(gguf, "tokenizer.chat_template");
     int rc = HR_OK;
@@ -515,6 +522,7 @@ static void remote_get_info(const hr_engine_model *m, hr_engine_model_info *out)
     snprintf(out->name, sizeof out->name, "%s", m->local_name[0] ? m->local_name : m->model_name);
     out->n_ctx_train = m->n_ctx_train;
     out->n_ctx = m->n_ctx;
+    out->n_embd = m->n_embd;
     out->load_mode = HR_LOAD_AUTO;   /* nothing is loaded here */
     out->remote = true;
     snprintf(out->endpoint, sizeof out->endpoint, "%s", m->url);
@@ -722,6 +730,86 @@ static int remote_complete(hr_engine_model *m, const char *prompt, const hr_engi
     return rc;
 }
 
+/* ---- an embedding ------------------------------------------------------------------------------ */
+
+/* POST /v1/embeddings for one text, on a handle of its own and without the model's multi handle:
+ * embeddings run on any thread, beside a completion that holds the multi. The width comes from
+ * the local file (n_embd); a vector of another width, or none, is a sentence. Truncation is the
+ * server's business (it has the tokenizer): asked to, headroom says so where the server refuses. */
+static int remote_embed(hr_engine_model *m, const char *text, size_t length, bool normalize, bool truncate,
+                        float *out, int32_t capacity, int32_t *n_tokens, int32_t *input_tokens, bool *created)
+{
+    (void)length;   /* the text is a C string (hr_model_embed's) */
+    *n_tokens = 0;
+    *input_tokens = 0;
+    *created = false;
+    if (m->n_embd <= 0)
+        return hr_fail(HR_ENOTSUP, "the fall-back model '%s' was opened without a local model file that gives its "
+                       "embedding width; give the local file's path", m->model_name);
+    if (capacity < m->n_embd)
+        return hr_fail(HR_EINVAL, "room for %d floats, but this model's embeddings have %d", capacity, m->n_embd);
+    cJSON *request_body = cJSON_CreateObject();
+    if (request_body) {
+        cJSON_AddStringToObject(request_body, "model", m->model_name);
+        cJSON_AddItemToObject(request_body, "input", cJSON_CreateStringReference(text));
+        cJSON_AddStringToObject(request_body, "encoding_format", "float");
+    }
+    char *body = request_body ? cJSON_PrintUnformatted(request_body) : NULL;
+    cJSON_Delete(request_body);
+    if (!body) return hr_fail(HR_ENOMEM, "out of memory building an embedding request for %s", m->url);
+    struct request r;
+    int rc = request_init(&r, m, "/v1/embeddings", m->timeout > 0 ? m->timeout : EMBED_SECONDS);
+    if (rc != HR_OK) {
+        free(body);
+        return rc;
+    }
+    curl_easy_setopt(r.easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(r.easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    CURLcode result = curl_easy_perform(r.easy);
+    free(body);
+    if (r.status == 0) curl_easy_getinfo(r.easy, CURLINFO_RESPONSE_CODE, &r.status);
+    if (r.failure) rc = hr_fail(r.failure, "%s", r.failure_text);
+    else if (result != CURLE_OK) rc = unreachable(&r, result);
+    else if (r.status != 200) rc = refused(&r, "POST /v1/embeddings");
+    if (rc == HR_EINVAL && truncate)
+        rc = hr_fail(HR_EINVAL, "%s (the fall-back server truncates long inputs itself, or refuses them)",
+                     hr_last_error());
+    cJSON *json = rc == HR_OK ? cJSON_ParseWithLength(r.body ? r.body : "", r.body_length) : NULL;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(json, "data");
+    const cJSON *first = cJSON_IsArray(data) ? cJSON_GetArrayItem(data, 0) : NULL;
+    const cJSON *vector = cJSON_GetObjectItemCaseSensitive(first, "embedding");
+    if (rc == HR_OK && !cJSON_IsArray(vector))
+        rc = hr_fail(HR_EFORMAT, "the fall-back endpoint %s answered POST /v1/embeddings without OpenAI's "
+                     "data[0].embedding; is it an OpenAI-compatible server?", m->url);
+    if (rc == HR_OK && cJSON_GetArraySize(vector) != m->n_embd)
+        rc = hr_fail(HR_EFORMAT, "the fall-back endpoint %s sent an embedding of %d floats, but the local file "
+                     "says '%s' gives %d: is it the same model?", m->url, cJSON_GetArraySize(vector),
+                     m->model_name, m->n_embd);
+    if (rc == HR_OK) {
+        int32_t i = 0;
+        double norm = 0;
+        const cJSON *value;
+        cJSON_ArrayForEach(value, vector) {
+            if (!cJSON_IsNumber(value) || !isfinite(value->valuedouble)) {
+                rc = hr_fail(HR_EFORMAT, "the fall-back endpoint %s sent an embedding with a value that is not "
+                             "a finite number", m->url);
+                break;
+            }
+            out[i++] = (float)value->valuedouble;
+            norm += value->valuedouble * value->valuedouble;
+        }
+        norm = sqrt(norm);
+        if (rc == HR_OK && normalize && norm > 0)
+            for (i = 0; i < m->n_embd; i++) out[i] = (float)(out[i] / norm);
+        int32_t tokens = positive_int(cJSON_GetObjectItemCaseSensitive(json, "usage"), "prompt_tokens");
+        *n_tokens = tokens;
+        *input_tokens = tokens;
+    }
+    cJSON_Delete(json);
+    request_free(&r);
+    return rc;
+}
+
 static const hr_engine_ops remote_ops = {
     .name = "remote",
     .load = remote_load,
@@ -729,6 +817,7 @@ static const hr_engine_ops remote_ops = {
     .get_info = remote_get_info,
     .apply_chat_template = remote_chat_template,
     .complete = remote_complete,
+    .embed = remote_embed,
 };
 
 const hr_engine_ops *hr_engine_remote(void)

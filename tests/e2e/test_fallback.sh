@@ -63,6 +63,20 @@ expect 'json.length === 2'; check "B served both generations" $?
 http POST "$a_url/v1/completions" '{"model":"mid","prompt":"Hello","max_tokens":8,"stream":true}'
 status 200 && grep -q 'data: \[DONE\]' "$scratch/body"; check "A streams through the fall-back too" $?
 
+# embeddings through the fall-back: B's vector, as B gives it directly
+embed='{"model":"mid","input":"the sea is blue","encoding_format":"float"}'
+http POST "$b_url/v1/embeddings" "$embed"
+status 200; check "B embeds directly" $?
+cp "$scratch/body" "$scratch/embed-b.json"
+http POST "$a_url/v1/embeddings" "$embed"
+status 200 && expect 'const v = json.data[0].embedding, w = load("embed-b.json").data[0].embedding;
+    return v.length === w.length && v.every((x, i) => Math.abs(x - w[i]) < 1e-5) && json.usage.prompt_tokens > 0'
+check "A embeds through the fall-back: B's vector, float for float" $?
+http POST "$a_url/api/embed" '{"model":"mid","input":["the sea is blue","hello"]}'
+status 200 && expect 'json.embeddings.length === 2 && json.embeddings[0].length > 0 &&
+    Math.abs(Math.hypot(...json.embeddings[1]) - 1) < 1e-4'
+check "A's Ollama /api/embed through the fall-back: unit vectors" $?
+
 http POST "$c_url/v1/completions" "$request"
 status 503 && header 'Retry-After: ' && expect 'json.error.message.includes("does not fit here")'
 check "C (no fall-back) answers 503 with Retry-After and why" $?
