@@ -7,8 +7,9 @@
  * of its speed without a word (ENGINE.md: 27.4 -> 1.4 tokens/s for the 1b model). headroom must
  * notice within seconds, say why, cancel the generation, unload the model, and refuse to load it
  * back into the same shortage. The pressure policy is switched off here so that the guard alone
- * is tested (with it on, critical pressure may act first; both are right).
- * A second case needs no cgroup: another thread faulting fresh heap pages by the hundred per token
+ * is tested (with it on, critical pressure may act first; both are right). The same again with
+ * the thrashing generation under a grammar, whose windows are judged as constrained.
+ * A last case needs no cgroup: another thread faulting fresh heap pages by the hundred per token
  * must not make the guard cancel a model whose weights are all in memory.
  * usage: test_guard_live MID_MODEL.gguf
  */
@@ -54,8 +55,10 @@ static void on_event(const hr_event *event, void *user_data)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Runs one greedy generation through the registry; returns its result and stats. */
-static int generate(hr_context *ctx, int max_tokens, hr_generation_stats *stats, char *sentence, size_t size)
+/* Runs one greedy generation through the registry, under `grammar` when not NULL; returns its
+ * result and stats. */
+static int generate(hr_context *ctx, int max_tokens, const char *grammar, hr_generation_stats *stats, char *sentence,
+                    size_t size)
 {
     hr_model *model = NULL;
     int rc = hr_registry_acquire(ctx, "mid", &model);
@@ -66,6 +69,7 @@ static int generate(hr_context *ctx, int max_tokens, hr_generation_stats *stats,
     hr_session_params sp = hr_session_default_params();
     sp.generate.max_tokens = max_tokens;
     sp.generate.temperature = 0;
+    sp.generate.grammar = grammar;
     hr_session *session = NULL;
     assert_int_equal(hr_session_start(model, "Once upon a time", &sp, &session), HR_OK);
     char piece[64];
@@ -79,8 +83,6 @@ static int generate(hr_context *ctx, int max_tokens, hr_generation_stats *stats,
     return rc;
 }
 
-/* A context with the guard alone acting (pressure actions off), `seen` subscribed to its events,
- * and "mid" in its registry, memory-mapped, with `threads` decode threads. */
 /* The guard's own account of each window, so that a failure shows what it measured. */
 static void guard_log(enum hr_log_level level, const char *message, void *user_data)
 {
@@ -90,6 +92,8 @@ static void guard_log(enum hr_log_level level, const char *message, void *user_d
         fprintf(stderr, "  log: %s\n", message);
 }
 
+/* A context with the guard alone acting (pressure actions off), `seen` subscribed to its events,
+ * and "mid" in its registry, memory-mapped, with `threads` decode threads. */
 static hr_context *guarded_context(struct seen *seen, int32_t threads, int *subscription)
 {
     pthread_mutex_init(&seen->lock, NULL);
@@ -108,9 +112,10 @@ static hr_context *guarded_context(struct seen *seen, int32_t threads, int *subs
     return ctx;
 }
 
-static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **state)
+/* The thrash case; the thrashing generation samples under `grammar` when not NULL (its windows
+ * are judged as constrained: no speed learnt from them, the thrash confirmed on the file). */
+static void thrash_case(const char *grammar)
 {
-    (void)state;
     struct seen seen = { 0 };
     int subscription;
     hr_context *ctx = guarded_context(&seen, 2, &subscription);
@@ -129,7 +134,7 @@ static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **s
     /* healthy: room enough (preflight says so), the guard learns the speed and stays quiet */
     hr_generation_stats healthy;
     char sentence[600];
-    assert_int_equal(generate(ctx, 48, &healthy, sentence, sizeof sentence), HR_EOF);
+    assert_int_equal(generate(ctx, 48, NULL, &healthy, sentence, sizeof sentence), HR_EOF);
     fprintf(stderr, "  healthy: %.1f tokens/s\n", healthy.tokens_per_second);
     assert_int_equal(seen.thrashing, 0);
 
@@ -141,9 +146,9 @@ static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **s
                 write_file(group.child, "memory.max", limit));
 
     hr_generation_stats thrashed;
-    int rc = generate(ctx, 200, &thrashed, sentence, sizeof sentence);
-    fprintf(stderr, "  in %ld MiB: %d tokens at %.1f tokens/s, then: %s\n", LIMIT_MIB, thrashed.generated_tokens,
-            thrashed.tokens_per_second, sentence);
+    int rc = generate(ctx, 200, grammar, &thrashed, sentence, sizeof sentence);
+    fprintf(stderr, "  in %ld MiB%s: %d tokens at %.1f tokens/s, then: %s\n", LIMIT_MIB,
+            grammar ? ", under a grammar" : "", thrashed.generated_tokens, thrashed.tokens_per_second, sentence);
     assert_int_equal(rc, HR_ECANCELLED);
     assert_non_null(strstr(sentence, "page faults"));
     assert_true(thrashed.generated_tokens < 200);
@@ -168,6 +173,20 @@ static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **s
     hr_context_free(ctx);
     remove_limited_cgroup();
     pthread_mutex_destroy(&seen.lock);
+}
+
+static void a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out(void **state)
+{
+    (void)state;
+    thrash_case(NULL);
+}
+
+/* A generation under a grammar (JSON mode, tool calls) masks the vocabulary every token, which
+ * faults fresh pages and is slower by nature; its thrash is caught all the same. */
+static void a_thrash_under_a_grammar_is_caught_too(void **state)
+{
+    (void)state;
+    thrash_case("root ::= [a-z ]{1000}");
 }
 
 /* A thread that maps, touches and unmaps 16 MiB of anonymous memory in a loop: thousands of
@@ -201,14 +220,14 @@ static void faults_elsewhere_leave_a_resident_model_alone(void **state)
     assert_int_equal(pthread_create(&thread, NULL, churn, NULL), 0);
     hr_generation_stats stats;
     char sentence[600];
-    int rc = generate(ctx, 160, &stats, sentence, sizeof sentence);
+    int rc = generate(ctx, 160, NULL, &stats, sentence, sizeof sentence);
     fprintf(stderr, "  with a faulting thread beside it: %d tokens at %.1f tokens/s: %s\n", stats.generated_tokens,
             stats.tokens_per_second, rc == HR_EOF ? "completed" : sentence);
     assert_int_equal(rc, HR_EOF);
     assert_int_equal(stats.generated_tokens, 160);
     /* short generations too: a window of one that the next one confirms */
     for (int i = 0; i < 6; i++) {
-        rc = generate(ctx, 12, &stats, sentence, sizeof sentence);
+        rc = generate(ctx, 12, NULL, &stats, sentence, sizeof sentence);
         if (rc != HR_EOF) fail_msg("short generation %d: %s", i, sentence);
     }
     atomic_store(&churning, false);
@@ -232,6 +251,7 @@ int main(int argc, char **argv)
     mid_model = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_thrashing_model_is_caught_cancelled_unloaded_and_kept_out),
+        cmocka_unit_test(a_thrash_under_a_grammar_is_caught_too),
         cmocka_unit_test(faults_elsewhere_leave_a_resident_model_alone),
     };
     int result = run_cases(tests, NULL, NULL);
