@@ -255,6 +255,15 @@ static void error_message(const struct request *r, char *out, size_t size)
     cJSON_Delete(json);
 }
 
+/* Whether the request was sent to the server: a timeout after that is the server's slowness (it
+ * took the request and sent nothing back in time), not an unreachable address. (Not the connect
+ * time: that is 0 on a reused connection.) */
+static bool connected(const struct request *r)
+{
+    long request_bytes = 0;
+    return curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &request_bytes) == CURLE_OK && request_bytes > 0;
+}
+
 /* The sentence for a transfer that did not get an answer at all. */
 static int unreachable(const struct request *r, CURLcode result)
 {
@@ -263,6 +272,9 @@ static int unreachable(const struct request *r, CURLcode result)
         return hr_fail(HR_EIO, "fall-back endpoint %s closed the connection without answering: %s", r->model->url, detail);
     if (r->started)
         return hr_fail(HR_EIO, "fall-back endpoint %s broke off its answer: %s", r->model->url, detail);
+    if (result == CURLE_OPERATION_TIMEDOUT && connected(r))
+        return hr_fail(HR_EIO, "fall-back endpoint %s accepted the connection but did not answer in time: %s; "
+                       "check that it is an OpenAI-compatible server and not stuck or overloaded", r->model->url, detail);
     return hr_fail(HR_EIO, "fall-back endpoint %s is unreachable: %s; check --fallback-url", r->model->url, detail);
 }
 
@@ -711,7 +723,7 @@ static int remote_complete(hr_engine_model *m, const char *prompt, const hr_engi
         rc = hr_fail(r.failure, "%s", r.failure_text);
     } else if (r.status != 0 && r.status != 200) {
         rc = refused(&r, "POST /v1/completions");
-    } else if (result == CURLE_OPERATION_TIMEDOUT && r.started) {
+    } else if (result == CURLE_OPERATION_TIMEDOUT && (r.started || connected(&r))) {
         rc = hr_fail(HR_EIO, "the fall-back endpoint %s did not finish within the request timeout of %g s "
                      "(%d pieces had arrived)", m->url, m->timeout, r.chunks);
     } else if (result != CURLE_OK && !r.started) {

@@ -121,6 +121,20 @@ static const char *open_psi_trigger(hr_monitor *m, const char *rooted_path)
     return NULL;
 }
 
+#if defined(__linux__)
+/* A kernel without PSI (CONFIG_PSI off, or psi=0 on its command line) reports no stalls, and
+ * stall shares of 0 would read as "no stall": the detection line says they are not measured,
+ * so /api/memory and the logs tell the two apart. Levels still come from the memory figures. */
+static void note_missing_psi(const char *rooted_path, size_t *used, char *detection, size_t capacity)
+{
+    hr_psi psi;
+    if (hr_psi_read(NULL, "/proc/pressure/memory", &psi) == HR_OK && psi.present) return;
+    if (*used < capacity)
+        *used += (size_t)snprintf(detection + *used, capacity - *used,
+                                  "PSI unavailable (no %s): stall shares are not measured; ", rooted_path);
+}
+#endif
+
 static void open_sources(hr_monitor *m)
 {
     char detection[256] = "";
@@ -165,6 +179,9 @@ static void open_sources(hr_monitor *m)
         }
     }
     free(location);
+#if defined(__linux__)
+    note_missing_psi(path, &used, detection, sizeof detection);
+#endif
 #if defined(__APPLE__)
     int darwin_fd = -1;
     if (hr_darwin_pressure_source_open(&darwin_fd) == HR_OK) {

@@ -7,7 +7,9 @@ e2e_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 passed=0 failed=0
 server_pids=() helper_pids=()
 
-# check NAME EXIT-CODE: one "ok"/"not ok" line; a failure shows the last reply.
+# check NAME EXIT-CODE: one "ok"/"not ok" line; a failure shows the last reply. A NAME holding a
+# command substitution runs it before `$?` is expanded, so `check "... $(cat f)" $?` always passes:
+# save the status first (`verdict=$?; check "... $(cat f)" $verdict`).
 check() {
     if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok - $1"
     else

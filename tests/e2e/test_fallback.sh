@@ -48,7 +48,7 @@ status 200; check "B answers directly" $?
 direct=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).choices[0].text)' "$scratch/body")
 
 http POST "$a_url/v1/completions" "$request"
-status 200; check "A answers although the model does not fit it (HTTP $(cat "$scratch/status"))" $?
+status 200; verdict=$?; check "A answers although the model does not fit it (HTTP $(cat "$scratch/status"))" $verdict
 through=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).choices[0].text)' "$scratch/body" 2>/dev/null)
 [[ -n $direct && $through == "$direct" ]]; check "A's answer is B's, token for token (greedy): '$through'" $?
 grep -q "served by the fall-back $b_url" "$scratch/a.err"; check "A's log says the fall-back served it, and why" $?

@@ -43,7 +43,7 @@ for _ in $(seq 1 100); do [[ $(ready "$a_url") == 503 && $(ready "$c_url") == 50
 request='{"model":"tiny","prompt":"Once upon a time","max_tokens":6,"temperature":0}'
 http POST "$a_url/v1/completions" "$request"
 status 200 && expect 'json.choices[0].text.length > 0'
-check "A answers a generation under critical pressure through its fall-back (HTTP $(cat "$scratch/status"))" $?
+verdict=$?; check "A answers a generation under critical pressure through its fall-back (HTTP $(cat "$scratch/status"))" $verdict
 grep -q "served by the fall-back $b_url" "$scratch/a.err"; check "A's log says the fall-back served it, and why" $?
 grep "served by the fall-back" "$scratch/a.err" | head -1 | cut -c1-300 | sed 's/^/  /'
 http POST "$a_url/api/generate" '{"model":"tiny","prompt":"Hello","options":{"num_predict":4},"stream":false}'

@@ -86,7 +86,7 @@ code=$(cat "$scratch/cancel.status")
 if [[ $code == 503 ]]; then
     ! grep -qi '^Retry-After' "$scratch/cancel.headers" && ! grep -q insufficient_memory "$scratch/cancel.json" &&
         grep -q '"code":"cancelled"' "$scratch/cancel.json"
-    check "the generation cut by shutdown: 503 \"cancelled\", not insufficient_memory, no Retry-After: $(head -c 200 "$scratch/cancel.json")" $?
+    verdict=$?; check "the generation cut by shutdown: 503 \"cancelled\", not insufficient_memory, no Retry-After: $(head -c 200 "$scratch/cancel.json")" $verdict
 else
     echo "  (the reply to the generation cut by shutdown did not arrive: HTTP $code; not checked)"
 fi
@@ -110,7 +110,7 @@ stop_server "$L_pid" limited; check "the limited server stops cleanly" $?
 "$headroomd" --model "$model" --host 127.0.0.1.example.com --port 0 >"$scratch/host.out" 2>"$scratch/host.err"
 rc=$?
 [[ $rc -eq 2 ]] && grep -q -- "--api-key" "$scratch/host.err"
-check "--host 127.0.0.1.example.com without a key: exit 2, set --api-key (got $rc: $(head -c 160 "$scratch/host.err"))" $?
+verdict=$?; check "--host 127.0.0.1.example.com without a key: exit 2, set --api-key (got $rc: $(head -c 160 "$scratch/host.err"))" $verdict
 start_server loop --model "$model" --host 127.0.0.2 --port 0 --threads 1
 check "--host 127.0.0.2 (an address in 127.0.0.0/8) needs no key" $?
 [[ -n $url ]] && stop_server "$pid" loop

@@ -106,7 +106,7 @@ pids+=($!)
 for _ in $(seq 1 100); do [[ $(ready "$a_port") == 503 ]] && break; sleep 0.1; done
 [[ $(ready "$a_port") == 503 ]]; check "node A under critical pressure: /ready answers 503" $?
 curl -s "http://127.0.0.1:$a_port/ready" >"$scratch/a-ready.json"
-grep -q '"pressure":"critical"' "$scratch/a-ready.json"; check "node A says why: $(head -c 160 "$scratch/a-ready.json")" $?
+grep -q '"pressure":"critical"' "$scratch/a-ready.json"; verdict=$?; check "node A says why: $(head -c 160 "$scratch/a-ready.json")" $verdict
 
 direct=$(curl -s -D - -o "$scratch/direct.json" "http://127.0.0.1:$a_port/v1/completions" \
          -d '{"model":"tiny","prompt":"Hello","max_tokens":4}')

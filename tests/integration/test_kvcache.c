@@ -3,7 +3,8 @@
  * made by headroom-mkmodel: a restored conversation gives the same next tokens as one that never
  * stopped (and as one decoded from scratch), snapshots are kept to their model and window, the
  * budget evicts the least recently used, clearing touches only headroom's files and goes on past
- * a permission error, and a full disk leaves nothing behind.
+ * a permission error, a full disk leaves nothing behind, and a damaged or foreign snapshot is
+ * refused with a sentence while the next generation decodes its prompt afresh to the same text.
  * usage: test_kvcache [--only=CASE,... | --except=CASE,...] TINY_MODEL.gguf SCRATCH_DIR
  *        test_kvcache --make-snapshots MODEL.gguf CACHE_DIR COUNT   (a fixture for test_cli_cache.sh)
  */
@@ -29,6 +30,7 @@
 
 #include "headroom.h"
 #include "runtime/model.h"
+#include "runtime/snapshot_file.h"
 #include "skip.h"
 
 static const char *tiny_model;
@@ -629,6 +631,152 @@ static int make_snapshots(const char *model_path, const char *cache_dir, int cou
     return 0;
 }
 
+/* The one snapshot in <cache>/kv: its name in `name`, its bytes in a malloc'd buffer. */
+static char *read_only_snapshot(const char *cache, char *name, size_t name_size, size_t *length)
+{
+    char kv[1100];
+    snprintf(kv, sizeof kv, "%s/kv", cache);
+    DIR *dir = opendir(kv);
+    assert_non_null(dir);
+    name[0] = '\0';
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        if (hr_snapshot_is_name(e->d_name)) {
+            assert_string_equal(name, "");   /* only one */
+            snprintf(name, name_size, "%s", e->d_name);
+        }
+    closedir(dir);
+    assert_true(name[0] != '\0');
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", kv, name);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *length = (size_t)ftell(f);
+    rewind(f);
+    char *bytes = malloc(*length);
+    assert_non_null(bytes);
+    assert_int_equal(fread(bytes, 1, *length, f), *length);
+    fclose(f);
+    return bytes;
+}
+
+/* A snapshot whose trailer is intact and whose engine part is cut to `state_bytes`: the trailer
+ * is re-made by hr_snapshot_finish, so it is well formed and its checksum right. */
+static void write_short_state(const char *cache, const char *name, const char *bytes, size_t length,
+                              size_t state_bytes)
+{
+    char kv[1100];
+    snprintf(kv, sizeof kv, "%s/kv", cache);
+    struct hr_snapshot_trailer trailer;
+    memcpy(&trailer, bytes + length - sizeof trailer, sizeof trailer);
+    char temp[1200], path[1400];
+    snprintf(temp, sizeof temp, "%s/short.tmp", kv);
+    write_file(temp, bytes, state_bytes);
+    int dirfd = open(kv, O_RDONLY | O_DIRECTORY);
+    assert_true(dirfd >= 0);
+    assert_int_equal(hr_snapshot_finish(dirfd, "short.tmp", kv, &trailer), HR_OK);
+    close(dirfd);
+    snprintf(path, sizeof path, "%s/%s", kv, name);
+    assert_int_equal(rename(temp, path), 0);
+}
+
+/* A snapshot truncated, with a wrong magic, with the engine's own header damaged, with its engine
+ * part cut short under a well-formed trailer, or made by another model, is refused with a
+ * sentence; the model is left usable, and the next generation decodes the whole prompt and gives
+ * the text a model that never saw a snapshot gives. The intact file is then restored and reused,
+ * so the refusals are the damage's doing. */
+static void damaged_snapshots_are_refused_and_recomputed(void **state)
+{
+    (void)state;
+    char cache[1024];
+    fresh_dir(cache, sizeof cache, "damaged");
+    hr_context *ctx = new_context(cache, 0);
+    static struct text a, expected, got;
+    static char follow[16384];
+    hr_generation_stats stats;
+    hr_model *model = load(ctx, 512);
+    generate(model, PROMPT, 12, &a, &stats);
+    bool saved = false;
+    assert_int_equal(hr_model_snapshot_save(model, &saved), HR_OK);
+    assert_true(saved);
+    hr_model_free(model);
+    snprintf(follow, sizeof follow, "%s%s%s", PROMPT, a.data, FOLLOW_UP);
+    model = load(ctx, 512);
+    generate(model, follow, 16, &expected, &stats);
+    assert_int_equal(stats.cached_tokens, 0);
+    hr_model_free(model);
+
+    char name[256], path[1400];
+    size_t length = 0;
+    char *good = read_only_snapshot(cache, name, sizeof name, &length);
+    snprintf(path, sizeof path, "%s/kv/%s", cache, name);
+    size_t trailer_at = length - sizeof(struct hr_snapshot_trailer);
+    char *damaged = malloc(length);
+    assert_non_null(damaged);
+
+    /* another model's snapshot (a copy of the file elsewhere: another identity) under this name */
+    char other_path[1200], other_name[256];
+    snprintf(other_path, sizeof other_path, "%s/other-model.gguf", scratch);
+    copy_file(tiny_model, other_path);
+    hr_model_params params = hr_model_default_params();
+    params.n_ctx = 512;
+    hr_model *other = NULL;
+    assert_int_equal(hr_model_load(ctx, other_path, &params, &other), HR_OK);
+    generate(other, "A different story starts here, far from the sea, where", 12, &got, NULL);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(hr_model_snapshot_save(other, &saved), HR_OK);
+    hr_model_free(other);
+    size_t other_length = 0;
+    char *foreign = read_only_snapshot(cache, other_name, sizeof other_name, &other_length);
+    char foreign_path[1400];
+    snprintf(foreign_path, sizeof foreign_path, "%s/kv/%s", cache, other_name);
+    assert_int_equal(unlink(foreign_path), 0);
+
+    for (int damage = 0; damage < 5; damage++) {
+        static const char *const labels[] = { "truncated to half", "wrong trailer magic", "engine header damaged",
+                                              "engine part cut short under a good trailer", "another model's" };
+        memcpy(damaged, good, length);
+        if (damage == 0) write_file(path, damaged, length / 2);
+        if (damage == 1) {
+            memcpy(damaged + trailer_at, "XXXXXXXX", 8);
+            write_file(path, damaged, length);
+        }
+        if (damage == 2) {
+            damaged[0] ^= 0x5a;
+            damaged[1] ^= 0x5a;
+            write_file(path, damaged, length);
+        }
+        if (damage == 3) write_short_state(cache, name, good, length, trailer_at / 2);
+        if (damage == 4) write_file(path, foreign, other_length);
+
+        model = load(ctx, 512);
+        int rc = hr_model_snapshot_restore(model);
+        if (rc == HR_OK) fail_msg("%s: the snapshot was restored", labels[damage]);
+        const char *why = hr_last_error();
+        assert_true(strlen(why) > 20);
+        print_message("%s: %s: %s\n", labels[damage], hr_strerror(rc), why);
+        assert_int_equal(model->slots[0].count, 0);
+        generate(model, follow, 16, &got, &stats);
+        assert_string_equal(got.data, expected.data);
+        assert_int_equal(stats.cached_tokens, 0);
+        hr_model_free(model);
+        unlink(path);
+    }
+
+    write_file(path, good, length);
+    model = load(ctx, 512);
+    assert_int_equal(hr_model_snapshot_restore(model), HR_OK);
+    generate(model, follow, 16, &got, &stats);
+    assert_string_equal(got.data, expected.data);
+    assert_true(stats.cached_tokens > 0);
+    hr_model_free(model);
+    free(foreign);
+    free(damaged);
+    free(good);
+    unlink(other_path);
+    hr_context_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--make-snapshots") == 0) return make_snapshots(argv[2], argv[3], atoi(argv[4]));
@@ -647,6 +795,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(clear_touches_only_its_own_files),
         cmocka_unit_test(clear_goes_on_past_a_file_it_cannot_remove),
         cmocka_unit_test(full_disk_leaves_nothing),
+        cmocka_unit_test(damaged_snapshots_are_refused_and_recomputed),
     };
     return run_cases(tests, NULL, NULL);
 }

@@ -83,6 +83,7 @@ static void usage(FILE *out)
             "                        loaded here (another headroomd, llama-server, vLLM)\n"
             "  --fallback-model NAME its name there (default: the same name)\n"
             "  --fallback-api-key K  sent to it as a Bearer token\n"
+            "  --fallback-timeout D  a fall-back request that has not finished after D fails (default: none)\n"
             "  --config FILE         read 'key = value' lines with these option names\n"
             "  -h, --help            this help\n");
 }
@@ -216,6 +217,12 @@ static bool set_option(server_config *c, const char *name, const char *value)
         snprintf(c->fallback_url, sizeof c->fallback_url, "%s", value);
     } else if (strcmp(name, "fallback-model") == 0) snprintf(c->fallback_model, sizeof c->fallback_model, "%s", value);
     else if (strcmp(name, "fallback-api-key") == 0) snprintf(c->fallback_api_key, sizeof c->fallback_api_key, "%s", value);
+    else if (strcmp(name, "fallback-timeout") == 0) {
+        if (!parse_keep_alive(value, &c->fallback_timeout) || c->fallback_timeout < 0 || c->fallback_timeout > 86400) {
+            fprintf(stderr, "headroomd: --fallback-timeout takes a duration from 0 (none) to 24h such as 2m, not '%s'\n", value);
+            return false;
+        }
+    }
     else if (strcmp(name, "ctx") == 0) {
         if (!parse_long("--ctx", value, 0, 1 << 20, &number)) return false;
         c->ctx_size = (int32_t)number;
@@ -413,7 +420,7 @@ int main(int argc, char **argv)
         { "max-body", required_argument, NULL, 0 }, { "max-connections", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
         { "fallback-url", required_argument, NULL, 0 }, { "fallback-model", required_argument, NULL, 0 },
-        { "fallback-api-key", required_argument, NULL, 0 },
+        { "fallback-api-key", required_argument, NULL, 0 }, { "fallback-timeout", required_argument, NULL, 0 },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
     /* The config file first (flags override it), so find --config before the rest. */
@@ -477,6 +484,7 @@ int main(int argc, char **argv)
         params.fallback.url = c->fallback_url;
         params.fallback.model = c->fallback_model[0] ? c->fallback_model : NULL;
         params.fallback.api_key = c->fallback_api_key[0] ? c->fallback_api_key : NULL;
+        params.fallback.timeout = c->fallback_timeout;
     }
     params.log_fn = library_log;
     params.log_level = HR_LOG_INFO;   /* loads, unloads and every pressure action, with its reason */

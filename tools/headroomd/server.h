@@ -28,6 +28,7 @@ typedef struct server_config {
                                      cannot be served here ("" none) */
     char fallback_model[256];     /* --fallback-model: its name there ("": the same name) */
     char fallback_api_key[256];   /* --fallback-api-key, HEADROOM_FALLBACK_API_KEY */
+    double fallback_timeout;      /* --fallback-timeout: seconds for a whole fall-back request (0: none) */
     char models_dir[4096];        /* --models-dir, HEADROOM_MODELS_DIR: every *.gguf in it */
     char model_paths[MAX_MODELS][4096]; /* --model PATH, repeatable; HEADROOM_MODEL (one) */
     int n_model_paths;
