@@ -243,7 +243,8 @@ typedef struct hr_event {
     const char *reason;                  /* valid only during the call */
     const char *model;                   /* HR_EVENT_MODEL, HR_EVENT_ACTION: the registry name, or NULL */
     const char *action;                  /* "loaded", "unloaded", "load_refused", "load_failed",
-                                            "caches_freed", "cancelled": valid during the call */
+                                            "caches_freed", "cancelled", "kv_shed" (idle slots'
+                                            KV given back, the model kept): valid during the call */
     int64_t bytes_freed;                 /* process RSS before minus after the action (may be
                                             negative when something else grew meanwhile) */
     double tokens_per_second;            /* HR_EVENT_DEGRADED: the window's decode speed ... */

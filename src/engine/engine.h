@@ -219,6 +219,13 @@ typedef struct hr_engine_ops {
     /* Whether `head` (the first `length` bytes of a file) starts the way state_save's files do:
      * how a cache recognises its own leftovers of an interrupted save. */
     bool (*is_state_file)(const unsigned char *head, size_t length);
+    /* Bytes of sequence `seq`'s KV cache in memory now (0 where the engine cannot tell). Any
+     * thread. Optional. */
+    uint64_t (*seq_resident_bytes)(hr_engine_model *model, int32_t seq);
+    /* Forgets sequence `seq` and gives its KV cache's memory back to the system (*released:
+     * the bytes handed back; the process's RSS falls by as much). HR_ENOTSUP when the sequence
+     * was forgotten but its memory could not be given back. Not during a decode. Optional. */
+    int (*seq_release)(hr_engine_model *model, int32_t seq, uint64_t *released);
 
     /* Optional, for engines without tokenize/decode/sample (which are then NULL): generates a
      * continuation of `prompt` as one request, calling piece_fn with text as it arrives (bytes as

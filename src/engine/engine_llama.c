@@ -253,6 +253,8 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
     int32_t n_ctx = (int32_t)context_params.n_ctx;
     context_params.abort_callback = relay_abort;
     context_params.abort_callback_data = model;
+    context_params.cb_eval = hr_llama_kv_eval_callback;   /* finds the KV tensors (engine_llama_kv.c) */
+    context_params.cb_eval_user_data = model;
     context_params.no_perf = true;
     snprintf(model->cache_types, sizeof model->cache_types, "%s/%s", ggml_type_name(context_params.type_k),
              ggml_type_name(context_params.type_v));
@@ -360,6 +362,7 @@ static int llama_decode_tokens(hr_engine_model *model, const hr_token *tokens, i
         /* llama_batch_get_one computes logits for the last token of each batch only. */
         int32_t rc = llama_decode(model->ctx, llama_batch_get_one((hr_token *)tokens + done, chunk));
         if (rc != 0) return decode_failure(rc, chunk);
+        hr_llama_kv_note_decoded(model);
         done += chunk;
     }
     return HR_OK;
@@ -384,6 +387,7 @@ static int llama_decode_batch(hr_engine_model *model, const hr_engine_batch_entr
     }
     batch->n_tokens = count;
     int32_t rc = llama_decode(model->ctx, *batch);
+    if (rc == 0) hr_llama_kv_note_decoded(model);
     return rc == 0 ? HR_OK : decode_failure(rc, count);
 }
 
@@ -438,6 +442,8 @@ static const hr_engine_ops llama_ops = {
     .state_save = hr_llama_state_save,
     .state_load = hr_llama_state_load,
     .is_state_file = hr_llama_is_state_file,
+    .seq_resident_bytes = hr_llama_seq_resident_bytes,
+    .seq_release = hr_llama_seq_release,
     .estimate = llama_estimate,
     .embed = hr_llama_embed,
 };

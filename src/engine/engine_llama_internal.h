@@ -21,6 +21,9 @@ extern "C" {
 
 /* The loaded model and a session's sampler, shared by the engine's files; no one outside
  * src/engine/ sees their fields. */
+/* K and V for up to 512 layers. */
+enum { HR_LLAMA_MAX_KV_TENSORS = 1024 };
+
 struct hr_engine_model {
     struct llama_model *model;
     struct llama_context *ctx;
@@ -41,6 +44,14 @@ struct hr_engine_model {
     pthread_mutex_t embed_lock;
     struct llama_context *embed_ctx;
     int32_t embed_n_ctx;
+
+    /* The KV cache's tensors (a K and a V per layer, [width, cells, sequences]), found by the
+     * eval callback during the first decode (engine_llama_kv.c); written only by the decoding
+     * thread until kv_found is set (with __atomic builtins: C++ reads this header too),
+     * read-only after. */
+    struct ggml_tensor *kv_tensors[HR_LLAMA_MAX_KV_TENSORS];
+    int32_t n_kv_tensors;
+    bool kv_found;
 };
 
 struct hr_engine_sampler {
@@ -55,6 +66,14 @@ void hr_llama_flush_log(void);
 
 /* The tokens sequence `seq` holds (its positions are 0 .. n - 1). */
 int32_t hr_llama_seq_tokens(hr_engine_model *model, int32_t seq);
+
+/* engine_llama_kv.c: the eval callback that finds the KV cache's tensors, its end of a decode,
+ * and one sequence's KV memory: resident bytes, and forgetting it with its pages given back. */
+struct ggml_tensor;
+bool hr_llama_kv_eval_callback(struct ggml_tensor *t, bool ask, void *user_data);
+void hr_llama_kv_note_decoded(hr_engine_model *model);
+uint64_t hr_llama_seq_resident_bytes(hr_engine_model *model, int32_t seq);
+int hr_llama_seq_release(hr_engine_model *model, int32_t seq, uint64_t *released);
 
 /* The engine operations (engine.h's hr_engine_ops) by file; engine_llama.c fills the table. */
 /* engine_llama_text.c */

@@ -1,7 +1,9 @@
 /*
  * plan.c: what the lifecycle does next. Keep-alive deadlines unload idle models at any level.
  * Under pressure (warn or critical, as long as a fresh sample still shows it) the plan frees
- * headroom's own caches once per episode, then unloads idle models least recently used first:
+ * headroom's own caches once per episode, then has loaded models' idle slots drop their KV (at
+ * warn that step alone: the models stay loaded, and the next step sees whether it was enough),
+ * then unloads idle models least recently used first:
  * one per step at warn (the next step sees whether that was enough), all of them at critical;
  * when nothing idle is left at critical, it cancels the lowest-priority work, whose model is
  * unloaded when its users let go. Pinned models are never touched.
@@ -16,13 +18,15 @@ static bool idle(const hr_plan_model *m)
     return m->loaded && !m->pinned && m->users == 0 && !m->working && !m->cancelling;
 }
 
-static void add(hr_plan *plan, hr_plan_kind kind, int model, const char *reason)
+static hr_plan_action *add(hr_plan *plan, hr_plan_kind kind, int model, const char *reason)
 {
-    if (plan->n_actions >= (int)(sizeof plan->actions / sizeof plan->actions[0])) return;
+    if (plan->n_actions >= (int)(sizeof plan->actions / sizeof plan->actions[0])) return NULL;
     hr_plan_action *a = &plan->actions[plan->n_actions++];
     a->kind = kind;
     a->model = model;
+    a->save_snapshots = false;
     snprintf(a->reason, sizeof a->reason, "%s", reason);
+    return a;
 }
 
 static void wake_at(hr_plan *plan, double when)
@@ -30,16 +34,19 @@ static void wake_at(hr_plan *plan, double when)
     if (when > 0 && (plan->next_wake == 0 || when < plan->next_wake)) plan->next_wake = when;
 }
 
+static bool taken(const hr_plan *plan, int model)
+{
+    for (int a = 0; a < plan->n_actions; a++)
+        if (plan->actions[a].model == model) return true;
+    return false;
+}
+
 /* The idle model used least recently that no earlier action already takes; -1 if none. */
 static int least_recently_used(const hr_plan *plan, const hr_plan_model *models, int n)
 {
     int best = -1;
     for (int i = 0; i < n; i++) {
-        if (!idle(&models[i])) continue;
-        bool taken = false;
-        for (int a = 0; a < plan->n_actions; a++)
-            if (plan->actions[a].model == i) taken = true;
-        if (taken) continue;
+        if (!idle(&models[i]) || taken(plan, i)) continue;
         if (best < 0 || models[i].last_used < models[best].last_used) best = i;
     }
     return best;
@@ -64,15 +71,29 @@ void hr_plan_compute(const hr_plan_input *in, const hr_plan_model *models, int n
     const char *why = critical ? "memory pressure is critical" : "memory pressure (warn)";
 
     if (!in->caches_freed) add(plan, HR_PLAN_FREE_CACHES, -1, why);
+    /* Idle slots' KV goes before any model: the model keeps serving, and a conversation comes
+     * back from its snapshot or is read again. At critical only the models that are not
+     * unloaded below anyway (those at work). */
+    bool shed = false;
+    for (int i = 0; i < n; i++) {
+        const hr_plan_model *m = &models[i];
+        if (!m->loaded || m->pinned || m->cancelling || m->idle_kv_bytes == 0 || m->shed_pending) continue;
+        if ((critical && idle(m)) || taken(plan, i)) continue;
+        hr_plan_action *a = add(plan, HR_PLAN_SHED_IDLE_KV, i, why);
+        if (a) a->save_snapshots = !critical;
+        shed = shed || a;
+    }
+    if (shed && !critical) return;
     for (;;) {
         int victim = least_recently_used(plan, models, n);
         if (victim < 0) break;
-        add(plan, HR_PLAN_UNLOAD_IDLE, victim, why);
+        if (!add(plan, HR_PLAN_UNLOAD_IDLE, victim, why)) break;   /* the plan is full */
         if (!critical) return;   /* warn: one at a time, then look again */
     }
     bool unloading = false;
     for (int a = 0; a < plan->n_actions; a++)
-        if (plan->actions[a].kind != HR_PLAN_FREE_CACHES) unloading = true;
+        if (plan->actions[a].kind == HR_PLAN_UNLOAD_EXPIRED || plan->actions[a].kind == HR_PLAN_UNLOAD_IDLE)
+            unloading = true;
     if (!critical || unloading || in->critical_cancel_priority == INT32_MIN) return;
 
     int victim = -1;

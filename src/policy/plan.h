@@ -1,7 +1,7 @@
 /*
  * plan.h: the lifecycle's decisions as a pure function: from the pressure level, the models and
- * the time to an ordered list of actions (unload an expired model, free caches, unload the least
- * recently used idle model, cancel the lowest-priority work) and when to look again. No I/O, no
+ * the time to an ordered list of actions (unload an expired model, free caches, drop the KV of
+ * idle slots, unload the least recently used idle model, cancel the lowest-priority work) and when to look again. No I/O, no
  * clock, no threads: runtime/lifecycle.c gathers the facts, calls hr_plan, and carries it out.
  */
 #ifndef HR_POLICY_PLAN_H
@@ -23,6 +23,8 @@ typedef struct hr_plan_model {
     bool cancelling;          /* its work has been cancelled already, its unload is pending */
     double last_used;         /* monotonic seconds */
     double expires_at;        /* monotonic seconds of the keep-alive deadline; 0: none */
+    uint64_t idle_kv_bytes;   /* KV cache in memory held by slots that run nothing */
+    bool shed_pending;        /* asked to drop it already, not done yet (its worker is busy) */
 } hr_plan_model;
 
 typedef struct hr_plan_input {
@@ -42,11 +44,14 @@ typedef enum hr_plan_kind {
     HR_PLAN_FREE_CACHES,          /* pressure: drop headroom's own caches first */
     HR_PLAN_UNLOAD_IDLE,          /* pressure: the least recently used idle model */
     HR_PLAN_CANCEL_WORK,          /* critical: the lowest-priority work, then unload its model */
+    HR_PLAN_SHED_IDLE_KV,         /* pressure: a loaded model's idle slots drop their KV (saved
+                                     to snapshots when save_snapshots), the model stays loaded */
 } hr_plan_kind;
 
 typedef struct hr_plan_action {
     hr_plan_kind kind;
     int model;                    /* index into the models array; -1 for HR_PLAN_FREE_CACHES */
+    bool save_snapshots;          /* HR_PLAN_SHED_IDLE_KV: not under critical (disk writes wait) */
     char reason[160];
 } hr_plan_action;
 

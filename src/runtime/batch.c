@@ -581,6 +581,7 @@ void hr_batch_worker_run(hr_model *model)
     }
     for (;;) {
         if (w.holding) drop_cancelled(&w);
+        if (atomic_load(&model->shed_request) && hold(&w)) hr_model_take_shed_request(model);   /* shed.c */
         pthread_mutex_lock(&model->queue_lock);
         bool stopping = model->stopping;
         bool waiting = model->queue_head != NULL;

@@ -1,6 +1,6 @@
 /*
  * lifecycle.c: the hr-lifecycle thread. It gathers the registry's facts, asks policy/plan.c what
- * to do (expire keep-alives; under warn free headroom's caches and unload idle models; under
+ * to do (expire keep-alives; under warn free headroom's caches, drop idle slots' KV, unload idle models; under
  * critical cancel low-priority work), carries the actions out and measures what they freed. It
  * sleeps until the plan's next deadline, a pressure event, or news from the registry.
  */
@@ -73,6 +73,14 @@ void hr_lifecycle_act(struct hr_registry *r, const hr_plan_action *a, struct mod
         pthread_mutex_lock(&r->lock);
         return;
     }
+    if (a->kind == HR_PLAN_SHED_IDLE_KV) {
+        bool loaded = e->state == HR_MODEL_READY || e->state == HR_MODEL_BUSY;
+        if (!loaded || !e->model || e->cancelling || e->pinned) return;
+        /* hr-worker does it between its steps: it owns the window while sessions run, and the
+         * model is not freed before it stops, so nothing here waits on disk or a generation. */
+        hr_model_request_shed(e->model, e->name, a->save_snapshots);
+        return;
+    }
     if (a->kind == HR_PLAN_UNLOAD_EXPIRED || a->kind == HR_PLAN_UNLOAD_IDLE) {
         /* still idle? a user may have taken it since the plan was made */
         if (e->state != HR_MODEL_READY || e->users > 0 || e->pinned) return;
@@ -112,6 +120,8 @@ static void *lifecycle_main(void *arg)
     while (!r->stopping) {
         hr_plan_model models[MAX_MODELS];
         int n = r->n_entries;
+        enum hr_pressure_level level, fresh;
+        hr_registry_levels(r->ctx, &level, &fresh);
         for (int i = 0; i < n; i++) {
             struct model_entry *e = r->entries[i];
             bool loaded = e->state == HR_MODEL_READY || e->state == HR_MODEL_BUSY;
@@ -126,6 +136,10 @@ static void *lifecycle_main(void *arg)
                 .cancelling = e->cancelling,
                 .last_used = e->last_used,
                 .expires_at = e->expires_at,
+                /* mincore over the slots' KV: only worth it while there is pressure */
+                .idle_kv_bytes = loaded && e->model && level != HR_PRESSURE_NORMAL && fresh != HR_PRESSURE_NORMAL
+                                     ? hr_model_idle_kv_bytes(e->model) : 0,
+                .shed_pending = loaded && e->model && atomic_load(&e->model->shed_request) != 0,
             };
         }
         hr_plan_input input = {
@@ -135,7 +149,8 @@ static void *lifecycle_main(void *arg)
             .critical_cancel_priority = r->ctx->params.critical_cancel_priority,
             .pressure_interval = PRESSURE_INTERVAL,
         };
-        hr_registry_levels(r->ctx, &input.level, &input.fresh_level);
+        input.level = level;
+        input.fresh_level = fresh;
         if (input.level == HR_PRESSURE_NORMAL) r->caches_freed = false;   /* the episode is over */
         hr_plan plan;
         hr_plan_compute(&input, models, n, &plan);

@@ -96,6 +96,11 @@ struct hr_model {
     uint64_t slot_clock;
     struct hr_model_identity identity;   /* immutable after load */
 
+    /* Set by hr_model_request_shed (1: with snapshots, 2: without), taken by the batched worker
+     * between steps. */
+    atomic_int shed_request;
+    char shed_name[128];           /* the registry's name for the request's event; queue_lock */
+
     /* The process RSS the engine's embedding context added when it was made (embed.c); 0 until
      * the first embedding. */
     _Atomic uint64_t embed_bytes;
@@ -173,6 +178,22 @@ int hr_model_window_reserve(hr_model *model);
 /* The slot a snapshot saves: the one a generation left last that holds tokens (else slot 0).
  * The caller holds window_lock. */
 struct hr_slot *hr_model_snapshot_slot(hr_model *model);
+
+/* Saves slot `seq`'s conversation to a KV snapshot (snapshot.c; *saved: a file was written);
+ * the caller holds window_lock. */
+int hr_model_snapshot_save_slot(hr_model *model, int32_t seq, bool *saved);
+
+/* Idle slots' KV (shed.c). The bytes of KV cache in memory held by slots that run nothing: what
+ * hr_model_shed_idle_kv could give back. Any thread. */
+uint64_t hr_model_idle_kv_bytes(hr_model *model);
+/* Saves to snapshots (when `snapshot`) and forgets every slot that runs nothing and still holds
+ * KV memory, giving that memory back; logs and publishes "kv_shed" for `name` (the registry's;
+ * NULL: the model's) with `reason` and the RSS freed (*freed). The caller holds window_lock. */
+int hr_model_shed_idle_kv(hr_model *model, const char *name, bool snapshot, const char *reason, uint64_t *freed);
+/* Asks the batched worker to shed between its steps (it holds window_lock while sessions run),
+ * and the worker's part: carries out a request, if one is pending; the caller holds window_lock. */
+void hr_model_request_shed(hr_model *model, const char *name, bool snapshot);
+void hr_model_take_shed_request(hr_model *model);
 
 /* Sets up model->slots for `count` sequences (at load); HR_ENOMEM. */
 int hr_model_slots_init(hr_model *model, int32_t count);

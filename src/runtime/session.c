@@ -207,6 +207,15 @@ void hr_model_stop_worker(hr_model *model)
     pthread_join(model->worker, NULL);
 }
 
+int hr_model_start_worker_locked(hr_model *model)
+{
+    if (model->worker_started || model->stopping) return HR_OK;
+    int rc = pthread_create(&model->worker, NULL, worker_main, model);
+    if (rc != 0) return hr_fail(HR_EIO, "cannot start the model's worker thread: %s", strerror(rc));
+    model->worker_started = true;
+    return HR_OK;
+}
+
 void hr_model_wake(hr_model *model)
 {
     pthread_mutex_lock(&model->wake_lock);
@@ -501,15 +510,12 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
                        "may wait; retry in about %.0f s", model->name, running, running == 1 ? "" : "s", queued,
                        model->max_queued, after);
     }
-    if (!model->worker_started) {
-        int rc = pthread_create(&model->worker, NULL, worker_main, model);
-        if (rc != 0) {
-            pthread_mutex_unlock(&model->queue_lock);
-            s->references = 1;
-            hr_session_release(s);
-            return hr_fail(HR_EIO, "cannot start the model's worker thread: %s", strerror(rc));
-        }
-        model->worker_started = true;
+    int rc = hr_model_start_worker_locked(model);
+    if (rc != HR_OK) {
+        pthread_mutex_unlock(&model->queue_lock);
+        s->references = 1;
+        hr_session_release(s);
+        return rc;
     }
     s->arrival = ++model->arrivals;
     if (model->queue_tail) model->queue_tail->next = s;

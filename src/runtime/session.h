@@ -99,4 +99,8 @@ bool hr_session_has_room(hr_session *s);
  * piece); safe with a session's lock held. */
 void hr_model_wake(hr_model *model);
 
+/* Starts the model's hr-worker thread if it is not running (and the model is not stopping);
+ * the caller holds queue_lock. */
+int hr_model_start_worker_locked(hr_model *model);
+
 #endif

@@ -28,14 +28,15 @@ static bool claim(hr_model *model)
     return pthread_mutex_trylock(&model->window_lock) == 0;
 }
 
-static int save_window(hr_model *model, bool *saved)
+/* Saves slot `seq`'s sequence (one conversation); the caller holds window_lock. */
+int hr_model_snapshot_save_slot(hr_model *model, int32_t seq, bool *saved)
 {
     hr_context *ctx = model->ctx;
     const hr_engine_ops *engine = model->engine;
+    *saved = false;
     if (!engine->state_save || !engine->state_size)
         return hr_fail(HR_ENOTSUP, "the %s engine cannot save its context window", engine->name);
-    struct hr_slot *window = hr_model_snapshot_slot(model);
-    int32_t seq = (int32_t)(window - model->slots);
+    struct hr_slot *window = &model->slots[seq];
     if (window->count == 0) return HR_OK;
     if (!model->identity.known) return hr_fail(HR_ENOTSUP, "no snapshot was saved: %s", model->identity.problem);
 
@@ -88,7 +89,7 @@ static int save_window(hr_model *model, bool *saved)
     close(fd);
 
     struct hr_snapshot_trailer t;
-    hr_snapshot_trailer_init(&t, model, (double)now.tv_sec + (double)now.tv_nsec * 1e-9);
+    hr_snapshot_trailer_init(&t, model, window->count, (double)now.tv_sec + (double)now.tv_nsec * 1e-9);
 
     double started = hr_now_seconds();
     rc = engine->state_save(model->engine_model, seq, temp_path, window->tokens, window->count);
@@ -122,7 +123,7 @@ HR_API int hr_model_snapshot_save(hr_model *model, bool *saved)
     if (!model) return hr_fail(HR_EINVAL, "hr_model_snapshot_save: model is required");
     if (!claim(model))
         return hr_fail(HR_EBUSY, "a generation is running on %s; cancel it before saving its snapshot", model->name);
-    int rc = save_window(model, saved);
+    int rc = hr_model_snapshot_save_slot(model, (int32_t)(hr_model_snapshot_slot(model) - model->slots), saved);
     pthread_mutex_unlock(&model->window_lock);
     return rc;
 }

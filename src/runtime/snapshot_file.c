@@ -97,7 +97,8 @@ bool hr_snapshot_read(int dirfd, const char *name, struct hr_snapshot *out)
     return true;
 }
 
-void hr_snapshot_trailer_init(struct hr_snapshot_trailer *t, const hr_model *model, double created_at)
+void hr_snapshot_trailer_init(struct hr_snapshot_trailer *t, const hr_model *model, int32_t tokens,
+                              double created_at)
 {
     memset(t, 0, sizeof *t);
     memcpy(t->magic, TRAILER_MAGIC, 8);
@@ -109,7 +110,7 @@ void hr_snapshot_trailer_init(struct hr_snapshot_trailer *t, const hr_model *mod
     t->model_mtime_ns = model->identity.mtime_ns;
     t->created_at = created_at;
     t->n_ctx = model->identity.n_ctx;
-    t->tokens = hr_model_snapshot_slot((hr_model *)model)->count;
+    t->tokens = tokens;
     snprintf(t->engine, sizeof t->engine, "%s", model->identity.engine);
     snprintf(t->cache_types, sizeof t->cache_types, "%s", model->identity.cache_types);
     snprintf(t->model_name, sizeof t->model_name, "%s", model->name);

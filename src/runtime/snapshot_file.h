@@ -57,8 +57,10 @@ bool hr_snapshot_is_leftover_name(const char *name);
  * is not an intact snapshot. */
 bool hr_snapshot_read(int dirfd, const char *name, struct hr_snapshot *out);
 
-/* A trailer describing `model`'s window now, created at wall time `created_at`. */
-void hr_snapshot_trailer_init(struct hr_snapshot_trailer *t, const hr_model *model, double created_at);
+/* A trailer describing a sequence of `tokens` tokens in `model`'s window, created at wall time
+ * `created_at`. */
+void hr_snapshot_trailer_init(struct hr_snapshot_trailer *t, const hr_model *model, int32_t tokens,
+                              double created_at);
 
 /* Appends the trailer to the engine's file <dirfd>/<temp> and makes it durable (fsync), before
  * the caller renames it. HR_EIO with the full-disk sentence when the disk is full. */

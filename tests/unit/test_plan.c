@@ -143,6 +143,80 @@ static void critical_unloads_every_idle_model_then_cancels_the_lowest_priority_w
     assert_int_equal(plan.n_actions, 0);
 }
 
+static void warn_sheds_idle_slots_kv_before_unloading_any_model(void **state)
+{
+    (void)state;
+    hr_plan_model models[4] = { idle_model(50, 0), idle_model(20, 0), idle_model(30, 0), idle_model(10, 0) };
+    models[0].working = true;              /* at work, with idle slots beside its sessions */
+    models[0].users = 1;
+    models[0].idle_kv_bytes = 48u << 20;
+    models[2].idle_kv_bytes = 16u << 20;   /* idle, its slots still hold conversations */
+    models[3].idle_kv_bytes = 16u << 20;
+    models[3].pinned = true;               /* pinned: never touched */
+    hr_plan_input in = input(HR_PRESSURE_WARN, HR_PRESSURE_WARN);
+    hr_plan plan;
+    hr_plan_compute(&in, models, 4, &plan);
+    assert_int_equal(plan.n_actions, 3);   /* caches, then the two sheds, and no unload this step */
+    assert_int_equal(plan.actions[0].kind, HR_PLAN_FREE_CACHES);
+    assert_int_equal(plan.actions[1].kind, HR_PLAN_SHED_IDLE_KV);
+    assert_int_equal(plan.actions[1].model, 0);
+    assert_true(plan.actions[1].save_snapshots);
+    assert_int_equal(plan.actions[2].kind, HR_PLAN_SHED_IDLE_KV);
+    assert_int_equal(plan.actions[2].model, 2);
+    assert_non_null(strstr(plan.actions[2].reason, "warn"));
+    assert_true(plan.next_wake == 1001);
+
+    /* the KV is gone and pressure stays: now the least recently used idle model goes */
+    models[0].idle_kv_bytes = models[2].idle_kv_bytes = 0;
+    in.caches_freed = true;
+    hr_plan_compute(&in, models, 4, &plan);
+    assert_int_equal(plan.n_actions, 1);
+    assert_int_equal(plan.actions[0].kind, HR_PLAN_UNLOAD_IDLE);
+    assert_int_equal(plan.actions[0].model, 1);
+
+    /* asked already and not done (its worker is busy): that does not hold the unloads back */
+    models[2].idle_kv_bytes = 16u << 20;
+    models[2].shed_pending = true;
+    hr_plan_compute(&in, models, 4, &plan);
+    assert_int_equal(plan.n_actions, 1);
+    assert_int_equal(plan.actions[0].kind, HR_PLAN_UNLOAD_IDLE);
+
+    /* no pressure, or only the classifier's hold: nothing is shed */
+    models[2].shed_pending = false;
+    in = input(HR_PRESSURE_WARN, HR_PRESSURE_NORMAL);
+    hr_plan_compute(&in, models, 4, &plan);
+    assert_int_equal(plan.n_actions, 0);
+}
+
+static void critical_sheds_only_working_models_and_saves_no_snapshot(void **state)
+{
+    (void)state;
+    hr_plan_model models[2] = { idle_model(50, 0), idle_model(20, 0) };
+    models[0].working = true;
+    models[0].users = 1;
+    models[0].work_priority = 5;            /* above the cancel line */
+    models[0].idle_kv_bytes = 48u << 20;
+    models[1].idle_kv_bytes = 16u << 20;    /* idle: unloaded whole, its KV with it */
+    hr_plan_input in = input(HR_PRESSURE_CRITICAL, HR_PRESSURE_CRITICAL);
+    in.caches_freed = true;
+    hr_plan plan;
+    hr_plan_compute(&in, models, 2, &plan);
+    assert_int_equal(plan.n_actions, 2);
+    assert_int_equal(plan.actions[0].kind, HR_PLAN_SHED_IDLE_KV);
+    assert_int_equal(plan.actions[0].model, 0);
+    assert_false(plan.actions[0].save_snapshots);   /* no disk writes under critical */
+    assert_int_equal(plan.actions[1].kind, HR_PLAN_UNLOAD_IDLE);
+    assert_int_equal(plan.actions[1].model, 1);
+
+    /* an expired model is unloaded, not shed first */
+    hr_plan_model expired[1] = { idle_model(10, 900) };
+    expired[0].idle_kv_bytes = 16u << 20;
+    in = input(HR_PRESSURE_WARN, HR_PRESSURE_WARN);
+    hr_plan_compute(&in, expired, 1, &plan);
+    assert_int_equal(plan.actions[0].kind, HR_PLAN_UNLOAD_EXPIRED);
+    for (int a = 0; a < plan.n_actions; a++) assert_int_not_equal(plan.actions[a].kind, HR_PLAN_SHED_IDLE_KV);
+}
+
 static void keep_alive_follows_ollama(void **state)
 {
     (void)state;
@@ -174,6 +248,8 @@ int main(void)
         cmocka_unit_test(warn_frees_caches_then_one_idle_model_least_recently_used),
         cmocka_unit_test(a_held_level_alone_unloads_nothing),
         cmocka_unit_test(critical_unloads_every_idle_model_then_cancels_the_lowest_priority_work),
+        cmocka_unit_test(warn_sheds_idle_slots_kv_before_unloading_any_model),
+        cmocka_unit_test(critical_sheds_only_working_models_and_saves_no_snapshot),
         cmocka_unit_test(keep_alive_follows_ollama),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
