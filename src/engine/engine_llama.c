@@ -253,8 +253,14 @@ static int llama_load(const char *path, const hr_engine_load_params *params, hr_
     int32_t n_ctx = (int32_t)context_params.n_ctx;
     context_params.abort_callback = relay_abort;
     context_params.abort_callback_data = model;
-    context_params.cb_eval = hr_llama_kv_eval_callback;   /* finds the KV tensors (engine_llama_kv.c) */
-    context_params.cb_eval_user_data = model;
+    /* The eval callback finds the KV tensors (engine_llama_kv.c) whose pages shedding gives back.
+     * With a callback the scheduler computes each split as a graph view and synchronises after
+     * it, which costs a GPU backend its captured graphs; a GPU's KV is not shed anyway (only plain
+     * host buffers are), so a model with layers on a GPU goes without. */
+    if (!llama_supports_gpu_offload() || params->n_gpu_layers == 0) {
+        context_params.cb_eval = hr_llama_kv_eval_callback;
+        context_params.cb_eval_user_data = model;
+    }
     context_params.no_perf = true;
     snprintf(model->cache_types, sizeof model->cache_types, "%s/%s", ggml_type_name(context_params.type_k),
              ggml_type_name(context_params.type_v));
