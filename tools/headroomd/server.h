@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -92,6 +93,18 @@ extern const double histogram_bounds[12];
 
 /* Counts a finished generation for /metrics. */
 void server_observe(server *srv, const hr_generation_stats *stats, int result);
+
+/* ---- options (config.c): flags, HEADROOM_* variables and config files set them by name ---- */
+
+/* The defaults of every option (docs/configuration.md). */
+void config_defaults(server_config *c);
+/* Sets option `name` ("port", "keep-alive", ...) from `value`; false, with a sentence naming the
+ * option on stderr, when the name is unknown or the value is not allowed. */
+bool config_set_option(server_config *c, const char *name, const char *value);
+/* Reads "key = value" lines ('#' starts a comment) from `f`, named `path` in the sentences; false
+ * at the first bad line, which the sentence names. config_read_file opens `path` first. */
+bool config_read_stream(server_config *c, FILE *f, const char *path);
+bool config_read_file(server_config *c, const char *path);
 
 /* Whether `host` (a name or an address, without a port) is this machine's loopback: localhost,
  * 127.0.0.0/8, ::1 (main.c). */
