@@ -172,6 +172,9 @@ bool config_set_option(server_config *c, const char *name, const char *value)
     } else if (strcmp(name, "max-connections") == 0) {
         if (!parse_long("--max-connections", value, 1, 65536, &number)) return false;
         c->max_connections = (unsigned int)number;
+    } else if (strcmp(name, "max-connections-per-client") == 0) {
+        if (!parse_long("--max-connections-per-client", value, 0, 65536, &number)) return false;
+        c->max_connections_per_client = (unsigned int)number;
     } else if (strcmp(name, "max-tokens-limit") == 0) {
         if (!parse_long("--max-tokens-limit", value, 1, 1 << 20, &number)) return false;
         c->max_tokens_limit = (int32_t)number;
@@ -252,6 +255,7 @@ void config_defaults(server_config *c)
     c->guard = true;
     c->max_body_bytes = 1 << 20;
     c->max_connections = 256;
+    c->max_connections_per_client = 32;
     c->max_tokens_limit = 8192;
     c->max_queue = HR_DEFAULT_MAX_QUEUED;
 }

@@ -75,6 +75,8 @@ static void usage(FILE *out)
             "                        '*' allows any (HEADROOM_ORIGINS: a comma-separated list)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
             "  --max-connections N   open connections at once, each with its thread (default 256)\n"
+            "  --max-connections-per-client N  open at once from one address, loopback not\n"
+            "                        counted (default 32; 0: no limit); more are closed at accept\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
             "  --pressure-actions on|off  under memory pressure unload idle models, cancel low-priority\n"
             "                        work and refuse loads (default on; off: only report)\n"
@@ -198,6 +200,7 @@ int main(int argc, char **argv)
         { "cors-origin", required_argument, NULL, 0 }, { "allowed-host", required_argument, NULL, 0 },
         { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },
         { "max-body", required_argument, NULL, 0 }, { "max-connections", required_argument, NULL, 0 },
+        { "max-connections-per-client", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
         { "fallback-url", required_argument, NULL, 0 }, { "fallback-model", required_argument, NULL, 0 },
         { "fallback-api-key", required_argument, NULL, 0 }, { "fallback-timeout", required_argument, NULL, 0 },
@@ -283,7 +286,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "headroomd: out of memory for the memory history; /api/memory/history stays empty\n");
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (address->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, http_handle, &srv,
+    if (!clients_init(c->max_connections, c->max_connections_per_client)) {
+        fprintf(stderr, "headroomd: out of memory for the per-client connection count\n");
+        hr_context_free(srv.ctx);
+        freeaddrinfo(address);
+        return 1;
+    }
+    srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, clients_accept, &srv, http_handle, &srv,
                                   MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,   /* first, as MHD asks */
                                   MHD_OPTION_SOCK_ADDR, address->ai_addr,
                                   MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, &srv,
@@ -291,6 +300,7 @@ int main(int argc, char **argv)
                                   /* beyond it a connection waits in the listen queue,
                                      unaccepted and without a thread */
                                   MHD_OPTION_CONNECTION_LIMIT, c->max_connections,
+                                  MHD_OPTION_NOTIFY_CONNECTION, clients_notify, &srv,
                                   MHD_OPTION_END);
     freeaddrinfo(address);
     if (!srv.daemon) {
