@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # slow_events.pl: a subscriber to GET /api/events that stops reading, so the server's queue for it
 # overflows. usage: slow_events.pl PORT RESUME_FILE OUT_FILE
-# Prints "subscribed" once the first bytes arrived, reads nothing more until RESUME_FILE exists,
+# Prints "subscribed LOCAL_PORT" once the first bytes arrived, reads nothing more until RESUME_FILE exists,
 # then reads for 3 s (the stream never ends) into OUT_FILE and prints "read N bytes".
 # The socket options are slow_reader.pl's (a 536-byte segment, a 4 KiB receive buffer), so the
 # kernel's buffers hold tens of KiB, not megabytes, and the server's 64-event queue fills.
@@ -9,7 +9,8 @@ use strict;
 use warnings;
 use IO::Handle;
 use IO::Select;
-use Socket qw(PF_INET SOCK_STREAM SOL_SOCKET SO_RCVBUF IPPROTO_TCP TCP_MAXSEG inet_aton pack_sockaddr_in);
+use Socket qw(PF_INET SOCK_STREAM SOL_SOCKET SO_RCVBUF IPPROTO_TCP TCP_MAXSEG inet_aton pack_sockaddr_in
+              unpack_sockaddr_in);
 
 my ($port, $resume, $out) = @ARGV;
 die "usage: slow_events.pl PORT RESUME_FILE OUT_FILE\n" unless defined $out;
@@ -23,7 +24,8 @@ syswrite($socket, $request) == length $request or die "write: $!\n";
 my $text = "";
 sysread($socket, $text, 256) or die "no reply: $!\n";
 STDOUT->autoflush(1);
-print "subscribed\n";
+my ($local_port) = unpack_sockaddr_in(getsockname($socket));
+print "subscribed $local_port\n";
 select(undef, undef, undef, 0.05) until -e $resume;
 
 my $select = IO::Select->new($socket);

@@ -24,16 +24,30 @@ a_url=$url a_pid=$pid
 coproc slow { perl "$e2e_dir/slow_events.pl" "${a_url##*:}" "$scratch/resume" "$scratch/slow.sse"; }
 helper_pids+=("$slow_PID")
 read -r -t 20 line <&"${slow[0]}"
-[[ $line == subscribed ]]; check "the slow subscriber is subscribed" $?
+[[ $line == subscribed\ * ]]; check "the slow subscriber is subscribed" $?
+slow_port=${line#subscribed }
 curl -sN --max-time 600 "$a_url/api/events" -o "$scratch/fast.sse" &
 fast=$!
 helper_pids+=("$fast")
 sleep 0.5
-cycles=250
-for i in $(seq 1 "$cycles"); do
+# How much the kernel buffers for the stalled socket varies (tens to a hundred KiB), so events are
+# made until the server's send queue to it stops growing, then 150 load/unload pairs (300 events)
+# more than the server's 64-event queue holds.
+send_queue() { ss -tnH state established "( sport = :${a_url##*:} and dport = :$slow_port )" | awk '{print $2}'; }
+cycles=0 previous=-1 full_at=0
+cycle() {
     curl -s -o /dev/null -X POST -d '{"model":"tiny"}' "$a_url/api/load"
     curl -s -o /dev/null -X POST -d '{"model":"tiny"}' "$a_url/api/unload"
+    cycles=$((cycles + 1))
+}
+while [[ $full_at -eq 0 && $cycles -lt 2000 ]]; do
+    for _ in $(seq 1 20); do cycle; done
+    queued=$(send_queue)
+    [[ -n $queued && $queued -gt 0 && $queued -eq $previous ]] && full_at=$cycles
+    previous=${queued:-0}
 done
+for _ in $(seq 1 150); do cycle; done
+echo "  the stalled socket's buffers were full after $full_at load/unload pairs ($previous bytes queued); $cycles in all"
 sleep 1
 touch "$scratch/resume"
 read -r -t 30 line <&"${slow[0]}"
