@@ -565,6 +565,11 @@ printf 'model = %s\nqueue = 0\n' "$model" >"$scratch/bad.conf"
 run_headroomd --config "$scratch/bad.conf"
 [[ $rc -eq 2 ]] && err_has "--queue must be a whole number from 1" && err_has "bad.conf, line 2"
 check "a bad value in the config file: exit 2 naming the option and the line (got $rc)" $?
+# a comment longer than the line buffer: its tail once became a line of its own and set an option
+{ printf '#%04606d' 0; printf 'max-body = 1\nmodel = %s\n' "$model"; } >"$scratch/long.conf"
+run_headroomd --config "$scratch/long.conf"
+[[ $rc -eq 2 ]] && err_has "long.conf:1: the line is too long" && ! err_has "max-body"
+check "a config line over 4607 bytes: exit 2 naming the line, its tail not read as an option (got $rc)" $?
 printf 'colour = blue\n' >"$scratch/unknown.conf"
 run_headroomd --model "$model" --config "$scratch/unknown.conf"
 [[ $rc -eq 2 ]] && err_has "unknown option 'colour'"; check "an unknown config key: exit 2 (got $rc)" $?

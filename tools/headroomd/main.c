@@ -75,6 +75,8 @@ static void usage(FILE *out)
             "                        '*' allows any (HEADROOM_ORIGINS: a comma-separated list)\n"
             "  --max-body BYTES      largest request body (default 1048576)\n"
             "  --max-connections N   open connections at once, each with its thread (default 256)\n"
+            "  --max-connections-per-client N  open at once from one address, loopback not\n"
+            "                        counted (default 32; 0: no limit); more are closed at accept\n"
             "  --max-tokens-limit N  largest max_tokens a request may ask for (default 8192)\n"
             "  --pressure-actions on|off  under memory pressure unload idle models, cancel low-priority\n"
             "                        work and refuse loads (default on; off: only report)\n"
@@ -96,216 +98,6 @@ static void library_log(enum hr_log_level level, const char *message, void *user
     fprintf(stderr, "headroomd: [%s] %s\n", names[level >= 0 && level <= 3 ? level : 3], message);
 }
 
-static bool parse_keep_alive(const char *text, double *seconds)
-{
-    if (strcmp(text, "never") == 0) {
-        *seconds = -1;
-        return true;
-    }
-    cJSON value = { .type = cJSON_String, .valuestring = (char *)text };
-    return parse_duration(&value, seconds);
-}
-
-static bool parse_long(const char *name, const char *text, long min, long max, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (errno || end == text || *end || value < min || value > max) {
-        fprintf(stderr, "headroomd: %s must be a whole number from %ld to %ld, not '%s'\n", name, min, max, text);
-        return false;
-    }
-    *out = value;
-    return true;
-}
-
-/* --host as Ollama reads OLLAMA_HOST, so one HEADROOM_HOST serves the server and the CLI: an
- * address, ADDRESS:PORT, [IPv6]:PORT or http://ADDRESS[:PORT]; a port given here sets --port. */
-static bool set_host(server_config *c, const char *value)
-{
-    const char *at = value;
-    if (strncmp(at, "https://", 8) == 0) {
-        fprintf(stderr, "headroomd: --host '%s': headroomd serves plain HTTP; put a TLS proxy in front of it "
-                        "(docs/deployment.md) and give the address alone\n", value);
-        return false;
-    }
-    if (strncmp(at, "http://", 7) == 0) at += 7;
-    char host[256];
-    snprintf(host, sizeof host, "%s", at);
-    size_t length = strlen(host);
-    while (length > 0 && host[length - 1] == '/') host[--length] = '\0';
-    char *port = NULL;
-    if (host[0] == '[') {   /* [::1]:11435 */
-        char *close = strchr(host, ']');
-        if (!close || (close[1] && close[1] != ':')) {
-            fprintf(stderr, "headroomd: --host '%s': expected [IPv6 address] or [IPv6 address]:PORT\n", value);
-            return false;
-        }
-        *close = '\0';
-        if (close[1] == ':') port = close + 2;
-        memmove(host, host + 1, strlen(host + 1) + 1);
-    } else {
-        char *colon = strchr(host, ':');
-        if (colon && !strchr(colon + 1, ':')) {   /* one colon: ADDRESS:PORT; more: a bare IPv6 address */
-            *colon = '\0';
-            port = colon + 1;
-        }
-    }
-    if (port) {
-        long number;
-        if (!parse_long("the port in --host", port, 0, 65535, &number)) return false;
-        c->port = (int)number;
-    }
-    snprintf(c->host, sizeof c->host, "%s", host);
-    return true;
-}
-
-/* One option by name, from a flag, the environment or the config file. */
-/* Adds VALUE to a list option, which also takes a comma-separated list (as Ollama's
- * OLLAMA_ORIGINS); false, with a sentence, when the list is full. */
-static bool add_to_list(char (*list)[256], int *count, const char *flag, const char *value)
-{
-    for (const char *at = value; *at;) {
-        while (*at == ' ') at++;
-        size_t length = strcspn(at, ",");
-        while (length > 0 && at[length - 1] == ' ') length--;
-        if (length > 0) {
-            if (*count >= MAX_LIST_ENTRIES || length >= 256) {
-                fprintf(stderr, "headroomd: %s: at most %d entries of 255 bytes each\n", flag, MAX_LIST_ENTRIES);
-                return false;
-            }
-            snprintf(list[(*count)++], 256, "%.*s", (int)length, at);
-        }
-        at += strcspn(at, ",");
-        if (*at == ',') at++;
-    }
-    return true;
-}
-
-static bool set_option(server_config *c, const char *name, const char *value)
-{
-    long number;
-    if (strcmp(name, "host") == 0) {
-        if (!set_host(c, value)) return false;
-    } else if (strcmp(name, "port") == 0) {
-        if (!parse_long("--port", value, 0, 65535, &number)) return false;
-        c->port = (int)number;
-    } else if (strcmp(name, "model") == 0) {
-        if (c->n_model_paths >= MAX_MODELS) {
-            fprintf(stderr, "headroomd: at most %d --model options\n", MAX_MODELS);
-            return false;
-        }
-        snprintf(c->model_paths[c->n_model_paths++], sizeof c->model_paths[0], "%s", value);
-    } else if (strcmp(name, "models-dir") == 0) snprintf(c->models_dir, sizeof c->models_dir, "%s", value);
-    else if (strcmp(name, "keep-alive") == 0) {
-        if (!parse_keep_alive(value, &c->keep_alive)) {
-            fprintf(stderr, "headroomd: --keep-alive takes a duration such as 5m, 1h, 30s, 0 or -1, not '%s'\n", value);
-            return false;
-        }
-    } else if (strcmp(name, "api-key") == 0) snprintf(c->api_key, sizeof c->api_key, "%s", value);
-    else if (strcmp(name, "cors-origin") == 0) {
-        if (!add_to_list(c->cors_origins, &c->n_cors_origins, "--cors-origin", value)) return false;
-    }
-    else if (strcmp(name, "allowed-host") == 0) {
-        if (!add_to_list(c->allowed_hosts, &c->n_allowed_hosts, "--allowed-host", value)) return false;
-    }
-    else if (strcmp(name, "fallback-url") == 0) {
-        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
-            fprintf(stderr, "headroomd: --fallback-url must start with http:// or https://, not '%s'\n", value);
-            return false;
-        }
-        snprintf(c->fallback_url, sizeof c->fallback_url, "%s", value);
-    } else if (strcmp(name, "fallback-model") == 0) snprintf(c->fallback_model, sizeof c->fallback_model, "%s", value);
-    else if (strcmp(name, "fallback-api-key") == 0) snprintf(c->fallback_api_key, sizeof c->fallback_api_key, "%s", value);
-    else if (strcmp(name, "fallback-timeout") == 0) {
-        if (!parse_keep_alive(value, &c->fallback_timeout) || c->fallback_timeout < 0 || c->fallback_timeout > 86400) {
-            fprintf(stderr, "headroomd: --fallback-timeout takes a duration from 0 (none) to 24h such as 2m, not '%s'\n", value);
-            return false;
-        }
-    }
-    else if (strcmp(name, "ctx") == 0) {
-        if (!parse_long("--ctx", value, 0, 1 << 20, &number)) return false;
-        c->ctx_size = (int32_t)number;
-    } else if (strcmp(name, "parallel") == 0) {
-        if (!parse_long("--parallel", value, 1, HR_MAX_SLOTS, &number)) return false;
-        c->parallel = (int32_t)number;
-    } else if (strcmp(name, "max-queue") == 0) {
-        if (!parse_long("--max-queue", value, 0, HR_MAX_QUEUED, &number)) return false;
-        c->max_queue = (int32_t)number;
-    } else if (strcmp(name, "threads") == 0) {
-        if (!parse_long("--threads", value, 0, 512, &number)) return false;
-        c->threads = (int32_t)number;
-    } else if (strcmp(name, "queue") == 0) {
-        if (!parse_long("--queue", value, 1, 65536, &number)) return false;
-        c->queue_capacity = (int32_t)number;
-    } else if (strcmp(name, "pressure-actions") == 0 || strcmp(name, "guard") == 0) {
-        bool on = strcmp(value, "on") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
-        bool off = strcmp(value, "off") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0;
-        if (!on && !off) {
-            fprintf(stderr, "headroomd: --%s takes on or off, not '%s'\n", name, value);
-            return false;
-        }
-        if (strcmp(name, "guard") == 0) c->guard = on;
-        else c->pressure_actions = on;
-    } else if (strcmp(name, "reader-timeout") == 0) {
-        if (!parse_keep_alive(value, &c->reader_timeout) || c->reader_timeout < 0 || c->reader_timeout > 86400) {
-            fprintf(stderr, "headroomd: --reader-timeout takes a duration from 0 to 24h such as 30s or 2m, not '%s'\n", value);
-            return false;
-        }
-    } else if (strcmp(name, "max-body") == 0) {
-        if (!parse_long("--max-body", value, 1024, 1L << 30, &number)) return false;
-        c->max_body_bytes = (size_t)number;
-    } else if (strcmp(name, "max-connections") == 0) {
-        if (!parse_long("--max-connections", value, 1, 65536, &number)) return false;
-        c->max_connections = (unsigned int)number;
-    } else if (strcmp(name, "max-tokens-limit") == 0) {
-        if (!parse_long("--max-tokens-limit", value, 1, 1 << 20, &number)) return false;
-        c->max_tokens_limit = (int32_t)number;
-    } else {
-        fprintf(stderr, "headroomd: unknown option '%s'\n", name);
-        return false;
-    }
-    return true;
-}
-
-static char *trim(char *text)
-{
-    while (isspace((unsigned char)*text)) text++;
-    char *end = text + strlen(text);
-    while (end > text && isspace((unsigned char)end[-1])) *--end = '\0';
-    return text;
-}
-
-static bool read_config_file(server_config *c, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "headroomd: cannot read the config file %s: %s\n", path, strerror(errno));
-        return false;
-    }
-    char line[4608];
-    int number = 0;
-    bool ok = true;
-    while (ok && fgets(line, sizeof line, f)) {
-        number++;
-        char *text = trim(line);
-        if (!*text || *text == '#') continue;
-        char *equals = strchr(text, '=');
-        if (!equals) {
-            fprintf(stderr, "headroomd: %s:%d: expected 'key = value'\n", path, number);
-            ok = false;
-            break;
-        }
-        *equals = '\0';
-        if (!set_option(c, trim(text), trim(equals + 1))) {
-            fprintf(stderr, "headroomd: (in %s, line %d)\n", path, number);
-            ok = false;
-        }
-    }
-    fclose(f);
-    return ok;
-}
-
 static bool read_environment(server_config *c)
 {
     static const struct { const char *variable, *option; } names[] = {
@@ -324,7 +116,7 @@ static bool read_environment(server_config *c)
         const char *value = getenv(names[i].variable);
         /* the environment's model replaces the config file's list, as a flag replaces both */
         if (value && *value && strcmp(names[i].option, "model") == 0) c->n_model_paths = 0;
-        if (value && *value && !set_option(c, names[i].option, value)) {
+        if (value && *value && !config_set_option(c, names[i].option, value)) {
             fprintf(stderr, "headroomd: (from %s)\n", names[i].variable);
             return false;
         }
@@ -396,17 +188,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&srv.sessions_lock, NULL);
     pthread_mutex_init(&srv.stats_lock, NULL);
     server_config *c = &srv.config;
-    snprintf(c->host, sizeof c->host, "127.0.0.1");
-    c->port = 11435;
-    c->keep_alive = 600;
-    c->queue_capacity = 64;
-    c->reader_timeout = 30;
-    c->pressure_actions = true;
-    c->guard = true;
-    c->max_body_bytes = 1 << 20;
-    c->max_connections = 256;
-    c->max_tokens_limit = 8192;
-    c->max_queue = HR_DEFAULT_MAX_QUEUED;
+    config_defaults(c);
 
     static const struct option options[] = {
         { "host", required_argument, NULL, 0 }, { "port", required_argument, NULL, 0 },
@@ -418,6 +200,7 @@ int main(int argc, char **argv)
         { "cors-origin", required_argument, NULL, 0 }, { "allowed-host", required_argument, NULL, 0 },
         { "pressure-actions", required_argument, NULL, 0 }, { "guard", required_argument, NULL, 0 },
         { "max-body", required_argument, NULL, 0 }, { "max-connections", required_argument, NULL, 0 },
+        { "max-connections-per-client", required_argument, NULL, 0 },
         { "max-tokens-limit", required_argument, NULL, 0 }, { "config", required_argument, NULL, 0 },
         { "fallback-url", required_argument, NULL, 0 }, { "fallback-model", required_argument, NULL, 0 },
         { "fallback-api-key", required_argument, NULL, 0 }, { "fallback-timeout", required_argument, NULL, 0 },
@@ -429,7 +212,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config_file = argv[i + 1];
         else if (strncmp(argv[i], "--config=", 9) == 0) config_file = argv[i] + 9;
     }
-    if (config_file && !read_config_file(c, config_file)) return 2;
+    if (config_file && !config_read_file(c, config_file)) return 2;
     if (!read_environment(c)) return 2;
     int index = 0, option;
     bool models_from_flags = false;
@@ -447,7 +230,7 @@ int main(int argc, char **argv)
             c->n_model_paths = 0;   /* --model flags replace the environment's and the file's models */
             models_from_flags = true;
         }
-        if (!set_option(c, options[index].name, optarg)) return 2;
+        if (!config_set_option(c, options[index].name, optarg)) return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "headroomd: unexpected argument '%s' (models are given with --model PATH)\n", argv[optind]);
@@ -503,7 +286,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "headroomd: out of memory for the memory history; /api/memory/history stays empty\n");
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (address->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, http_handle, &srv,
+    if (!clients_init(c->max_connections, c->max_connections_per_client)) {
+        fprintf(stderr, "headroomd: out of memory for the per-client connection count\n");
+        hr_context_free(srv.ctx);
+        freeaddrinfo(address);
+        return 1;
+    }
+    srv.daemon = MHD_start_daemon(flags, (uint16_t)c->port, clients_accept, &srv, http_handle, &srv,
                                   MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,   /* first, as MHD asks */
                                   MHD_OPTION_SOCK_ADDR, address->ai_addr,
                                   MHD_OPTION_NOTIFY_COMPLETED, http_request_completed, &srv,
@@ -511,6 +300,7 @@ int main(int argc, char **argv)
                                   /* beyond it a connection waits in the listen queue,
                                      unaccepted and without a thread */
                                   MHD_OPTION_CONNECTION_LIMIT, c->max_connections,
+                                  MHD_OPTION_NOTIFY_CONNECTION, clients_notify, &srv,
                                   MHD_OPTION_END);
     freeaddrinfo(address);
     if (!srv.daemon) {

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -46,6 +47,8 @@ typedef struct server_config {
     bool guard;                   /* --guard on|off: the degradation guard (on) */
     size_t max_body_bytes;        /* --max-body: largest request body (default 1 MiB) */
     unsigned int max_connections; /* --max-connections: open at once, a thread each (default 256) */
+    unsigned int max_connections_per_client; /* --max-connections-per-client: open at once from
+                                     one address, loopback not counted (default 32; 0: no limit) */
     int32_t max_tokens_limit;     /* --max-tokens-limit: largest max_tokens a request may ask (default 8192) */
     char config_file[4096];       /* --config, HEADROOM_CONFIG */
     char allowed_hosts[MAX_LIST_ENTRIES][256]; /* --allowed-host, HEADROOM_ALLOWED_HOSTS: Host
@@ -92,6 +95,29 @@ extern const double histogram_bounds[12];
 
 /* Counts a finished generation for /metrics. */
 void server_observe(server *srv, const hr_generation_stats *stats, int result);
+
+/* ---- options (config.c): flags, HEADROOM_* variables and config files set them by name ---- */
+
+/* The defaults of every option (docs/configuration.md). */
+void config_defaults(server_config *c);
+/* Sets option `name` ("port", "keep-alive", ...) from `value`; false, with a sentence naming the
+ * option on stderr, when the name is unknown or the value is not allowed. */
+bool config_set_option(server_config *c, const char *name, const char *value);
+/* Reads "key = value" lines ('#' starts a comment) from `f`, named `path` in the sentences; false
+ * at the first bad line, which the sentence names. config_read_file opens `path` first. */
+bool config_read_stream(server_config *c, FILE *f, const char *path);
+bool config_read_file(server_config *c, const char *path);
+
+/* ---- connections per client (clients.c) ---- */
+
+/* Sets up the count for `per_client` connections per address among `max_connections`; false when
+ * out of memory. Before the daemon starts. */
+bool clients_init(unsigned int max_connections, unsigned int per_client);
+/* libmicrohttpd's accept policy and connection notification: a connection beyond its address's
+ * limit is refused at accept, with a line in the log. */
+enum MHD_Result clients_accept(void *cls, const struct sockaddr *address, socklen_t length);
+void clients_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                    enum MHD_ConnectionNotificationCode code);
 
 /* Whether `host` (a name or an address, without a port) is this machine's loopback: localhost,
  * 127.0.0.0/8, ::1 (main.c). */
