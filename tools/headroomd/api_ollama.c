@@ -64,21 +64,6 @@ static cJSON *ollama_tool_calls(const cJSON *calls)
     return list;
 }
 
-/* The parsed answer (whole, or what a partial parse reads of one cut short), else its text. */
-static cJSON *parse_answer(const hr_chat *chat, const char *text, size_t length)
-{
-    cJSON *parsed = tools_parse(chat, text, length, false);
-    if (!parsed) parsed = tools_parse(chat, text, length, true);
-    if (!parsed) {
-        char *copy = strndup(text ? text : "", length);
-        parsed = cJSON_CreateObject();
-        cJSON_AddStringToObject(parsed, "content", copy ? copy : "");
-        cJSON_AddArrayToObject(parsed, "tool_calls");
-        free(copy);
-    }
-    return parsed;
-}
-
 static cJSON *line_head(const struct ollama_stream *s)
 {
     cJSON *line = cJSON_CreateObject();
@@ -126,7 +111,7 @@ static void content_line(const struct ollama_stream *s, const char *text, size_t
  * rest, then the calls in one line. */
 static void tools_lines(struct ollama_stream *s, bool final, char **out, size_t *out_length)
 {
-    cJSON *parsed = final ? parse_answer(s->tool_chat, s->answer, s->answer_length)
+    cJSON *parsed = final ? tools_parse_answer(s->tool_chat, s->answer, s->answer_length)
                           : tools_parse(s->tool_chat, s->answer, s->answer_length, true);
     const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
     size_t content_length = content ? strlen(content) : 0;
@@ -494,7 +479,7 @@ static enum MHD_Result generate(request *r, bool chat)
     }
     cJSON *body = line_head(state);
     if (state->parse_tools) {
-        cJSON *parsed = parse_answer(state->tool_chat, text, text ? strlen(text) : 0);
+        cJSON *parsed = tools_parse_answer(state->tool_chat, text, text ? strlen(text) : 0);
         const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
         add_text(state, body, content ? content : "", content ? strlen(content) : 0);
         const cJSON *calls = cJSON_GetObjectItem(parsed, "tool_calls");

@@ -157,22 +157,6 @@ static cJSON *openai_tool_calls(const cJSON *calls, bool indexed)
     return list;
 }
 
-/* The answer of a chat with tools: the whole parse, or what a partial parse reads of an answer
- * cut short (max_tokens), or its text as content where even that fails. */
-static cJSON *parse_answer(const hr_chat *chat, const char *text, size_t length)
-{
-    cJSON *parsed = tools_parse(chat, text, length, false);
-    if (!parsed) parsed = tools_parse(chat, text, length, true);
-    if (!parsed) {
-        char *copy = strndup(text ? text : "", length);
-        parsed = cJSON_CreateObject();
-        cJSON_AddStringToObject(parsed, "content", copy ? copy : "");
-        cJSON_AddArrayToObject(parsed, "tool_calls");
-        free(copy);
-    }
-    return parsed;
-}
-
 /* Calls end the answer with finish_reason "tool_calls", unless it was cut short. */
 static const char *tools_finish_reason(const cJSON *parsed, enum hr_stop_reason reason)
 {
@@ -252,7 +236,7 @@ static void sse_tools_piece(struct openai_stream *s, const char *piece, size_t l
 static const char *sse_tools_finish(struct openai_stream *s, const hr_generation_stats *stats, char **out,
                                     size_t *out_length)
 {
-    cJSON *parsed = parse_answer(s->tool_chat, s->answer, s->answer_length);
+    cJSON *parsed = tools_parse_answer(s->tool_chat, s->answer, s->answer_length);
     const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
     size_t content_length = content ? strlen(content) : 0;
     if (content && content_length > s->content_sent)
@@ -681,7 +665,7 @@ static enum MHD_Result generate(request *r, bool chat)
         cJSON *message = cJSON_AddObjectToObject(choice, "message");
         cJSON_AddStringToObject(message, "role", "assistant");
         if (state->parse_tools) {
-            cJSON *parsed = parse_answer(state->tool_chat, text, text ? strlen(text) : 0);
+            cJSON *parsed = tools_parse_answer(state->tool_chat, text, text ? strlen(text) : 0);
             const cJSON *calls = cJSON_GetObjectItem(parsed, "tool_calls");
             const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
             /* OpenAI's answer with calls has content null where the model wrote none */

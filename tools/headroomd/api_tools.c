@@ -159,3 +159,34 @@ cJSON *tools_parse(const hr_chat *chat, const char *text, size_t length, bool pa
     }
     return parsed;
 }
+
+/* An answer cut short (max_tokens) may end in a call with half its arguments: calls whose
+ * arguments are not a whole JSON object are left out. */
+static void drop_unfinished_calls(cJSON *parsed)
+{
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(parsed, "tool_calls");
+    cJSON *call = calls ? calls->child : NULL;
+    while (call) {
+        cJSON *next = call->next;
+        cJSON *arguments = cJSON_Parse(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(call, "arguments")));
+        if (!cJSON_IsObject(arguments)) cJSON_Delete(cJSON_DetachItemViaPointer(calls, call));
+        cJSON_Delete(arguments);
+        call = next;
+    }
+}
+
+cJSON *tools_parse_answer(const hr_chat *chat, const char *text, size_t length)
+{
+    cJSON *parsed = tools_parse(chat, text, length, false);
+    if (!parsed) parsed = tools_parse(chat, text, length, true);
+    /* the parser is lenient: a whole parse of a cut answer may hold its last call unfinished */
+    if (parsed) drop_unfinished_calls(parsed);
+    if (!parsed) {
+        char *copy = strndup(text ? text : "", length);
+        parsed = cJSON_CreateObject();
+        cJSON_AddStringToObject(parsed, "content", copy ? copy : "");
+        cJSON_AddArrayToObject(parsed, "tool_calls");
+        free(copy);
+    }
+    return parsed;
+}

@@ -258,6 +258,9 @@ void tools_free(tool_request *asked);
 /* The answer as {"content", "tool_calls": [{"id", "name", "arguments"}]}, every call with an id
  * ("call_..." where the model's format has none); NULL when it does not parse. */
 cJSON *tools_parse(const hr_chat *chat, const char *text, size_t length, bool partial);
+/* The finished answer: the whole parse; for an answer cut short, what a partial parse reads,
+ * without a call left unfinished; else the text as content. Never NULL (but out of memory). */
+cJSON *tools_parse_answer(const hr_chat *chat, const char *text, size_t length);
 
 enum { MAX_EMBED_INPUTS = 2048 };
 
