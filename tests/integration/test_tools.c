@@ -254,6 +254,37 @@ static void tool_choice_none_answers_content(void **state)
     hr_context_free(ctx);
 }
 
+/* auto: a lazy grammar, waiting for the call marker; random weights write none, so the answer
+ * is the text as content (the lazy sampler is made and runs) */
+static void tool_choice_auto_waits_for_the_call_marker(void **state)
+{
+    (void)state;
+    hr_context *ctx = context();
+    hr_model *model = load(ctx);
+    char tools[2048];
+    snprintf(tools, sizeof tools, "[%s]", weather_tool);
+    hr_chat *chat = chat_with(model, question, tools, HR_TOOL_CHOICE_AUTO, NULL);
+    assert_true(hr_chat_has_tools(chat));
+    hr_generate_params params = hr_generate_default_params();
+    params.chat = chat;
+    params.max_tokens = 24;
+    struct text text = { .length = 0 };
+    hr_generation_stats stats;
+    if (hr_generate(model, NULL, &params, collect, &text, &stats) != HR_OK) fail_msg("%s", hr_last_error());
+    assert_true(stats.generated_tokens > 0);
+    if (strstr(text.bytes, "<tool_call>")) skip_because("this seed's random text wrote a call marker: %s", text.bytes);
+    char *json = NULL;
+    assert_int_equal(hr_chat_parse(chat, text.bytes, text.length, true, &json), HR_OK);
+    cJSON *parsed = cJSON_Parse(json);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(parsed, "tool_calls")), 0);
+    assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content")));
+    cJSON_Delete(parsed);
+    hr_free(json);
+    hr_chat_free(chat);
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 static void bad_tools_are_refused_with_a_sentence(void **state)
 {
     (void)state;
@@ -304,6 +335,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(a_named_function_is_the_one_called_in_a_session),
         cmocka_unit_test(a_tool_result_goes_into_the_next_prompt_as_plain_text),
         cmocka_unit_test(tool_choice_none_answers_content),
+        cmocka_unit_test(tool_choice_auto_waits_for_the_call_marker),
         cmocka_unit_test(bad_tools_are_refused_with_a_sentence),
     };
     return run_cases(tests, NULL, NULL);
