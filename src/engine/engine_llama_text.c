@@ -102,8 +102,10 @@ static int holds_control_text(const struct llama_vocab *vocab, const char *text,
     struct token_list plain = { 0 }, special = { 0 };
     int rc = append_tokens(&plain, vocab, text, strlen(text), false);
     if (rc == HR_OK) rc = append_tokens(&special, vocab, text, strlen(text), true);
+    /* no tokens (an empty message: an assistant turn of tool calls only) hold nothing */
     *holds = rc == HR_OK && (plain.count != special.count ||
-                             memcmp(plain.tokens, special.tokens, sizeof *plain.tokens * (size_t)plain.count) != 0);
+                             (plain.count > 0 &&
+                              memcmp(plain.tokens, special.tokens, sizeof *plain.tokens * (size_t)plain.count) != 0));
     free(plain.tokens);
     free(special.tokens);
     return rc;
