@@ -85,3 +85,8 @@ void hr_chat_sampling(const hr_chat *chat, hr_engine_sampling *sampling)
     sampling->grammar_trigger_count = rendered->grammar_trigger_count;
     sampling->grammar_prefill = rendered->grammar_prefill;
 }
+
+bool hr_generate_constrained(const hr_generate_params *params)
+{
+    return params->grammar || (params->chat && params->chat->rendered->grammar);
+}

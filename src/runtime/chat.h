@@ -17,6 +17,10 @@ struct hr_chat {
     hr_engine_chat *rendered;
 };
 
+/* Whether a generation samples under a grammar: its own, or its chat's tool calls (the guard
+ * judges such generations apart). */
+bool hr_generate_constrained(const hr_generate_params *params);
+
 /* The grammar of the chat's tool calls into `sampling` (nothing when it has none). */
 void hr_chat_sampling(const hr_chat *chat, hr_engine_sampling *sampling);
 

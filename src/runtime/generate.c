@@ -369,7 +369,7 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
         /* The guard does not judge a generation under a grammar: where the model writes what the
          * grammar refuses, each token masks the whole vocabulary, whose allocations fault pages
          * per token like evicted weights would, and runs slower besides (docs/lifecycle.md). */
-        bool judged = !p->grammar;
+        bool judged = !hr_generate_constrained(p);
         if (first == 0) {
             first = last;
             if (judged) hr_guard_begin(model);
