@@ -399,6 +399,66 @@ typedef struct hr_chat_message {
 HR_API int hr_model_apply_chat_template(const hr_model *model, const hr_chat_message *messages,
                                         size_t count, bool add_assistant, char **out);
 
+/* ---- conversations with tools: the model's own Jinja chat template ------------------------ */
+
+/* A conversation rendered by the chat template in the model file (tokenizer.chat_template, a Jinja
+ * template, read by llama.cpp's common chat library), with the functions the model may call. It
+ * holds the prompt, the grammar that makes a tool call valid and the parser that reads the
+ * answer back into content and tool calls. Give it to hr_generate or hr_session_start through
+ * hr_generate_params.chat; read the answer's text with hr_chat_parse. docs/api.md (tools). */
+typedef struct hr_chat hr_chat;
+
+enum hr_tool_choice {
+    HR_TOOL_CHOICE_AUTO = 0,    /* the model decides; the grammar applies from a call's first marker on */
+    HR_TOOL_CHOICE_NONE = 1,    /* the tools are in the prompt, the answer is content only */
+    HR_TOOL_CHOICE_REQUIRED = 2,/* the answer is one or more tool calls (grammar from the first token) */
+    HR_TOOL_CHOICE_FUNCTION = 3,/* the answer calls tool_name (the prompt still lists every tool) */
+};
+
+typedef struct hr_chat_params {
+    /* OpenAI's chat messages, as a JSON array: role ("system", "user", "assistant", "tool"),
+     * content (a string, an array of {"type": "text"} parts, or null beside tool_calls),
+     * tool_calls (id, type "function", function {name, arguments: a JSON string or object}),
+     * tool_call_id and name on tool results. Required. */
+    const char *messages_json;
+    /* OpenAI's tools, as a JSON array of {"type": "function", "function": {name, description,
+     * parameters (a JSON schema)}}; NULL or "": none. */
+    const char *tools_json;
+    enum hr_tool_choice tool_choice;
+    const char *tool_name;      /* HR_TOOL_CHOICE_FUNCTION's function */
+    bool parallel_tool_calls;   /* more than one call in an answer (default true, as OpenAI's) */
+} hr_chat_params;
+
+HR_API hr_chat_params hr_chat_default_params(void);
+
+/* Renders `params` with the chat template of the local `model` (ChatML where the file has none)
+ * and builds the grammar and parser of its tool calls. The strings are read during the call only.
+ * HR_EINVAL with the reason for messages or tools that do not parse, a tool_choice naming a
+ * function that is not among the tools, or a template the renderer refuses; HR_ENOTSUP on a
+ * remote model, or where libheadroom was built without llama.cpp's source tree (no Jinja). On
+ * success *out owns the chat; free it with hr_chat_free() after every generation that uses it
+ * has returned or its session was freed. Any thread; a chat is read-only, so several threads may
+ * use one. */
+HR_API int hr_chat_create(hr_model *model, const hr_chat_params *params, hr_chat **out);
+
+/* The rendered prompt (UTF-8, with the template's control-token text), owned by `chat`. */
+HR_API const char *hr_chat_prompt(const hr_chat *chat);
+
+/* Whether the answer may hold tool calls (tools given and tool_choice not NONE): then the
+ * generated text is the template's syntax and is read with hr_chat_parse. */
+HR_API bool hr_chat_has_tools(const hr_chat *chat);
+
+/* Reads generated text (`length` bytes) as the template writes answers: *json, a string the
+ * caller frees with hr_free(), is {"content": "...", "tool_calls": [{"id": "...", "name": "...",
+ * "arguments": "<JSON text>"}], "reasoning_content": "..." (only when there is some)}. `partial`
+ * for text still being generated: what is whole so far (an unfinished call may show with part of
+ * its arguments). ids are the model's where its format has them, else "". HR_EINVAL when text
+ * that is not partial does not parse. Any thread. */
+HR_API int hr_chat_parse(const hr_chat *chat, const char *text, size_t length, bool partial, char **json);
+
+/* Releases the chat. NULL is ignored. */
+HR_API void hr_chat_free(hr_chat *chat);
+
 /* ---- remote fall-back: a model served by an OpenAI-compatible server ---------------------- */
 
 /* Where generations go when a model is opened remotely: any server that speaks OpenAI's
@@ -559,6 +619,11 @@ typedef struct hr_generate_params {
     int32_t top_logprobs;
     void (*logprob_fn)(const struct hr_token_logprobs *token, void *user_data);
     void *logprob_user_data;
+    /* A conversation rendered by hr_chat_create (on this model) to answer instead of `prompt`
+     * and `messages` (which must then be unset): its prompt, and its tool-call grammar when it
+     * has tools (then `grammar` must be NULL). Borrowed: it must outlive hr_generate's return, or
+     * the session (free it after hr_session_free). NULL (default): none. */
+    const struct hr_chat *chat;
 } hr_generate_params;
 
 enum { HR_MAX_TOP_LOGPROBS = 20, HR_MAX_PIECE_BYTES = 48 };

@@ -193,6 +193,17 @@ class hr_chat_message(Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 
 
+class hr_chat_params(Structure):
+    """A conversation with tools, for hr_chat_create (JSON text in; enum hr_tool_choice as int)."""
+    _fields_ = [
+        ("messages_json", c_char_p),
+        ("tools_json", c_char_p),
+        ("tool_choice", c_int),
+        ("tool_name", c_char_p),
+        ("parallel_tool_calls", c_bool),
+    ]
+
+
 class hr_preflight_params(Structure):
     _fields_ = [
         ("n_ctx", c_int32),
@@ -284,6 +295,7 @@ class hr_generate_params(Structure):
         ("top_logprobs", c_int32),
         ("logprob_fn", c_void_p),
         ("logprob_user_data", c_void_p),
+        ("chat", c_void_p),   # const hr_chat *: a conversation rendered with tools
     ]
 
 

@@ -75,7 +75,31 @@ typedef struct hr_engine_sampling {
     const hr_logit_bias *logit_bias;   /* borrowed during sampler_create / complete */
     size_t logit_bias_count;
     const char *grammar;      /* GBNF the output follows, or NULL; borrowed during sampler_create */
+    /* A lazy grammar constrains the output only from the first match of one of its trigger
+     * patterns (regular expressions over the text generated so far) on: a tool call's marker. */
+    bool grammar_lazy;
+    const char *const *grammar_triggers;
+    size_t grammar_trigger_count;
+    const char *grammar_prefill;   /* text the grammar has already seen (a template's generation
+                                      prompt that its grammar begins with), or NULL */
 } hr_engine_sampling;
+
+/* A conversation rendered by the model's own (Jinja) chat template, with its tools: what the
+ * runtime needs to generate the answer and to read tool calls out of it. Made by chat_create,
+ * read-only afterwards (any thread), released by chat_free. */
+typedef struct hr_engine_chat {
+    char *prompt;                 /* the rendered text: the template's control-token text in it */
+    char *grammar;                /* GBNF of a valid answer with tool calls, or NULL */
+    bool grammar_lazy;            /* the grammar starts at a trigger (tool_choice auto) */
+    char **grammar_triggers;      /* regular expressions */
+    size_t grammar_trigger_count;
+    char *grammar_prefill;        /* see hr_engine_sampling, or NULL */
+    char **contents;              /* each message's text, read as plain text in the prompt */
+    size_t content_count;
+    bool tools;                   /* the answer may hold tool calls: read it with chat_parse */
+    const char *format_name;      /* llama.cpp's name of the output format (static) */
+    void *impl;                   /* the engine's own (the parser) */
+} hr_engine_chat;
 
 /* The engine's sampling parameters for one generation's hr_generate_params (runtime/generate.c). */
 hr_engine_sampling hr_engine_sampling_from(const hr_generate_params *params);
@@ -169,6 +193,15 @@ typedef struct hr_engine_ops {
      * (engine_llama_text.c says how). Optional (NULL: the runtime formats and tokenizes the text). */
     int (*tokenize_chat)(hr_engine_model *model, const hr_chat_message *messages, size_t count,
                          hr_token **tokens, int32_t *n_tokens);
+    /* Conversations with tools through the model's Jinja template (hr_engine_chat). Optional
+     * (NULL: no tools; the runtime answers HR_ENOTSUP). chat_tokenize gives the prompt's tokens
+     * as tokenize_chat does (the template's text with control tokens, the messages' text plain);
+     * chat_parse reads generated text into JSON {"content", "tool_calls": [{"id", "name",
+     * "arguments"}], "reasoning_content"?} (a malloc'd *json). */
+    int (*chat_create)(hr_engine_model *model, const hr_chat_params *params, hr_engine_chat **out);
+    int (*chat_tokenize)(hr_engine_model *model, const hr_engine_chat *chat, hr_token **tokens, int32_t *n_tokens);
+    int (*chat_parse)(const hr_engine_chat *chat, const char *text, size_t length, bool partial, char **json);
+    void (*chat_free)(hr_engine_chat *chat);
     /* Formats messages with the model's chat template into a malloc'd string (*out). */
     int (*apply_chat_template)(const hr_engine_model *model, const hr_chat_message *messages,
                                size_t count, bool add_assistant, char **out);

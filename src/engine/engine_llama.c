@@ -435,6 +435,12 @@ static const hr_engine_ops llama_ops = {
     .tokenize_special = hr_llama_tokenize_special,
     .tokenize_chat = hr_llama_tokenize_chat,
     .apply_chat_template = hr_llama_apply_chat_template,
+#ifdef HEADROOM_HAVE_CHAT_TEMPLATES
+    .chat_create = hr_llama_chat_create,
+    .chat_tokenize = hr_llama_chat_tokenize,
+    .chat_parse = hr_llama_chat_parse,
+    .chat_free = hr_llama_chat_free,
+#endif
     .reset = llama_reset,
     .decode = llama_decode_tokens,
     .decode_batch = llama_decode_batch,

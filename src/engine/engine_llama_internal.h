@@ -103,6 +103,16 @@ int hr_llama_token_logprobs(hr_engine_model *model, int32_t index, hr_token chos
                             hr_token_logprobs *out);
 hr_token hr_llama_sample_at(hr_engine_sampler *sampler, hr_engine_model *model, int32_t index);
 void hr_llama_sampler_free(hr_engine_sampler *sampler);
+/* engine_llama_chat.cpp: conversations with tools (engine.h's chat_*); only where the build found
+ * llama.cpp's source tree (hr_llama_have_chat() says; else engine_llama_text.c's stubs answer). */
+bool hr_llama_have_chat(void);
+int hr_llama_chat_create(hr_engine_model *model, const hr_chat_params *params, hr_engine_chat **out);
+int hr_llama_chat_parse(const hr_engine_chat *chat, const char *text, size_t length, bool partial, char **json);
+void hr_llama_chat_free(hr_engine_chat *chat);
+/* Feeds `text` (tokenized with control tokens) to a grammar sampler; HR_EINVAL when it refuses. */
+int hr_llama_grammar_prefill(const struct llama_vocab *vocab, struct llama_sampler *grammar, const char *text);
+/* engine_llama_text.c: a rendered conversation's tokens, its messages' text kept plain */
+int hr_llama_chat_tokenize(hr_engine_model *model, const hr_engine_chat *chat, hr_token **tokens, int32_t *n_tokens);
 /* engine_llama_embed.c */
 int hr_llama_embed(hr_engine_model *model, const char *text, size_t length, bool normalize, bool truncate,
                    float *out, int32_t capacity, int32_t *n_tokens, int32_t *input_tokens, bool *created);

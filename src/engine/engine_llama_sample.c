@@ -28,7 +28,12 @@ int hr_llama_sampler_create(hr_engine_model *model, const hr_engine_sampling *pa
      * choice first and masks the whole vocabulary only when it refuses that one */
     if (params->grammar) {
         hr_llama_clear_last_error();
-        sampler->grammar = llama_sampler_init_grammar(model->vocab, params->grammar, "root");
+        if (params->grammar_lazy)
+            sampler->grammar = llama_sampler_init_grammar_lazy_patterns(
+                model->vocab, params->grammar, "root", (const char **)params->grammar_triggers,
+                params->grammar_trigger_count, NULL, 0);
+        else
+            sampler->grammar = llama_sampler_init_grammar(model->vocab, params->grammar, "root");
         hr_llama_flush_log();
         sampler->n_vocab = n_vocab;
         sampler->candidates = sampler->grammar ? malloc(sizeof *sampler->candidates * (size_t)n_vocab) : NULL;
@@ -41,6 +46,11 @@ int hr_llama_sampler_create(hr_engine_model *model, const hr_engine_sampling *pa
             return hr_fail(HR_EINVAL, "the grammar does not parse%s%s", hr_llama_last_error()[0] ? ": " : "",
                            hr_llama_last_error());
         }
+    }
+    if (sampler->grammar && params->grammar_prefill && !params->grammar_lazy &&
+        hr_llama_grammar_prefill(model->vocab, sampler->grammar, params->grammar_prefill) != HR_OK) {
+        hr_llama_sampler_free(sampler);
+        return HR_EINVAL;
     }
     /* llama.cpp's common sampler order: biases and penalties first, so greedy decoding sees them */
     if (params->logit_bias_count > 0) {

@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
-// The converter's files, compiled here as part of this one unit (warnings off for them only).
+// The converter's files, compiled here as part of this one unit (warnings off for them only),
+// unless the chat library is built (src/CMakeLists.txt), whose objects hold them already.
+#ifndef HEADROOM_HAVE_CHAT_TEMPLATES
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wall"
 #pragma GCC diagnostic ignored "-Wextra"
@@ -24,12 +26,16 @@
 #include "trie.cpp"
 #include "json-schema-to-grammar.cpp"
 #pragma GCC diagnostic pop
+#else
+#include "json-schema-to-grammar.h"
+#endif
 
 extern "C" {
 #include "core/error.h"
 #include "engine/grammar.h"
 }
 
+#ifndef HEADROOM_HAVE_CHAT_TEMPLATES   /* else engine_llama_common.cpp has them */
 // What the converter takes from common.cpp, which is not compiled here (it would pull in the rest
 // of llama.cpp's common library): the same three string helpers, as common.cpp defines them.
 std::string string_join(const std::vector<std::string> &values, const std::string &separator)
@@ -62,6 +68,8 @@ std::string string_repeat(const std::string &str, size_t n)
     for (size_t i = 0; i < n; ++i) result += str;
     return result;
 }
+
+#endif
 
 extern "C" bool hr_engine_have_schema_grammar(void)
 {

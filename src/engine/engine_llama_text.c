@@ -102,8 +102,10 @@ static int holds_control_text(const struct llama_vocab *vocab, const char *text,
     struct token_list plain = { 0 }, special = { 0 };
     int rc = append_tokens(&plain, vocab, text, strlen(text), false);
     if (rc == HR_OK) rc = append_tokens(&special, vocab, text, strlen(text), true);
+    /* no tokens (an empty message: an assistant turn of tool calls only) hold nothing */
     *holds = rc == HR_OK && (plain.count != special.count ||
-                             memcmp(plain.tokens, special.tokens, sizeof *plain.tokens * (size_t)plain.count) != 0);
+                             (plain.count > 0 &&
+                              memcmp(plain.tokens, special.tokens, sizeof *plain.tokens * (size_t)plain.count) != 0));
     free(plain.tokens);
     free(special.tokens);
     return rc;
@@ -137,22 +139,17 @@ static const char *find_content(const char *from, const char *content, size_t *l
  * it with control tokens: a user who writes "<|im_end|>" gets those characters, not a turn's
  * end. llama-server reads the whole formatted text with control tokens, so there a message can
  * end its turn and write the next one itself. */
-int hr_llama_tokenize_chat(hr_engine_model *model, const hr_chat_message *messages, size_t count,
-                           hr_token **tokens, int32_t *n_tokens)
+static int tokenize_formatted(hr_engine_model *model, const char *const *contents, size_t count, const char *text,
+                              hr_token **tokens, int32_t *n_tokens)
 {
     *tokens = NULL;
     *n_tokens = 0;
-    char *text = NULL;
-    int rc = hr_llama_apply_chat_template(model, messages, count, true, &text);
-    if (rc != HR_OK) return rc;
+    int rc = HR_OK;
     bool *plain = calloc(count ? count : 1, sizeof *plain);
-    if (!plain) {
-        free(text);
-        return hr_fail(HR_ENOMEM, "out of memory tokenizing a conversation");
-    }
+    if (!plain) return hr_fail(HR_ENOMEM, "out of memory tokenizing a conversation");
     bool any_plain = false;
     for (size_t i = 0; i < count && rc == HR_OK; i++) {
-        rc = holds_control_text(model->vocab, messages[i].content, &plain[i]);
+        rc = holds_control_text(model->vocab, contents[i], &plain[i]);
         any_plain = any_plain || plain[i];
     }
     struct token_list list = { 0 };
@@ -168,7 +165,8 @@ int hr_llama_tokenize_chat(hr_engine_model *model, const hr_chat_message *messag
     const char *cursor = text;
     for (size_t i = 0; i < count && rc == HR_OK && any_plain; i++) {
         size_t length = 0;
-        const char *at = find_content(cursor, messages[i].content, &length);
+        if (!contents[i][0]) continue;   /* an assistant turn with tool calls only */
+        const char *at = find_content(cursor, contents[i], &length);
         if (!at) {
             if (plain[i])
                 rc = hr_fail(HR_EINVAL, "message %zu holds the text of a control token, and this model's chat "
@@ -183,7 +181,6 @@ int hr_llama_tokenize_chat(hr_engine_model *model, const hr_chat_message *messag
     }
     if (rc == HR_OK) rc = append_tokens(&list, model->vocab, cursor, strlen(cursor), true);
     free(plain);
-    free(text);
     if (rc != HR_OK) {
         free(list.tokens);
         return rc;
@@ -193,3 +190,43 @@ int hr_llama_tokenize_chat(hr_engine_model *model, const hr_chat_message *messag
     *n_tokens = list.count;
     return HR_OK;
 }
+
+int hr_llama_tokenize_chat(hr_engine_model *model, const hr_chat_message *messages, size_t count,
+                           hr_token **tokens, int32_t *n_tokens)
+{
+    *tokens = NULL;
+    *n_tokens = 0;
+    char *text = NULL;
+    int rc = hr_llama_apply_chat_template(model, messages, count, true, &text);
+    if (rc != HR_OK) return rc;
+    const char **contents = calloc(count ? count : 1, sizeof *contents);
+    if (!contents) rc = hr_fail(HR_ENOMEM, "out of memory tokenizing a conversation");
+    for (size_t i = 0; contents && i < count; i++) contents[i] = messages[i].content;
+    if (rc == HR_OK) rc = tokenize_formatted(model, contents, count, text, tokens, n_tokens);
+    free(contents);
+    free(text);
+    return rc;
+}
+
+/* The same for a conversation the Jinja template rendered (engine_llama_chat.cpp): tool
+ * results and the messages' text stay plain; the tool calls of earlier assistant turns, which
+ * the template writes in its own syntax, are read with the template's text around them. */
+int hr_llama_chat_tokenize(hr_engine_model *model, const hr_engine_chat *chat, hr_token **tokens, int32_t *n_tokens)
+{
+    return tokenize_formatted(model, (const char *const *)chat->contents, chat->content_count, chat->prompt, tokens,
+                              n_tokens);
+}
+
+#ifndef HEADROOM_HAVE_CHAT_TEMPLATES
+/* Built without llama.cpp's source tree: no Jinja, so no tools (the runtime says so). */
+bool hr_llama_have_chat(void)
+{
+    return false;
+}
+
+int hr_llama_grammar_prefill(const struct llama_vocab *vocab, struct llama_sampler *grammar, const char *text)
+{
+    (void)vocab, (void)grammar, (void)text;
+    return hr_fail(HR_ENOTSUP, "grammar prefill needs llama.cpp's source tree");
+}
+#endif

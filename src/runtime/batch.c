@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "platform/platform.h"
 #include "policy/schedule.h"
+#include "runtime/chat.h"
 #include "runtime/guard.h"
 #include "runtime/model.h"
 #include "runtime/registry.h"
@@ -512,7 +513,7 @@ static void step(struct worker *w, int32_t count, bool prompt)
     bool grammar = false;
     for (int32_t i = 0; i < model->n_slots; i++) {
         hr_session *s = model->slots[i].session;
-        if (s && s->run.logits_index >= 0 && s->params.grammar) grammar = true;
+        if (s && s->run.logits_index >= 0 && hr_generate_constrained(&s->params)) grammar = true;
     }
     bool generated = false;
     after_step(w, &generated);

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/stop.h"
 #include "core/utf8.h"
+#include "runtime/chat.h"
 #include "runtime/guard.h"
 #include "runtime/model.h"
 
@@ -46,6 +47,7 @@ hr_engine_sampling hr_engine_sampling_from(const hr_generate_params *p)
         .mirostat_tau = p->mirostat_tau, .mirostat_eta = p->mirostat_eta,
         .logit_bias = p->logit_bias, .logit_bias_count = p->logit_bias_count, .grammar = p->grammar,
     };
+    if (p->chat) hr_chat_sampling(p->chat, &sampling);
     return sampling;
 }
 
@@ -180,6 +182,11 @@ static int check_params(const hr_generate_params *p)
     for (size_t i = 0; i < p->message_count; i++)
         if (!p->messages[i].role || !p->messages[i].content)
             return hr_fail(HR_EINVAL, "message %zu has no role or no content", i);
+    if (p->chat && p->message_count > 0)
+        return hr_fail(HR_EINVAL, "give either messages or a chat, not both");
+    if (p->chat && p->grammar && p->chat->rendered->grammar)
+        return hr_fail(HR_EINVAL, "a grammar and a chat with tool calls cannot go together: the tool calls have a "
+                       "grammar of their own");
     return hr_generate_check_stops(p);
 }
 
@@ -267,6 +274,10 @@ int hr_generate_prompt_tokens(struct hr_model *model, const char *prompt, const 
     *out = NULL;
     *out_count = 0;
     char *formatted = NULL;
+    if (p->chat) {
+        if (p->chat->model != model) return hr_fail(HR_EINVAL, "the chat was rendered for another model");
+        return engine->chat_tokenize(em, p->chat->rendered, out, out_count);
+    }
     if (p->message_count > 0) {
         if (engine->tokenize_chat) return engine->tokenize_chat(em, p->messages, p->message_count, out, out_count);
         int rc = engine->apply_chat_template
@@ -355,12 +366,13 @@ static int run_generation(struct hr_model *model, const char *prompt, const hr_g
             break;
         }
         last = hr_now_seconds();
-        /* under a grammar, a token is judged as constrained (policy/guard.h) */
+        /* under a grammar (JSON, schemas, tool calls), a token is judged as constrained
+         * (policy/guard.h) */
         if (first == 0) {
             first = last;
             hr_guard_begin(model);
         } else {
-            hr_guard_token(model, p->grammar != NULL);
+            hr_guard_token(model, hr_generate_constrained(p));
         }
         stats->generated_tokens++;
         if (p->logprob_fn && engine->token_logprobs) {
@@ -418,10 +430,11 @@ int hr_generate_for(hr_model *model, const char *prompt, const hr_generate_param
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     hr_generate_params p = params ? *params : hr_generate_default_params();
-    if (!model || (!prompt && p.message_count == 0) || !piece_fn)
+    if (!model || (!prompt && p.message_count == 0 && !p.chat) || !piece_fn)
         return hr_fail(HR_EINVAL, "hr_generate: model, a prompt (or messages) and piece_fn are required");
     int rc = check_params(&p);
     if (rc != HR_OK) return rc;
+    if (p.chat && p.chat->model != model) return hr_fail(HR_EINVAL, "the chat was rendered for another model");
     char *formatted = NULL;   /* a conversation for an engine that takes text */
     if (p.message_count > 0 && model->engine->complete && !model->engine->decode) {
         rc = hr_model_apply_chat_template(model, p.messages, p.message_count, true, &formatted);

@@ -432,7 +432,7 @@ HR_API int hr_session_start(hr_model *model, const char *prompt, const hr_sessio
     if (!out) return hr_fail(HR_EINVAL, "hr_session_start: out is NULL");
     *out = NULL;
     hr_session_params p = params ? *params : hr_session_default_params();
-    if (!model || (!prompt && p.generate.message_count == 0))
+    if (!model || (!prompt && p.generate.message_count == 0 && !p.generate.chat))
         return hr_fail(HR_EINVAL, "hr_session_start: model and a prompt (or messages) are required");
     if (p.generate.message_count > 0 && !p.generate.messages)
         return hr_fail(HR_EINVAL, "message_count is %zu but messages is NULL", p.generate.message_count);

@@ -369,9 +369,10 @@ await check("openai: completions logprobs N, whole and streamed: tokens, token_l
         (error) => error instanceof OpenAI.BadRequestError && error.param === "top_logprobs");
 });
 
-await check("openai: tools are a BadRequestError naming the field", async () => {
+// tools themselves: tools.mjs (a model with a tools template)
+await check("openai: tools that are not a list are a BadRequestError naming the field", async () => {
     await assert.rejects(openai.chat.completions.create({ model: "tiny", messages,
-        tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] }),
+        tools: { type: "function", function: { name: "f", parameters: { type: "object" } } } }),
         (error) => error instanceof OpenAI.BadRequestError && error.param === "tools");
 });
 

@@ -30,7 +30,39 @@ struct ollama_stream {
     char model[256];
     bool chat;
     double load_seconds;   /* acquiring the model: its load, or nearly nothing when it was loaded */
+    /* a chat with tools (api_tools.c): content sent as the parse becomes sure of it, the calls
+     * in one line at the end */
+    hr_chat *tool_chat;    /* owned; freed after the session that used it */
+    bool parse_tools;
+    char *answer;
+    size_t answer_length;
+    size_t content_sent;
 };
+
+static void free_stream(void *state)
+{
+    struct ollama_stream *s = state;
+    if (!s) return;
+    hr_chat_free(s->tool_chat);
+    free(s->answer);
+    free(s);
+}
+
+/* Ollama's tool_calls: [{"function": {"name", "arguments": an object}}]. */
+static cJSON *ollama_tool_calls(const cJSON *calls)
+{
+    cJSON *list = cJSON_CreateArray();
+    const cJSON *call;
+    cJSON_ArrayForEach(call, calls) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON *function = cJSON_AddObjectToObject(item, "function");
+        cJSON_AddStringToObject(function, "name", cJSON_GetStringValue(cJSON_GetObjectItem(call, "name")));
+        cJSON *arguments = cJSON_Parse(cJSON_GetStringValue(cJSON_GetObjectItem(call, "arguments")));
+        cJSON_AddItemToObject(function, "arguments", arguments ? arguments : cJSON_CreateObject());
+        cJSON_AddItemToArray(list, item);
+    }
+    return list;
+}
 
 static cJSON *line_head(const struct ollama_stream *s)
 {
@@ -67,10 +99,46 @@ static void add_stats(cJSON *line, const hr_generation_stats *stats, double load
     cJSON_AddNumberToObject(line, "eval_duration", (double)llround(stats->decode_seconds * 1e9));
 }
 
+static void content_line(const struct ollama_stream *s, const char *text, size_t length, char **out, size_t *out_length)
+{
+    cJSON *line = line_head(s);
+    add_text(s, line, text, length);
+    cJSON_AddBoolToObject(line, "done", false);
+    append_json_line(out, out_length, "", line, "\n");
+}
+
+/* What the parse of the text so far is sure of, beyond what was sent; at the end (`final`) the
+ * rest, then the calls in one line. */
+static void tools_lines(struct ollama_stream *s, bool final, char **out, size_t *out_length)
+{
+    cJSON *parsed = final ? tools_parse_answer(s->tool_chat, s->answer, s->answer_length)
+                          : tools_parse(s->tool_chat, s->answer, s->answer_length, true);
+    const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
+    size_t content_length = content ? strlen(content) : 0;
+    if (content && content_length > s->content_sent) {
+        content_line(s, content + s->content_sent, content_length - s->content_sent, out, out_length);
+        s->content_sent = content_length;
+    }
+    const cJSON *calls = cJSON_GetObjectItem(parsed, "tool_calls");
+    if (final && cJSON_GetArraySize(calls) > 0) {
+        cJSON *line = line_head(s);
+        add_text(s, line, "", 0);
+        cJSON_AddItemToObject(cJSON_GetObjectItem(line, "message"), "tool_calls", ollama_tool_calls(calls));
+        cJSON_AddBoolToObject(line, "done", false);
+        append_json_line(out, out_length, "", line, "\n");
+    }
+    cJSON_Delete(parsed);
+}
+
 static void ndjson_piece(void *state, const char *piece, size_t length, cJSON_bool first, char **out, size_t *out_length)
 {
     (void)first;
-    const struct ollama_stream *s = state;
+    struct ollama_stream *s = state;
+    if (s->parse_tools) {
+        append(&s->answer, &s->answer_length, piece, length);
+        tools_lines(s, false, out, out_length);
+        return;
+    }
     cJSON *line = line_head(s);
     add_text(s, line, piece, length);
     cJSON_AddBoolToObject(line, "done", false);
@@ -80,9 +148,10 @@ static void ndjson_piece(void *state, const char *piece, size_t length, cJSON_bo
 static void ndjson_finish(void *state, int result, const char *message, const hr_generation_stats *stats,
                           char **out, size_t *out_length)
 {
-    const struct ollama_stream *s = state;
+    struct ollama_stream *s = state;
     cJSON *line;
     if (result == HR_OK) {
+        if (s->parse_tools) tools_lines(s, true, out, out_length);
         line = line_head(s);
         add_text(s, line, "", 0);
         cJSON_AddBoolToObject(line, "done", true);
@@ -99,7 +168,7 @@ static const stream_format ndjson_format = {
     .piece = ndjson_piece,
     .finish = ndjson_finish,
     .keep_alive = NULL,   /* NDJSON has no comments: hang-ups are noticed on the socket instead */
-    .free_state = free,
+    .free_state = free_stream,
 };
 
 /* options{} and the top-level fields Ollama clients send. */
@@ -145,6 +214,43 @@ static bool read_keep_alive(field_check *c, const cJSON *json, double *keep_aliv
         return false;
     }
     return true;
+}
+
+/* Ollama's messages in OpenAI's shape for hr_chat: a call's type, a tool result's tool_name as
+ * name; arguments may stay objects. A copy the caller deletes; NULL after replying 400. */
+static cJSON *openai_messages(field_check *c, const cJSON *messages)
+{
+    cJSON *copy = cJSON_Duplicate(messages, true);
+    int i = 0;
+    cJSON *message;
+    cJSON_ArrayForEach(message, copy) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(message, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(message, "content");
+        cJSON *calls = cJSON_GetObjectItemCaseSensitive(message, "tool_calls");
+        if (!cJSON_IsString(role) || (content && !cJSON_IsString(content) && !cJSON_IsNull(content)) ||
+            (!content && cJSON_GetArraySize(calls) == 0) || (calls && !cJSON_IsArray(calls))) {
+            cJSON_Delete(copy);
+            c->reply = reply_error(c->r, 400, "messages", "messages[%d] needs a string role and a string content "
+                                   "(or tool_calls, an array)", i);
+            c->failed = true;
+            return NULL;
+        }
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(message, "images")) > 0) {
+            cJSON_Delete(copy);
+            c->reply = reply_error(c->r, 400, "messages", "messages[%d]: images are not supported", i);
+            c->failed = true;
+            return NULL;
+        }
+        cJSON *call;
+        cJSON_ArrayForEach(call, calls)
+            if (cJSON_IsObject(call) && !cJSON_GetObjectItemCaseSensitive(call, "type"))
+                cJSON_AddStringToObject(call, "type", "function");
+        const cJSON *tool_name = cJSON_GetObjectItemCaseSensitive(message, "tool_name");
+        if (cJSON_IsString(tool_name) && !cJSON_GetObjectItemCaseSensitive(message, "name"))
+            cJSON_AddStringToObject(message, "name", tool_name->valuestring);
+        i++;
+    }
+    return copy;
 }
 
 /* The conversation of Ollama's messages (the strings borrowed from the request), checked against
@@ -219,7 +325,9 @@ static enum MHD_Result generate(request *r, bool chat)
     read_options(&c, r->json, &params, stops);
     read_keep_alive(&c, r->json, &keep_alive);
     /* fields that would change the answer and are not implemented: refused, never dropped */
-    field_refused(&c, r->json, "tools", "tool calls are not implemented");
+    tool_request tools = { 0 };
+    if (!chat) field_refused(&c, r->json, "tools", "tool calls are for /api/chat");
+    else if (!c.failed) tools_read(&c, r->json, &tools);
     field_refused(&c, r->json, "images", "images are not supported");
     field_refused(&c, r->json, "suffix", "insertion (suffix) is not implemented");
     /* format: "json" (any JSON object) or a JSON schema; "" or null: free text */
@@ -237,19 +345,31 @@ static enum MHD_Result generate(request *r, bool chat)
         c.failed = true;
     }
     params.generate.grammar = grammar;
-    if (c.failed) return c.reply;
+    if (!c.failed && tools.wanted && grammar) {
+        c.reply = reply_error(r, 400, "format", "'format' and tools cannot go together: tool calls have a grammar "
+                              "of their own");
+        c.failed = true;
+    }
+    if (c.failed) {
+        hr_free(grammar);
+        tools_free(&tools);
+        return c.reply;
+    }
 
     server_model *entry = server_find_model(r->srv, model_name);
     if (!entry) {
         hr_free(grammar);
+        tools_free(&tools);
         return reply_error(r, 404, "model", "model '%s' not found; GET /api/tags lists the models", model_name);
     }
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
     if (chat && messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
         hr_free(grammar);
+        tools_free(&tools);
         return reply_error(r, 400, "messages", "'messages' must be an array");
     }
     bool nothing_to_do = chat ? (!messages || cJSON_GetArraySize(messages) == 0) : (!prompt_text || !prompt_text[0]);
+    if (nothing_to_do) tools_free(&tools);   /* a load or an unload: no conversation to render */
     if (nothing_to_do && !isnan(keep_alive) && keep_alive == 0) {
         /* Ollama's unload: never load a model only to unload it. In use, it goes when its last
          * request ends (the release with keep_alive 0 below). */
@@ -271,6 +391,7 @@ static enum MHD_Result generate(request *r, bool chat)
     hr_model *model = server_use_model(r, entry, &reply);
     if (!model) {
         hr_free(grammar);
+        tools_free(&tools);
         return reply;
     }
     double load_seconds = wall_seconds() - acquiring;
@@ -294,7 +415,14 @@ static enum MHD_Result generate(request *r, bool chat)
     hr_chat_message system_turn[2] = { { "system", system }, { "user", prompt_text } };
     hr_chat_message *list = NULL;
     size_t count = 0;
-    if (chat) {
+    hr_chat *tool_chat = NULL;
+    if (chat && tools.wanted) {
+        /* with tools (or tool turns), the model's own Jinja template renders it (api_tools.c) */
+        cJSON *converted = openai_messages(&c, messages);
+        if (converted) tools_make_chat(&c, model, converted, &tools, &tool_chat);
+        cJSON_Delete(converted);
+        params.generate.chat = tool_chat;
+    } else if (chat) {
         list = chat_messages(&c, model, messages, &count);
     } else if (!raw && system) {
         count = 2;
@@ -306,8 +434,10 @@ static enum MHD_Result generate(request *r, bool chat)
             c.failed = true;
         }
     }
-    if (c.failed || (chat && !list)) {
+    tools_free(&tools);
+    if (c.failed || (chat && !list && !tool_chat)) {
         hr_free(grammar);
+        hr_chat_free(tool_chat);
         server_release_model(r->srv, model, keep_alive);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
@@ -315,22 +445,26 @@ static enum MHD_Result generate(request *r, bool chat)
     params.generate.message_count = count;
     params.generate.prompt_special = raw;   /* a raw prompt carries the template's tokens itself */
     hr_session *session = NULL;
-    int rc = hr_session_start(model, count ? NULL : prompt_text, &params, &session);
+    int rc = hr_session_start(model, count || tool_chat ? NULL : prompt_text, &params, &session);
     free(list);
     hr_free(grammar);   /* the session has its copy */
     if (rc != HR_OK) {
+        hr_chat_free(tool_chat);
         server_release_model(r->srv, model, keep_alive);
         return reply_library_error(r, rc);
     }
     struct ollama_stream *state = calloc(1, sizeof *state);
     if (!state) {
         hr_session_free(session);
+        hr_chat_free(tool_chat);
         server_release_model(r->srv, model, keep_alive);
         return reply_error(r, 500, NULL, "out of memory starting the reply");
     }
     snprintf(state->model, sizeof state->model, "%s", entry->name);
     state->chat = chat;
     state->load_seconds = load_seconds;
+    state->tool_chat = tool_chat;
+    state->parse_tools = tool_chat && hr_chat_has_tools(tool_chat);
     if (stream) return reply_stream(r, session, &ndjson_format, state, model, keep_alive);
 
     char *text = NULL;
@@ -340,15 +474,25 @@ static enum MHD_Result generate(request *r, bool chat)
     server_release_model(r->srv, model, keep_alive);
     if (rc != HR_OK) {
         free(text);
-        free(state);
+        free_stream(state);
         return reply_library_error(r, rc);
     }
     cJSON *body = line_head(state);
-    add_text(state, body, text ? text : "", text ? strlen(text) : 0);
+    if (state->parse_tools) {
+        cJSON *parsed = tools_parse_answer(state->tool_chat, text, text ? strlen(text) : 0);
+        const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
+        add_text(state, body, content ? content : "", content ? strlen(content) : 0);
+        const cJSON *calls = cJSON_GetObjectItem(parsed, "tool_calls");
+        if (cJSON_GetArraySize(calls) > 0)
+            cJSON_AddItemToObject(cJSON_GetObjectItem(body, "message"), "tool_calls", ollama_tool_calls(calls));
+        cJSON_Delete(parsed);
+    } else {
+        add_text(state, body, text ? text : "", text ? strlen(text) : 0);
+    }
     cJSON_AddBoolToObject(body, "done", true);
     add_stats(body, &stats, state->load_seconds);
     free(text);
-    free(state);
+    free_stream(state);
     return reply_json(r, 200, body);
 }
 

@@ -24,7 +24,24 @@ struct openai_stream {
     hr_session *session;    /* the session the stream reads (valid until the stream is freed) */
     size_t next_record;     /* the first logprob record not yet sent */
     size_t text_offset;     /* completions: where the next token's text begins */
+    /* a chat with tools: the answer is the template's syntax, read back by hr_chat_parse; the
+     * stream sends the content as it becomes certain and each call whole at the end */
+    hr_chat *tool_chat;     /* owned; NULL without tools */
+    bool parse_tools;       /* its answer may hold calls (tool_choice is not none) */
+    char *answer;           /* the text so far */
+    size_t answer_length;
+    size_t content_sent;    /* bytes of the parsed content already sent */
+    bool role_sent;
 };
+
+static void free_stream(void *state)
+{
+    struct openai_stream *s = state;
+    if (!s) return;
+    hr_chat_free(s->tool_chat);   /* the session that used it is freed before its stream state */
+    free(s->answer);
+    free(s);
+}
 
 /* ---- log-probabilities ------------------------------------------------------------------------ */
 
@@ -120,6 +137,35 @@ static const char *finish_reason(enum hr_stop_reason reason)
     return reason == HR_STOP_END_OF_TEXT || reason == HR_STOP_SEQUENCE ? "stop" : "length";
 }
 
+/* OpenAI's tool_calls from the parsed answer's calls: with the index when streamed. */
+static cJSON *openai_tool_calls(const cJSON *calls, bool indexed)
+{
+    cJSON *list = cJSON_CreateArray();
+    int index = 0;
+    const cJSON *call;
+    cJSON_ArrayForEach(call, calls) {
+        cJSON *item = cJSON_CreateObject();
+        if (indexed) cJSON_AddNumberToObject(item, "index", index);
+        cJSON_AddStringToObject(item, "id", cJSON_GetStringValue(cJSON_GetObjectItem(call, "id")));
+        cJSON_AddStringToObject(item, "type", "function");
+        cJSON *function = cJSON_AddObjectToObject(item, "function");
+        cJSON_AddStringToObject(function, "name", cJSON_GetStringValue(cJSON_GetObjectItem(call, "name")));
+        cJSON_AddStringToObject(function, "arguments", cJSON_GetStringValue(cJSON_GetObjectItem(call, "arguments")));
+        cJSON_AddItemToArray(list, item);
+        index++;
+    }
+    return list;
+}
+
+/* Calls end the answer with finish_reason "tool_calls", unless it was cut short. */
+static const char *tools_finish_reason(const cJSON *parsed, enum hr_stop_reason reason)
+{
+    if (cJSON_GetArraySize(cJSON_GetObjectItem(parsed, "tool_calls")) > 0 &&
+        (reason == HR_STOP_END_OF_TEXT || reason == HR_STOP_SEQUENCE))
+        return "tool_calls";
+    return finish_reason(reason);
+}
+
 static cJSON *usage_json(const hr_generation_stats *stats)
 {
     cJSON *usage = cJSON_CreateObject();
@@ -161,9 +207,72 @@ static cJSON *chunk_choice(struct openai_stream *s, const char *text, size_t len
     return choice;
 }
 
+/* A chunk with a delta of the parsed content (and the role, once). */
+static void sse_content(struct openai_stream *s, const char *content, size_t length, char **out, size_t *out_length)
+{
+    cJSON *chunk = chunk_head(s);
+    cJSON *choices = cJSON_AddArrayToObject(chunk, "choices");
+    cJSON_AddItemToArray(choices, chunk_choice(s, content, length, !s->role_sent, NULL));
+    s->role_sent = true;
+    append_json_line(out, out_length, "data: ", chunk, "\n\n");
+}
+
+/* Content that the parse of the text so far is sure of, beyond what was sent. A parse that no
+ * longer begins with what was sent (the template's syntax seen late) sends nothing more. */
+static void sse_tools_piece(struct openai_stream *s, const char *piece, size_t length, char **out, size_t *out_length)
+{
+    append(&s->answer, &s->answer_length, piece, length);
+    cJSON *parsed = tools_parse(s->tool_chat, s->answer, s->answer_length, true);
+    const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
+    size_t content_length = content ? strlen(content) : 0;
+    if (content && content_length > s->content_sent)
+        sse_content(s, content + s->content_sent, content_length - s->content_sent, out, out_length);
+    if (content && content_length > s->content_sent) s->content_sent = content_length;
+    cJSON_Delete(parsed);
+}
+
+/* The end of a chat with tools: the rest of the content, then every call in one chunk each
+ * (index, id, type, name and the whole arguments), then the finish reason. */
+static const char *sse_tools_finish(struct openai_stream *s, const hr_generation_stats *stats, char **out,
+                                    size_t *out_length)
+{
+    cJSON *parsed = tools_parse_answer(s->tool_chat, s->answer, s->answer_length);
+    const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
+    size_t content_length = content ? strlen(content) : 0;
+    if (content && content_length > s->content_sent)
+        sse_content(s, content + s->content_sent, content_length - s->content_sent, out, out_length);
+    cJSON *calls = openai_tool_calls(cJSON_GetObjectItem(parsed, "tool_calls"), true);
+    cJSON *call = calls->child;
+    while (call) {
+        cJSON *next = call->next;
+        cJSON *chunk = chunk_head(s);
+        cJSON *choice = cJSON_CreateObject();
+        cJSON_AddNumberToObject(choice, "index", 0);
+        cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
+        if (!s->role_sent) cJSON_AddStringToObject(delta, "role", "assistant");
+        s->role_sent = true;
+        cJSON *one = cJSON_AddArrayToObject(delta, "tool_calls");
+        cJSON_AddItemToArray(one, cJSON_DetachItemViaPointer(calls, call));
+        cJSON_AddNullToObject(choice, "logprobs");
+        cJSON_AddNullToObject(choice, "finish_reason");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(chunk, "choices"), choice);
+        append_json_line(out, out_length, "data: ", chunk, "\n\n");
+        call = next;
+    }
+    cJSON_Delete(calls);
+    const char *reason = tools_finish_reason(parsed, stats->stop_reason);
+    cJSON_Delete(parsed);
+    return reason;
+}
+
 static void sse_piece(void *state, const char *piece, size_t length, cJSON_bool first, char **out, size_t *out_length)
 {
     struct openai_stream *s = state;
+    if (s->parse_tools) {
+        sse_tools_piece(s, piece, length, out, out_length);
+        return;
+    }
+    s->role_sent = true;
     cJSON *chunk = chunk_head(s);
     cJSON *choices = cJSON_AddArrayToObject(chunk, "choices");
     cJSON_AddItemToArray(choices, chunk_choice(s, piece, length, first, NULL));
@@ -175,9 +284,10 @@ static void sse_finish(void *state, int result, const char *message, const hr_ge
 {
     struct openai_stream *s = state;
     if (result == HR_OK) {
+        const char *reason = s->parse_tools ? sse_tools_finish(s, stats, out, out_length) : finish_reason(stats->stop_reason);
         cJSON *chunk = chunk_head(s);
         cJSON *choices = cJSON_AddArrayToObject(chunk, "choices");
-        cJSON_AddItemToArray(choices, chunk_choice(s, "", 0, stats->generated_tokens == 0, finish_reason(stats->stop_reason)));
+        cJSON_AddItemToArray(choices, chunk_choice(s, "", 0, !s->role_sent, reason));
         append_json_line(out, out_length, "data: ", chunk, "\n\n");
         if (s->include_usage) {
             chunk = chunk_head(s);
@@ -201,7 +311,7 @@ static const stream_format sse_format = {
     .piece = sse_piece,
     .finish = sse_finish,
     .keep_alive = ": keep-alive\n\n",
-    .free_state = free,
+    .free_state = free_stream,
 };
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -421,8 +531,11 @@ static enum MHD_Result generate(request *r, bool chat)
     params.generate.logit_bias = biases;
     /* fields that would change the answer and are not implemented: refused, never dropped */
     read_logprobs(&c, r->json, chat, &params.generate);
-    field_refused(&c, r->json, "tools", "tool calls are not implemented");
-    field_refused(&c, r->json, "tool_choice", "tool calls are not implemented");
+    if (!chat) {
+        field_refused(&c, r->json, "tools", "tool calls are for /v1/chat/completions");
+        field_refused(&c, r->json, "tool_choice", "tool calls are for /v1/chat/completions");
+    }
+    /* the legacy forms of tools, which OpenAI replaced by tools and tool_choice */
     field_refused(&c, r->json, "functions", "function calls are not implemented");
     field_refused(&c, r->json, "function_call", "function calls are not implemented");
     if (!chat) {
@@ -441,11 +554,22 @@ static enum MHD_Result generate(request *r, bool chat)
     char *grammar = NULL;
     read_structured_output(&c, r->json, &grammar);
     params.generate.grammar = grammar;
-    if (c.failed) return c.reply;
+    tool_request tools = { 0 };
+    if (chat && !c.failed && tools_read(&c, r->json, &tools) && tools.wanted && grammar) {
+        c.reply = reply_error(r, 400, "response_format", "response_format and tools cannot go together: tool calls "
+                              "have a grammar of their own");
+        c.failed = true;
+    }
+    if (c.failed) {
+        hr_free(grammar);
+        tools_free(&tools);
+        return c.reply;
+    }
 
     server_model *entry = server_find_model(r->srv, model_name);
     if (!entry) {
         hr_free(grammar);
+        tools_free(&tools);
         return reply_error(r, 404, "model", "model '%s' not found; GET /v1/models lists the models this server has",
                            model_name);
     }
@@ -453,27 +577,43 @@ static enum MHD_Result generate(request *r, bool chat)
     hr_model *model = server_use_model(r, entry, &reply);
     if (!model) {
         hr_free(grammar);
+        tools_free(&tools);
         return reply;
+    }
+
+    /* with tools (or tool turns in the history), the model's own Jinja template renders the
+     * conversation and the answer is read back into tool calls (api_tools.c) */
+    hr_chat *tool_chat = NULL;
+    if (tools.wanted) {
+        bool made = tools_make_chat(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"), &tools, &tool_chat);
+        tools_free(&tools);
+        if (!made) {
+            server_release_model(r->srv, model, NAN);
+            return c.reply;
+        }
+        params.generate.chat = tool_chat;
     }
 
     /* a conversation goes to the library as messages, so the template's control tokens are
      * parsed and the messages' text is not; a completion's prompt is read with control tokens,
      * as llama-server reads it (docs/api.md, special tokens) */
     struct conversation conversation = { 0 };
-    if (chat && !chat_conversation(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"), &conversation)) {
+    if (chat && !tool_chat &&
+        !chat_conversation(&c, model, cJSON_GetObjectItemCaseSensitive(r->json, "messages"), &conversation)) {
         free_conversation(&conversation);
         hr_free(grammar);
         server_release_model(r->srv, model, NAN);
         return c.failed ? c.reply : reply_error(r, 500, NULL, "out of memory");
     }
     params.generate.messages = conversation.list;
-    params.generate.message_count = chat ? (size_t)conversation.count : 0;
+    params.generate.message_count = chat && !tool_chat ? (size_t)conversation.count : 0;
     params.generate.prompt_special = !chat;
     hr_session *session = NULL;
     int rc = hr_session_start(model, chat ? NULL : prompt_text, &params, &session);
     free_conversation(&conversation);
     hr_free(grammar);   /* the session has its copy */
     if (rc != HR_OK) {
+        hr_chat_free(tool_chat);
         server_release_model(r->srv, model, NAN);
         return reply_library_error(r, rc);
     }
@@ -481,6 +621,7 @@ static enum MHD_Result generate(request *r, bool chat)
     struct openai_stream *state = calloc(1, sizeof *state);
     if (!state) {
         hr_session_free(session);
+        hr_chat_free(tool_chat);
         server_release_model(r->srv, model, NAN);
         return reply_error(r, 500, NULL, "out of memory starting the reply");
     }
@@ -492,6 +633,9 @@ static enum MHD_Result generate(request *r, bool chat)
     state->logprobs = params.generate.logprobs;
     state->top_logprobs = params.generate.top_logprobs;
     state->session = session;
+    state->tool_chat = tool_chat;
+    /* tool_choice none: the answer is content, passed on as it comes */
+    state->parse_tools = tool_chat && hr_chat_has_tools(tool_chat);
 
     if (stream) {
         /* the model stays marked in use until the stream ends */
@@ -507,7 +651,7 @@ static enum MHD_Result generate(request *r, bool chat)
     server_release_model(r->srv, model, NAN);
     if (rc != HR_OK) {
         free(text);
-        free(state);
+        free_stream(state);
         cJSON_Delete(logprobs);
         return reply_library_error(r, rc);
     }
@@ -516,20 +660,34 @@ static enum MHD_Result generate(request *r, bool chat)
     cJSON *choices = cJSON_AddArrayToObject(body, "choices");
     cJSON *choice = cJSON_CreateObject();
     cJSON_AddNumberToObject(choice, "index", 0);
+    const char *reason = finish_reason(stats.stop_reason);
     if (chat) {
         cJSON *message = cJSON_AddObjectToObject(choice, "message");
         cJSON_AddStringToObject(message, "role", "assistant");
-        cJSON_AddStringToObject(message, "content", text ? text : "");
+        if (state->parse_tools) {
+            cJSON *parsed = tools_parse_answer(state->tool_chat, text, text ? strlen(text) : 0);
+            const cJSON *calls = cJSON_GetObjectItem(parsed, "tool_calls");
+            const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(parsed, "content"));
+            /* OpenAI's answer with calls has content null where the model wrote none */
+            if (content && (content[0] || cJSON_GetArraySize(calls) == 0))
+                cJSON_AddStringToObject(message, "content", content);
+            else cJSON_AddNullToObject(message, "content");
+            if (cJSON_GetArraySize(calls) > 0) cJSON_AddItemToObject(message, "tool_calls", openai_tool_calls(calls, false));
+            reason = tools_finish_reason(parsed, stats.stop_reason);
+            cJSON_Delete(parsed);
+        } else {
+            cJSON_AddStringToObject(message, "content", text ? text : "");
+        }
     } else {
         cJSON_AddStringToObject(choice, "text", text ? text : "");
     }
     if (logprobs) cJSON_AddItemToObject(choice, "logprobs", logprobs);
     else cJSON_AddNullToObject(choice, "logprobs");
-    cJSON_AddStringToObject(choice, "finish_reason", finish_reason(stats.stop_reason));
+    cJSON_AddStringToObject(choice, "finish_reason", reason);
     cJSON_AddItemToArray(choices, choice);
     cJSON_AddItemToObject(body, "usage", usage_json(&stats));
     free(text);
-    free(state);
+    free_stream(state);
     return reply_json(r, 200, body);
 }
 

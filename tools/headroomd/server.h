@@ -265,6 +265,30 @@ cJSON *history_json(server *srv, double since, unsigned long after);
 
 /* ---- embeddings (api_embed.c), shaped by each API ------------------------------------------ */
 
+/* ---- tool calls (api_tools.c) ---- */
+
+/* A request's tools, tool_choice and parallel_tool_calls, checked. */
+typedef struct tool_request {
+    hr_chat_params params;   /* tool_name points into the request's JSON */
+    char *tools_json;        /* the tools, printed; NULL: none */
+    bool wanted;             /* tools given, or tool calls / results in the conversation: render
+                                with the model's Jinja template (hr_chat) */
+} tool_request;
+
+/* Reads body's tools, tool_choice and parallel_tool_calls (OpenAI's shapes, which Ollama's
+ * share); false after replying 400 naming the field. Free with tools_free. */
+bool tools_read(field_check *c, const cJSON *body, tool_request *out);
+/* Renders `messages` (OpenAI's shape) with the request's tools; false after replying (400 for a
+ * conversation the template refuses, 501 where the library has no Jinja templates). */
+bool tools_make_chat(field_check *c, hr_model *model, const cJSON *messages, tool_request *asked, hr_chat **out);
+void tools_free(tool_request *asked);
+/* The answer as {"content", "tool_calls": [{"id", "name", "arguments"}]}, every call with an id
+ * ("call_..." where the model's format has none); NULL when it does not parse. */
+cJSON *tools_parse(const hr_chat *chat, const char *text, size_t length, bool partial);
+/* The finished answer: the whole parse; for an answer cut short, what a partial parse reads,
+ * without a call left unfinished; else the text as content. Never NULL (but out of memory). */
+cJSON *tools_parse_answer(const hr_chat *chat, const char *text, size_t length);
+
 enum { MAX_EMBED_INPUTS = 2048 };
 
 typedef struct embed_batch {

@@ -61,6 +61,39 @@ static const char chatml_chat_template[] =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
     "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+/* A tool-calling template in the Hermes style that Qwen2.5 writes (ChatML turns; the tools as JSON
+ * in the system turn; each call a JSON object inside <tool_call> tags; results inside
+ * <tool_response> in a user turn). Only a Jinja engine renders it (llama.cpp's common chat
+ * library), which also learns the call syntax from it to build a grammar and a parser. */
+static const char hermes_chat_template[] =
+    "{%- if tools %}{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}"
+    "{%- else %}{{- 'You are a helpful assistant.' }}{%- endif %}"
+    "{{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}"
+    "{%- for tool in tools %}{{- \"\\n\" }}{{- tool | tojson }}{%- endfor %}"
+    "{{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": "
+    "<args-json-object>}\\n</tool_call><|im_end|>\\n\" }}"
+    "{%- else %}{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}{%- endif %}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) or "
+    "(message.role == 'assistant' and not message.tool_calls) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- elif message.role == 'assistant' %}{{- '<|im_start|>' + message.role }}"
+    "{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}"
+    "{%- for tool_call in message.tool_calls %}"
+    "{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}"
+    "{{- '\\n<tool_call>\\n{\"name\": \"' }}{{- tool_call.name }}{{- '\", \"arguments\": ' }}"
+    "{{- tool_call.arguments | tojson }}{{- '}\\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'tool' %}"
+    "{%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != 'tool') %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\\n<tool_response>\\n' }}{{- message.content }}{{- '\\n</tool_response>' }}"
+    "{%- if loop.last or (messages[loop.index0 + 1].role != 'tool') %}{{- '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
 struct shape {
     int64_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_ctx;
 };
@@ -138,7 +171,7 @@ static void print_usage(FILE *to)
 {
     fputs("usage: " PROGRAM " [--preset tiny|demo|small|1b] [--type f32|f16|q8_0|q4_0] [--seed N]\n"
           "       [--vocab PATH] [--n-embd N] [--n-layer N] [--n-ff N] [--n-head N]\n"
-          "       [--n-head-kv N] [--ctx N] [--template llama2|chatml|none] [--bos TEXT]\n"
+          "       [--n-head-kv N] [--ctx N] [--template llama2|chatml|hermes|none] [--bos TEXT]\n"
           "       [--quiet] -o OUT.gguf\n"
           "\n"
           "Writes a llama-architecture GGUF with deterministic random weights and the tokenizer\n"
@@ -153,7 +186,8 @@ static void print_usage(FILE *to)
           "  --n-embd ... --ctx N   override one dimension of the preset\n"
           "  --template T    chat template: llama2 (the default, where the vocab has none), chatml\n"
           "                  (<|im_start|> turns; the vocab must have those tokens, <|im_end|>\n"
-          "                  becomes the end token) or none (no template)\n"
+          "                  becomes the end token), hermes (ChatML with tools: <tool_call> blocks,\n"
+          "                  as Qwen2.5 writes them; Jinja only) or none (no template)\n"
           "  --bos TEXT      the token with this text starts every prompt (add_bos_token)\n"
           "  --quiet         no summary line\n"
           "  -o, --output OUT.gguf  where to write (atomically, via OUT.gguf.tmp.<pid>)\n"
@@ -299,8 +333,8 @@ static int parse_args(int argc, char **argv, struct options *opt)
     }
     if (!opt->template_name) opt->template_name = "llama2";
     if (strcmp(opt->template_name, "llama2") != 0 && strcmp(opt->template_name, "chatml") != 0 &&
-        strcmp(opt->template_name, "none") != 0) {
-        fail("--template: unknown template '%s' (choose llama2, chatml or none)", opt->template_name);
+        strcmp(opt->template_name, "hermes") != 0 && strcmp(opt->template_name, "none") != 0) {
+        fail("--template: unknown template '%s' (choose llama2, chatml, hermes or none)", opt->template_name);
         return EXIT_USAGE;
     }
     if (!opt->out_path) {
@@ -447,14 +481,15 @@ static bool set_template(struct gguf_context *dst, const struct gguf_context *vo
 {
     if (strcmp(opt->template_name, "none") == 0) {
         gguf_remove_key(dst, "tokenizer.chat_template");
-    } else if (strcmp(opt->template_name, "chatml") == 0) {
+    } else if (strcmp(opt->template_name, "chatml") == 0 || strcmp(opt->template_name, "hermes") == 0) {
         const int64_t start = find_token(vocab, "<|im_start|>"), end = find_token(vocab, "<|im_end|>");
         if (start < 0 || end < 0) {
-            fail("--template chatml: vocab '%s' has no <|im_start|> and <|im_end|> tokens (use a vocab that "
-                 "has them, such as ggml-vocab-qwen2.gguf)", vocab_path);
+            fail("--template %s: vocab '%s' has no <|im_start|> and <|im_end|> tokens (use a vocab that "
+                 "has them, such as ggml-vocab-qwen2.gguf)", opt->template_name, vocab_path);
             return false;
         }
-        gguf_set_val_str(dst, "tokenizer.chat_template", chatml_chat_template);
+        bool hermes = strcmp(opt->template_name, "hermes") == 0;
+        gguf_set_val_str(dst, "tokenizer.chat_template", hermes ? hermes_chat_template : chatml_chat_template);
         gguf_set_val_u32(dst, "tokenizer.ggml.eos_token_id", (uint32_t)end);
     } else if (gguf_find_key(vocab, "tokenizer.chat_template") < 0) {
         gguf_set_val_str(dst, "tokenizer.chat_template", llama2_chat_template);
