@@ -684,6 +684,10 @@ HR_API void hr_session_cancel(hr_session *session);
  * a character is counted with the piece that completes it). */
 HR_API int hr_session_stats(hr_session *session, hr_generation_stats *out);
 
+/* Whether the session still waits for a slot of its model (queued; false once the worker took it,
+ * and once it ended). Any thread; NULL gives false. */
+HR_API bool hr_session_queued(hr_session *session);
+
 /* Cancels the session if it still runs and releases it; the worker lets go of its part when it
  * has stopped. Returns at once. NULL is ignored. */
 HR_API void hr_session_free(hr_session *session);
