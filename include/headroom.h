@@ -765,6 +765,10 @@ HR_API void hr_session_cancel(hr_session *session);
  * a character is counted with the piece that completes it). */
 HR_API int hr_session_stats(hr_session *session, hr_generation_stats *out);
 
+/* Whether the session still waits for a slot of its model (queued; false once the worker took it,
+ * and once it ended). Any thread; NULL gives false. */
+HR_API bool hr_session_queued(hr_session *session);
+
 /* Cancels the session if it still runs and releases it; the worker lets go of its part when it
  * has stopped. Returns at once. NULL is ignored. */
 HR_API void hr_session_free(hr_session *session);
@@ -889,10 +893,10 @@ HR_API char *hr_registry_json(hr_context *ctx);
  * prompt again. It is restored only into the same model file (resolved path, size, modification
  * time), context window size and cache types. docs/cache.md describes the files. */
 
-/* Saves the model's live conversation (the tokens in its context window and their KV state)
- * into the cache directory, then evicts the least recently used snapshots (of any model) until
+/* Saves the model's live conversations (each slot's tokens and their KV state, one file per
+ * slot: one conversation each) into the cache directory, then evicts the least recently used snapshots (of any model) until
  * the cache fits hr_context_params.cache_budget_bytes. HR_OK with *saved=false when there is
- * nothing to save: an empty window, a window unchanged since it was saved or restored (that
+ * nothing to save: empty slots, slots unchanged since they were saved or restored (that
  * snapshot's last use is refreshed instead), or a snapshot larger than the whole budget (logged).
  * A full disk is HR_EIO and leaves no file behind. HR_EBUSY while a generation runs on the
  * model (a generation that starts during a save waits for it); HR_ENOTSUP when the model

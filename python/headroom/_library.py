@@ -181,6 +181,7 @@ def _bind(lib: ctypes.CDLL) -> None:
     fn("hr_session_read", c_int, c_void_p, c_void_p, c_size_t, P(c_size_t), c_double)
     fn("hr_session_cancel", None, c_void_p)
     fn("hr_session_stats", c_int, c_void_p, c_void_p)
+    fn("hr_session_queued", c_bool, c_void_p)
     fn("hr_session_free", None, c_void_p)
     fn("hr_model_state_name", c_char_p, c_int)
     fn("hr_keep_alive_parse", c_int, c_char_p, P(c_double))

@@ -27,7 +27,7 @@ __all__ = ["Model", "Stream"]
 _HR_OK, _HR_EAGAIN, _HR_EOF = 0, -12, -13
 _STOP_REASONS = ("none", "max_tokens", "end_of_text", "context_full", "cancelled", "stop_sequence")
 _LOAD_MODE_NAMES = ("auto", "mmap", "copy", "mlock")
-_MODEL_PARAMS = ("n_batch", "n_threads", "n_gpu_layers", "load_mode", "type_k", "type_v")
+_MODEL_PARAMS = ("n_batch", "n_threads", "n_gpu_layers", "load_mode", "type_k", "type_v", "slots", "max_queued")
 _GENERATE_PARAMS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "typical_p",
                     "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty",
                     "mirostat", "mirostat_tau", "mirostat_eta")
@@ -261,6 +261,13 @@ class Stream(Iterator[str]):
         stats = s.filled(s.hr_generation_stats)
         check(lib().hr_session_stats(self._handle, byref(stats)))
         return stats.generated_tokens
+
+    @property
+    def queued(self) -> bool:
+        """Whether the generation still waits for a slot of its model (every slot runs another)."""
+        if self._handle is None:
+            return False
+        return bool(lib().hr_session_queued(self._handle))
 
     def __iter__(self) -> "Stream":
         return self

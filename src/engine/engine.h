@@ -252,6 +252,9 @@ typedef struct hr_engine_ops {
     /* Whether `head` (the first `length` bytes of a file) starts the way state_save's files do:
      * how a cache recognises its own leftovers of an interrupted save. */
     bool (*is_state_file)(const unsigned char *head, size_t length);
+    /* The first `capacity` tokens a state_save file lists (*count of them), without loading its
+     * state: how a restore picks the snapshot that shares most of a prompt. Any thread. Optional. */
+    int (*state_file_tokens)(const char *path, hr_token *tokens, int32_t capacity, int32_t *count);
     /* Bytes of sequence `seq`'s KV cache in memory now (0 where the engine cannot tell). Any
      * thread. Optional. */
     uint64_t (*seq_resident_bytes)(hr_engine_model *model, int32_t seq);

@@ -454,6 +454,7 @@ static const hr_engine_ops llama_ops = {
     .state_save = hr_llama_state_save,
     .state_load = hr_llama_state_load,
     .is_state_file = hr_llama_is_state_file,
+    .state_file_tokens = hr_llama_state_file_tokens,
     .seq_resident_bytes = hr_llama_seq_resident_bytes,
     .seq_release = hr_llama_seq_release,
     .estimate = llama_estimate,

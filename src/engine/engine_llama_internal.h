@@ -73,6 +73,8 @@ struct ggml_tensor;
 bool hr_llama_kv_eval_callback(struct ggml_tensor *t, bool ask, void *user_data);
 void hr_llama_kv_note_decoded(hr_engine_model *model);
 uint64_t hr_llama_seq_resident_bytes(hr_engine_model *model, int32_t seq);
+/* engine_llama_state.c: the first `capacity` tokens a sequence state file lists. */
+int hr_llama_state_file_tokens(const char *path, hr_token *tokens, int32_t capacity, int32_t *count);
 int hr_llama_seq_release(hr_engine_model *model, int32_t seq, uint64_t *released);
 
 /* The engine operations (engine.h's hr_engine_ops) by file; engine_llama.c fills the table. */

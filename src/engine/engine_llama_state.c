@@ -119,6 +119,23 @@ int hr_llama_state_load(hr_engine_model *model, int32_t seq, const char *path, h
     return HR_OK;
 }
 
+int hr_llama_state_file_tokens(const char *path, hr_token *tokens, int32_t capacity, int32_t *count)
+{
+    /* llama.cpp's sequence file begins: magic, version, token count, the tokens (then the state) */
+    *count = 0;
+    FILE *file = fopen(path, "rb");
+    if (!file) return hr_fail(hr_code_for_errno(errno), "cannot read snapshot %s: %s", path, strerror(errno));
+    uint32_t head[3];
+    bool ok = fread(head, sizeof head, 1, file) == 1 && head[0] == LLAMA_STATE_SEQ_MAGIC &&
+              head[1] == LLAMA_STATE_SEQ_VERSION && head[2] <= (uint32_t)INT32_MAX;
+    size_t wanted = ok ? (head[2] < (uint32_t)capacity ? head[2] : (size_t)capacity) : 0;
+    if (ok && wanted > 0) ok = fread(tokens, sizeof *tokens, wanted, file) == wanted;
+    fclose(file);
+    if (!ok) return hr_fail(HR_EFORMAT, "%s is not a sequence state file this engine reads", path);
+    *count = (int32_t)wanted;
+    return HR_OK;
+}
+
 bool hr_llama_is_state_file(const unsigned char *head, size_t length)
 {
     uint32_t magic;

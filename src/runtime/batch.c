@@ -216,6 +216,27 @@ static int tokenize_prompt(struct worker *w, hr_session *s)
 
 /* Puts `s` in the free slot that shares most of its prompt, cutting that slot's sequence back to
  * the shared part, with its own sampler and text stream. */
+/* Restoring a snapshot pays when it saves reading at least this many prompt tokens. */
+enum { RESTORE_MIN_GAIN = 16 };
+
+/* A prompt the slots share little of may continue a conversation saved earlier (at an unload, or
+ * when pressure shed its slot): the snapshot that shares most of it comes back into the slot
+ * picked, whose own tokens would be cut back to `shared` anyway. */
+static void restore_conversation(struct worker *w, int slot_index, const struct hr_session_run *run, int32_t *shared)
+{
+    if (run->n_tokens - 1 - *shared < RESTORE_MIN_GAIN) return;
+    int32_t restored = 0;
+    int rc = hr_model_snapshot_restore_best(w->model, slot_index, run->tokens, run->n_tokens,
+                                            *shared + RESTORE_MIN_GAIN - 1, &restored);
+    if (rc != HR_OK) {
+        hr_log(HR_LOG_INFO, "%s: a snapshot was not restored (the prompt is read whole): %s", w->model->name,
+               hr_last_error());
+        *shared = 0;   /* the slot is empty now */
+    } else if (restored > 0) {
+        *shared = restored;
+    }
+}
+
 static int place(struct worker *w, hr_session *s)
 {
     hr_model *model = w->model;
@@ -233,6 +254,7 @@ static int place(struct worker *w, hr_session *s)
     int slot_index = hr_schedule_pick_slot(w->schedule_slots, (size_t)model->n_slots, run->tokens, run->n_tokens,
                                            &shared);
     if (slot_index < 0) return hr_fail(HR_EBUSY, "no free slot");   /* the caller checked: never */
+    restore_conversation(w, slot_index, run, &shared);
     /* The last prompt token is always decoded: its logits are what the first sample reads. */
     if (shared >= run->n_tokens) shared = run->n_tokens - 1;
     struct hr_slot *slot = &model->slots[slot_index];

@@ -183,6 +183,14 @@ struct hr_slot *hr_model_snapshot_slot(hr_model *model);
  * the caller holds window_lock. */
 int hr_model_snapshot_save_slot(hr_model *model, int32_t seq, bool *saved);
 
+/* Restores into slot `seq` the snapshot of this model whose tokens share the longest prefix
+ * with `prompt`, if that prefix is longer than `better_than` tokens (*shared: the restored
+ * slot's tokens shared with the prompt; 0 when none was restored). The caller holds window_lock
+ * and the slot runs nothing; the slot's former tokens are gone when one was restored, or when
+ * a restore failed (its code returned, the slot empty). */
+int hr_model_snapshot_restore_best(hr_model *model, int32_t seq, const hr_token *prompt, int32_t n_prompt,
+                                   int32_t better_than, int32_t *shared);
+
 /* Idle slots' KV (shed.c). The bytes of KV cache in memory held by slots that run nothing: what
  * hr_model_shed_idle_kv could give back. Any thread. */
 uint64_t hr_model_idle_kv_bytes(hr_model *model);

@@ -597,6 +597,15 @@ HR_API void hr_session_cancel(hr_session *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+HR_API bool hr_session_queued(hr_session *s)
+{
+    if (!s) return false;
+    pthread_mutex_lock(&s->lock);
+    bool queued = !s->running && !s->finished;
+    pthread_mutex_unlock(&s->lock);
+    return queued;
+}
+
 HR_API int hr_session_stats(hr_session *s, hr_generation_stats *out)
 {
     /* no hr_clear_error(): callers ask for the stats right after a read failed, and still want

@@ -123,7 +123,14 @@ HR_API int hr_model_snapshot_save(hr_model *model, bool *saved)
     if (!model) return hr_fail(HR_EINVAL, "hr_model_snapshot_save: model is required");
     if (!claim(model))
         return hr_fail(HR_EBUSY, "a generation is running on %s; cancel it before saving its snapshot", model->name);
-    int rc = hr_model_snapshot_save_slot(model, (int32_t)(hr_model_snapshot_slot(model) - model->slots), saved);
+    /* every conversation the window holds, one file each: a later prompt restores the one that
+     * shares most of it (hr_model_snapshot_restore_best) */
+    int rc = HR_OK;
+    for (int32_t seq = 0; seq < model->n_slots && rc == HR_OK; seq++) {
+        bool wrote = false;
+        rc = hr_model_snapshot_save_slot(model, seq, &wrote);
+        *saved = *saved || wrote;
+    }
     pthread_mutex_unlock(&model->window_lock);
     return rc;
 }
@@ -203,6 +210,77 @@ static int restore_window(hr_model *model)
                    hr_now_seconds() - started, path);
         }
     }
+    free(list);
+    close(dirfd);
+    return rc;
+}
+
+static int32_t common_prefix(const hr_token *a, int32_t a_count, const hr_token *b, int32_t b_count)
+{
+    int32_t n = 0;
+    while (n < a_count && n < b_count && a[n] == b[n]) n++;
+    return n;
+}
+
+/* Loads snapshot `name` into slot `seq` (its tokens into the slot's list); on failure the slot
+ * is empty. */
+static int load_into(hr_model *model, int32_t seq, int dirfd, const char *directory, const struct hr_snapshot *snap)
+{
+    char path[PATH_MAX];
+    hr_cache_join_path(path, sizeof path, directory, snap->name);
+    struct hr_slot *slot = &model->slots[seq];
+    int32_t tokens = 0;
+    slot->count = 0;
+    slot->saved = false;
+    double started = hr_now_seconds();
+    int rc = model->engine->state_load(model->engine_model, seq, path, slot->tokens, model->window_capacity, &tokens);
+    if (rc == HR_OK && tokens != snap->trailer.tokens) {
+        if (model->engine->truncate) model->engine->truncate(model->engine_model, seq, 0);
+        return hr_fail(HR_EFORMAT, "snapshot %s holds %d tokens but its trailer says %d; it was not restored", path,
+                       tokens, snap->trailer.tokens);
+    }
+    if (rc != HR_OK) return rc;
+    slot->count = tokens;
+    slot->saved = true;
+    snprintf(slot->snapshot_name, sizeof slot->snapshot_name, "%s", snap->name);
+    utimensat(dirfd, snap->name, NULL, AT_SYMLINK_NOFOLLOW);   /* its last use, for eviction */
+    hr_log(HR_LOG_INFO, "restored a snapshot of %s into slot %d: %d tokens in %.3f s from %s", model->name, seq, tokens,
+           hr_now_seconds() - started, path);
+    return HR_OK;
+}
+
+int hr_model_snapshot_restore_best(hr_model *model, int32_t seq, const hr_token *prompt, int32_t n_prompt,
+                                   int32_t better_than, int32_t *shared)
+{
+    *shared = 0;
+    const hr_engine_ops *engine = model->engine;
+    if (!engine->state_load || !engine->state_file_tokens || !model->identity.known || n_prompt <= 0) return HR_OK;
+    char directory[PATH_MAX];
+    int dirfd;
+    if (hr_cache_open_kv(model->ctx, HR_KV_PRIVATE, &dirfd, directory, sizeof directory) != HR_OK) return HR_OK;
+    struct hr_snapshot *list = NULL;
+    size_t count = 0;
+    hr_token *head = malloc((size_t)n_prompt * sizeof *head);
+    int rc = head ? hr_cache_scan(dirfd, directory, &list, &count) : HR_ENOMEM;
+    const struct hr_snapshot *best = NULL;
+    int32_t best_shared = better_than;
+    for (size_t i = 0; rc == HR_OK && i < count; i++) {
+        if (!hr_snapshot_matches(&list[i].trailer, &model->identity)) continue;
+        char path[PATH_MAX];
+        hr_cache_join_path(path, sizeof path, directory, list[i].name);
+        int32_t listed = 0;
+        if (engine->state_file_tokens(path, head, n_prompt, &listed) != HR_OK) continue;   /* gone, or foreign */
+        int32_t n = common_prefix(head, listed, prompt, n_prompt);
+        if (n > best_shared) {
+            best = &list[i];
+            best_shared = n;
+        }
+    }
+    if (best) {
+        rc = load_into(model, seq, dirfd, directory, best);
+        if (rc == HR_OK) *shared = common_prefix(model->slots[seq].tokens, model->slots[seq].count, prompt, n_prompt);
+    }
+    free(head);
     free(list);
     close(dirfd);
     return rc;

@@ -85,6 +85,18 @@ for i in 1 2 3 4; do   # three more slots, then one waiting (--max-queue 1)
 done
 full() { http GET "$A/api/memory"; expect 'json.models[0].running === 4 && json.models[0].queued === 1'; }
 eventually 30 full; check "/api/memory: 4 running, 1 queued" $?
+http GET "$A/metrics"
+status 200 && grep -qx 'headroom_model_sessions_running{model="tiny"} 4' "$scratch/body" &&
+    grep -qx 'headroom_model_sessions_queued{model="tiny"} 1' "$scratch/body" &&
+    grep -qx 'headroom_model_slots{model="tiny"} 4' "$scratch/body" &&
+    grep -qx 'headroom_model_sessions_max_queued{model="tiny"} 1' "$scratch/body" &&
+    grep -q '^# TYPE headroom_model_sessions_queued gauge$' "$scratch/body"
+check "/metrics: headroom_model_sessions_running 4, _queued 1, headroom_model_slots 4, _max_queued 1" $?
+http GET "$A/api/active"
+expect 'json.length === 5 && json.filter((a) => a.queued === true).length === 1 &&
+    json.filter((a) => a.queued === false).length === 4 &&
+    json.every((a) => a.queued === false || (a.state === "waiting" && a.generated_tokens === 0))'
+check "/api/active: the five generations, one of them queued for a slot" $?
 http POST "$A/v1/completions" '{"model":"tiny","prompt":"One more","max_tokens":4}'
 status 503 && header 'Retry-After: [1-9]' && expect 'json.error.message.includes("at its limit") &&
     json.error.message.includes("retry in about")'
@@ -95,6 +107,10 @@ status 503 && header 'Retry-After: [1-9]'; check "Ollama's /api/generate too: 50
 touch "$scratch/resume"   # every slow reader reads to its end now
 eventually 60 grep -q "DONE\]: yes" "$scratch/slow.out"; check "the paused stream resumes and ends with [DONE]" $?
 wait_idle "$A" 60; check "then everything ends" $?
+http GET "$A/metrics"
+grep -qx 'headroom_model_sessions_running{model="tiny"} 0' "$scratch/body" &&
+    grep -qx 'headroom_model_sessions_queued{model="tiny"} 0' "$scratch/body"
+check "/metrics: nothing running or queued after" $?
 
 stop_server "$main_pid" main; check "headroomd stops cleanly on SIGTERM" $?
 finish

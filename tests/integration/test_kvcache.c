@@ -416,6 +416,87 @@ static void save_three_snapshots(hr_context *ctx, char snapshots[3][512])
     hr_model_free(model);
 }
 
+/* Starts sessions for `count` prompts at once (each in a slot of its own), greedy, and reads them
+ * to their end: texts into out[], cached prompt tokens into cached[]. */
+static void run_sessions(hr_model *model, const char *const *prompts, int count, struct text *out, int32_t *cached)
+{
+    hr_session *sessions[4];
+    for (int i = 0; i < count; i++) {
+        hr_session_params sp = hr_session_default_params();
+        sp.generate.max_tokens = 8;
+        sp.generate.temperature = 0;
+        if (hr_session_start(model, prompts[i], &sp, &sessions[i]) != HR_OK) fail_msg("session: %s", hr_last_error());
+    }
+    for (int i = 0; i < count; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        char piece[256];
+        size_t length;
+        int rc;
+        while ((rc = hr_session_read(sessions[i], piece, sizeof piece, &length, 30.0)) == HR_OK)
+            collect(piece, length, &out[i]);
+        assert_int_equal(rc, HR_EOF);
+        hr_generation_stats stats;
+        assert_int_equal(hr_session_stats(sessions[i], &stats), HR_OK);
+        cached[i] = stats.cached_tokens;
+        hr_session_free(sessions[i]);
+    }
+}
+
+/* (c2) one snapshot per conversation, and a prompt brings back the one it continues: two
+ * conversations held in two slots are saved as two files; in a model loaded afresh each one's
+ * continuation restores its own snapshot (the older one too, not just the newest) and gives the
+ * text an empty cache gives. */
+static void each_conversation_is_saved_and_restored_by_its_prompt(void **state)
+{
+    (void)state;
+    static const char *const openings[2] = {
+        PROMPT,
+        "The old clockmaker opened his shop at dawn and wound every clock on the long wall, one by one, until",
+    };
+    char cache[1024], empty[1024];
+    fresh_dir(cache, sizeof cache, "per-conversation");
+    fresh_dir(empty, sizeof empty, "per-conversation-empty");
+    hr_context *ctx = new_context(cache, 0);
+    hr_model *model = load(ctx, 256);
+    struct text first[2];
+    int32_t cached[2];
+    run_sessions(model, openings, 2, first, cached);
+    bool saved = false;
+    assert_int_equal(hr_model_snapshot_save(model, &saved), HR_OK);
+    assert_true(saved);
+    char kv[1100];
+    snprintf(kv, sizeof kv, "%s/kv", cache);
+    assert_int_equal(count_entries(kv), 2);   /* one file per conversation */
+    hr_model_free(model);
+
+    static char follow[2][8400];
+    const char *follows[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(follow[i], sizeof follow[i], "%s%s%s", openings[i], first[i].data, FOLLOW_UP);
+        follows[i] = follow[i];
+    }
+    /* what an empty cache gives */
+    hr_context *fresh = new_context(empty, 0);
+    hr_model *plain = load(fresh, 256);
+    struct text expected[2], got[2];
+    for (int i = 0; i < 2; i++) {
+        run_sessions(plain, &follows[i], 1, &expected[i], &cached[i]);
+        assert_true(cached[i] <= 1);   /* at most the start token the two share */
+    }
+    hr_model_free(plain);
+    hr_context_free(fresh);
+
+    model = load(ctx, 256);
+    for (int i = 1; i >= 0; i--) {   /* the older conversation's continuation first, then the newer */
+        run_sessions(model, &follows[i], 1, &got[i], &cached[i]);
+        fprintf(stderr, "  conversation %d: %d prompt tokens restored\n", i, cached[i]);
+        assert_true(cached[i] >= 16);
+        assert_string_equal(got[i].data, expected[i].data);
+    }
+    hr_model_free(model);
+    hr_context_free(ctx);
+}
+
 /* (d) clear removes headroom's files only and follows no link */
 static void clear_touches_only_its_own_files(void **state)
 {
@@ -792,6 +873,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(snapshot_is_kept_to_its_model_and_window),
         cmocka_unit_test(the_cache_directory_must_be_private),
         cmocka_unit_test(budget_evicts_least_recently_used),
+        cmocka_unit_test(each_conversation_is_saved_and_restored_by_its_prompt),
         cmocka_unit_test(clear_touches_only_its_own_files),
         cmocka_unit_test(clear_goes_on_past_a_file_it_cannot_remove),
         cmocka_unit_test(full_disk_leaves_nothing),

@@ -157,3 +157,17 @@ def test_embeddings_unit_length_plain_and_truncated(hr, tiny_model):
         cut = model.embed(long_text, truncate=True)
         assert cut.truncated and cut.input_tokens > cut.n_tokens > 0
         assert abs(math.fsum(x * x for x in cut.vector) - 1) < 1e-4
+
+
+def test_a_stream_says_while_it_waits_for_a_slot(hr, tiny_model):
+    # one slot: the second stream queues behind the first until the first ends
+    with hr.load(tiny_model, ctx=256, slots=1) as model:
+        first = model.generate("Once upon a time", max_tokens=200, queue_capacity=1, **GREEDY)
+        next(first)   # running, and paused with its one-piece queue full
+        second = model.generate("The river ran", max_tokens=4, **GREEDY)
+        assert not first.queued
+        assert wait_until(lambda: second.queued)
+        time.sleep(0.3)
+        assert second.queued   # still: the only slot is the first's
+        first.close()
+        assert "".join(second) and not second.queued

@@ -137,6 +137,29 @@ static void label_value(const char *text, char *out, size_t size)
     out[n] = '\0';
 }
 
+/* Per loaded model: its slots, the sessions running in them and those queued for one, and the
+ * queue's bound (continuous batching, docs/architecture.md "Slots"); one family at a time, as the
+ * text format wants. */
+static void sessions_by_model(char **out, size_t *length, const hr_registry_entry *list, size_t n)
+{
+    static const struct { const char *name, *help; } families[] = {
+        { "headroom_model_slots", "Sessions the model decodes at once." },
+        { "headroom_model_sessions_running", "Sessions decoding in the model's slots now." },
+        { "headroom_model_sessions_queued", "Sessions waiting for a slot of the model." },
+        { "headroom_model_sessions_max_queued", "Sessions that may wait beyond those running (-1: no bound)." },
+    };
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        metric(out, length, "# HELP %s %s\n# TYPE %s gauge\n", families[f].name, families[f].help, families[f].name);
+        for (size_t i = 0; i < n; i++) {
+            if (list[i].state != HR_MODEL_READY && list[i].state != HR_MODEL_BUSY) continue;
+            char label[2 * sizeof list[i].name + 1];
+            label_value(list[i].name, label, sizeof label);
+            int32_t values[] = { list[i].slots, list[i].running_sessions, list[i].queued_sessions, list[i].max_queued };
+            metric(out, length, "%s{model=\"%s\"} %d\n", families[f].name, label, (int)values[f]);
+        }
+    }
+}
+
 static enum MHD_Result prometheus(request *r)
 {
     server *srv = r->srv;
@@ -171,6 +194,7 @@ static enum MHD_Result prometheus(request *r)
         label_value(list[i].name, label, sizeof label);
         metric(&out, &length, "headroom_model_loaded{model=\"%s\"} %d\n", label, is_loaded);
     }
+    sessions_by_model(&out, &length, list, n);
     hr_free(list);
     metric(&out, &length, "# HELP headroom_models_loaded Models in memory.\n# TYPE headroom_models_loaded gauge\nheadroom_models_loaded %d\n", loaded);
     metric(&out, &length, "# HELP headroom_http_requests_total HTTP requests.\n# TYPE headroom_http_requests_total counter\nheadroom_http_requests_total %lu\n", atomic_load(&srv->requests));

@@ -263,6 +263,7 @@ cJSON *server_active_sessions(server *srv)
         cJSON_AddNumberToObject(item, "generated_tokens", stats.generated_tokens);
         cJSON_AddStringToObject(item, "model", t->model);
         cJSON_AddStringToObject(item, "state", stats.generated_tokens > 0 ? "generating" : "waiting");
+        cJSON_AddBoolToObject(item, "queued", hr_session_queued(t->session));   /* waiting for a slot */
         cJSON_AddNumberToObject(item, "seconds", wall_seconds() - t->started);
         cJSON_AddNumberToObject(item, "tokens_per_second", t->tokens_per_second);
         cJSON_AddItemToArray(list, item);
