@@ -6,7 +6,9 @@
  * it once, samples each sequence from its own entry's logits with its own sampler and hands the
  * text to its session's bounded ring. Sessions join and leave between steps; one whose ring is
  * full sits the steps out (its backpressure) while the others go on. Choices are policy's
- * (policy/schedule.c); this file acts on them and owns no policy of its own.
+ * (policy/schedule.c); this file acts on them and owns no policy of its own. Over 600 lines on
+ * purpose: a step's admission, assembly, decode and hand-out share the worker's state and read
+ * best as one loop.
  */
 #include <math.h>
 #include <stdio.h>

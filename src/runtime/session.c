@@ -5,6 +5,8 @@
  * generation loop, and pushes pieces into each session's bounded ring; when the ring is full it
  * waits, so a slow reader pauses decoding and nothing grows. Cancelling stops the decode within
  * one step (the session's flag and the model's epoch, seen by the engine's abort callback).
+ * Over 600 lines on purpose: a session's start, copy of its parameters, ring and end are one
+ * object's life, shared by both workers.
  */
 #include <errno.h>
 #include <math.h>

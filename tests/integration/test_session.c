@@ -79,7 +79,7 @@ static int read_all(hr_session *s, char *text, size_t size, int *pieces)
     size_t length;
     int rc;
     text[0] = '\0';
-    while ((rc = hr_session_read(s, buffer, sizeof buffer, &length, 10.0)) == HR_OK) {
+    while ((rc = hr_session_read(s, buffer, sizeof buffer, &length, 60.0)) == HR_OK) {
         if (strlen(text) + length < size) strcat(text, buffer);
         if (pieces) (*pieces)++;
     }
